@@ -1,0 +1,54 @@
+"""The composition root: ``create_app(settings, store, clock)``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from stoker import __version__
+from stoker.api import jobs, runners
+from stoker.api.body import BodySizeLimit
+from stoker.api.dispatch import Dispatcher, LeaseTerms, Reaper
+from stoker.api.errors import install_error_handlers
+from stoker.api.services import make_services
+from stoker.clock import Clock
+from stoker.settings import Settings
+from stoker.store import Store
+
+
+def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
+    """The Stoker HTTP service over ``store``, with time from ``clock``."""
+    leases = settings.leases
+    dispatcher = Dispatcher(store, clock, LeaseTerms(leases.ttl_s, leases.long_poll_s))
+    reaper = Reaper(store, clock, dispatcher, runner_timeout_s=leases.runner_timeout_s,
+                    interval_s=min(1.0, leases.ttl_s / 4))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(reaper.run(), name="reaper")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="Stoker", version=__version__, lifespan=lifespan)
+    app.state.services = make_services(settings, store, clock, dispatcher)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    app.include_router(jobs.router)
+    app.include_router(runners.router)
+    app.include_router(runners.protocol)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, Any]:
+        """Liveness: the process answers and the store is readable."""
+        store.queue_depth()
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,112 @@
+"""Reading request bodies safely: a size limit, strict UTF-8, bounded JSON nesting."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stoker.api.errors import error_response
+from stoker.errors import InvalidRequest, PayloadTooLarge, Unprocessable
+
+MAX_JSON_DEPTH = 64
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class BodySizeLimit:
+    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the declared length, then count what actually arrives."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await error_response(413, "payload_too_large", self._message())(
+                    scope, receive, send)
+                return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise PayloadTooLarge(self._message())
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    def _message(self) -> str:
+        return f"request body is larger than the limit of {self.max_bytes} bytes"
+
+
+def decode_utf8(raw: bytes) -> str:
+    """Bytes to text, refusing invalid UTF-8 with the offending position."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(
+            f"body is not valid UTF-8 (bad byte at offset {exc.start}); send UTF-8 text"
+        ) from None
+
+
+def _depth_ok(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return False
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def parse_json(text: str, *, where: str = "body") -> Any:
+    """Parse JSON text, refusing syntax errors and nesting deeper than MAX_JSON_DEPTH."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        value = None
+        depth_ok = False
+    else:
+        depth_ok = _depth_ok(value, MAX_JSON_DEPTH)
+    if not depth_ok:
+        raise InvalidRequest(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def describe(exc: ValidationError) -> str:
+    """A pydantic error as one readable line."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def validate(schema: type[M], value: Any, *, where: str = "body") -> M:
+    """Validate parsed JSON against ``schema``; a mismatch is a 422 naming each field."""
+    try:
+        return schema.model_validate(value)
+    except ValidationError as exc:
+        raise Unprocessable(f"{where}: {describe(exc)}") from None
+
+
+def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Non-blank lines of a JSONL document with their 1-based line numbers."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            yield number, line

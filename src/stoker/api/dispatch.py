@@ -1,0 +1,120 @@
+"""Handing batches to runners: the lease long-poll, its wake-ups, and lease expiry.
+
+A runner's lease call is held open while the core batch former says "wait": until the batch
+fills, its oldest request has waited ``max_wait_ms``, or the long-poll ends. Submissions and
+requeues wake the waiters of their model at once; nothing polls in a tight loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+
+from stoker.clock import Clock
+from stoker.core.batching import BatchConfig, Dispatch, plan_batch
+from stoker.core.model import Lease, Request, Runner, RunnerState
+from stoker.errors import Conflict
+from stoker.store import Store
+
+log = logging.getLogger("stoker.dispatch")
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseTerms:
+    """How long leases last and how long a lease call may be held open."""
+
+    ttl_s: float
+    long_poll_s: float
+
+
+class Dispatcher:
+    """Long-polls for runners and wakes them when their model gets work."""
+
+    def __init__(self, store: Store, clock: Clock, terms: LeaseTerms) -> None:
+        self._store = store
+        self._clock = clock
+        self._terms = terms
+        self._events: dict[str, asyncio.Event] = {}
+
+    def notify(self, model: str) -> None:
+        """Wake every lease call waiting on ``model``."""
+        event = self._events.pop(model, None)
+        if event is not None:
+            event.set()
+
+    def _event(self, model: str) -> asyncio.Event:
+        return self._events.setdefault(model, asyncio.Event())
+
+    async def lease(self, runner: Runner, wait_s: float) -> tuple[Lease, list[Request]] | None:
+        """A batch for ``runner``, waiting up to ``wait_s``; None if none came or it drains."""
+        config = BatchConfig(runner.max_batch_size, runner.max_wait_ms)
+        deadline = self._clock.now() + min(wait_s, self._terms.long_poll_s)
+        while True:
+            event = self._event(runner.model)
+            current = await run_in_threadpool(self._store.get_runner, runner.id)
+            if current.state in (RunnerState.DRAINING, RunnerState.STOPPED):
+                return None
+            head = await run_in_threadpool(
+                self._store.queue_head, runner.model, limit=config.max_batch_size
+            )
+            now = self._clock.now()
+            decision = plan_batch(head, config, now=now)
+            if isinstance(decision, Dispatch):
+                got = await run_in_threadpool(self._lease, runner, decision.request_ids)
+                if got is not None:
+                    return got
+                continue  # another runner took them first; look again
+            timeout = deadline - now
+            if decision.until is not None:
+                timeout = min(timeout, decision.until - now)
+            if deadline - now <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=max(timeout, 0.0))
+
+    def _lease(self, runner: Runner, ids: tuple[str, ...]) -> tuple[Lease, list[Request]] | None:
+        now = self._clock.now()
+        got = self._store.lease_batch(runner.id, runner.model, ids, ttl_s=self._terms.ttl_s,
+                                      now=now)
+        if got is not None:
+            # If it began draining meanwhile, it still finishes the batch it was given.
+            with contextlib.suppress(Conflict):
+                self._store.set_runner_state(runner.id, RunnerState.BUSY, now=now)
+        return got
+
+
+class Reaper:
+    """Puts the work of expired leases back and stops runners that went silent."""
+
+    def __init__(self, store: Store, clock: Clock, dispatcher: Dispatcher, *,
+                 runner_timeout_s: float, interval_s: float) -> None:
+        self._store = store
+        self._clock = clock
+        self._dispatcher = dispatcher
+        self._runner_timeout_s = runner_timeout_s
+        self.interval_s = interval_s
+
+    def reap_once(self) -> list[str]:
+        """One pass; returns the models that got requests back."""
+        now = self._clock.now()
+        lost = self._store.stop_lost_runners(timeout_s=self._runner_timeout_s, now=now)
+        if lost:
+            log.warning("runners lost (no heartbeat for %.0fs): %s", self._runner_timeout_s,
+                        ", ".join(lost))
+        return self._store.expire_leases(now=now)
+
+    async def run(self) -> None:
+        """Reap every ``interval_s`` until cancelled."""
+        while True:
+            try:
+                models = await run_in_threadpool(self.reap_once)
+            except Exception:
+                log.exception("reaper pass failed; trying again")
+                models = []
+            for model in models:
+                self._dispatcher.notify(model)
+            await asyncio.sleep(self.interval_s)

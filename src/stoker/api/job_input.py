@@ -1,0 +1,118 @@
+"""Turning a client's submission (JSON or JSONL in the OpenAI Batch input format) into a job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stoker.api.body import describe, jsonl_lines, parse_json
+from stoker.errors import InvalidRequest, ModelNotFound, Unprocessable
+from stoker.openai_format import BODY_BY_ENDPOINT, BatchInputLine
+from stoker.store import NewRequest
+
+# A job's problems are listed up to this many, so one bad file gives one useful answer.
+MAX_REPORTED_PROBLEMS = 10
+
+
+class JobSubmission(BaseModel):
+    """``POST /api/jobs`` as JSON: the requests plus the job's options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests: list[dict[str, Any]] = Field(min_length=1)
+    tier: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedJob:
+    """A submission that passed validation: its model and normalised requests."""
+
+    model: str
+    requests: list[NewRequest]
+
+
+def _line_problem(number: int, raw: Any, problems: list[str]) -> NewRequest | None:
+    try:
+        line = BatchInputLine.model_validate(raw)
+        body = BODY_BY_ENDPOINT[line.url].model_validate(line.body)
+    except ValidationError as exc:
+        problems.append(f"line {number}: {describe(exc)}")
+        return None
+    if body.stream:
+        problems.append(f"line {number}: stream is not supported in a job")
+        return None
+    normalised = body.model_dump(mode="json", exclude_none=True)
+    return NewRequest(custom_id=line.custom_id, endpoint=line.url, body=normalised)
+
+
+def parse_lines(items: list[tuple[int, Any]], *, max_requests: int) -> list[NewRequest]:
+    """Validate every line; raise one 422 listing the first problems, or return the requests."""
+    if not items:
+        raise Unprocessable("the job has no requests; send at least one line")
+    if len(items) > max_requests:
+        raise Unprocessable(
+            f"the job has {len(items)} requests; the limit is {max_requests} per job"
+        )
+    problems: list[str] = []
+    requests: list[NewRequest] = []
+    first_line: dict[str, int] = {}
+    for number, raw in items:
+        req = _line_problem(number, raw, problems)
+        if req is None:
+            continue
+        if req.custom_id in first_line:
+            problems.append(f"line {number}: custom_id {req.custom_id!r} is already used on "
+                            f"line {first_line[req.custom_id]}; custom_ids must be unique")
+            continue
+        first_line[req.custom_id] = number
+        requests.append(req)
+    if problems:
+        more = len(problems) - MAX_REPORTED_PROBLEMS
+        shown = "; ".join(problems[:MAX_REPORTED_PROBLEMS])
+        raise Unprocessable(shown + (f"; and {more} more" if more > 0 else ""))
+    return requests
+
+
+def jsonl_items(text: str) -> list[tuple[int, Any]]:
+    """Parse every line of a JSONL upload (syntax errors name their line)."""
+    return [(n, parse_json(line, where=f"line {n}")) for n, line in jsonl_lines(text)]
+
+
+def resolve_model(requests: list[NewRequest], *, default_model: str, known: set[str]) -> str:
+    """The job's one model: every line must name the same one (``default`` is the default)."""
+    names = {str(r.body.get("model", "default")) for r in requests}
+    resolved = {default_model if n == "default" else n for n in names}
+    if len(resolved) > 1:
+        raise Unprocessable(
+            f"a job runs one model, but its lines name {', '.join(sorted(names))}; "
+            "split them into one job per model"
+        )
+    (model,) = resolved
+    if model not in known:
+        raise ModelNotFound(
+            f"model {model!r} is not served here; available: {', '.join(sorted(known))}"
+        )
+    return model
+
+
+def parse_submission(
+    payload: Any, *, max_requests: int, default_model: str, known_models: set[str]
+) -> tuple[JobSubmission | None, ParsedJob]:
+    """Validate a JSON submission (already parsed) or a JSONL item list."""
+    if isinstance(payload, list):
+        submission = None
+        items = payload
+    else:
+        try:
+            submission = JobSubmission.model_validate(payload)
+        except ValidationError as exc:
+            raise Unprocessable(f"body: {describe(exc)}") from None
+        items = list(enumerate(submission.requests, start=1))
+    if not isinstance(items, list):
+        raise InvalidRequest("expected a list of requests")
+    requests = parse_lines(items, max_requests=max_requests)
+    model = resolve_model(requests, default_model=default_model, known=known_models)
+    return submission, ParsedJob(model=model, requests=requests)

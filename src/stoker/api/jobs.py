@@ -1,0 +1,103 @@
+"""The native job API: submit, inspect, fetch results, cancel."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from stoker.api.body import decode_utf8, parse_json
+from stoker.api.job_input import jsonl_items, parse_submission
+from stoker.api.render import job_json, result_line
+from stoker.api.services import Services, client_team, services
+from stoker.core.tiers import DEFAULT_TIER_NAME
+from stoker.errors import NotFound, Unprocessable
+from stoker.store import NewJob
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+JSONL_TYPES = ("application/jsonl", "application/x-ndjson", "application/x-jsonlines",
+               "text/plain")
+
+
+def _is_jsonl(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type in JSONL_TYPES
+
+
+@router.post("", status_code=201)
+async def submit_job(
+    request: Request,
+    tier: str | None = Query(None, description="tier for a JSONL upload"),
+    svc: Services = Depends(services),
+) -> JSONResponse:
+    """Submit a job: JSON ``{"requests": [...], "tier", "metadata"}`` or a JSONL upload."""
+    text = decode_utf8(await request.body())
+    limits = svc.settings.limits
+    payload: Any = jsonl_items(text) if _is_jsonl(request) else parse_json(text)
+    submission, parsed = parse_submission(
+        payload,
+        max_requests=limits.max_requests_per_job,
+        default_model=svc.settings.default_model,
+        known_models=set(svc.settings.models),
+    )
+    tier_name = (submission.tier if submission else None) or tier or DEFAULT_TIER_NAME
+    tier_spec = svc.tiers.get(tier_name)
+    if tier_spec is None:
+        raise Unprocessable(f"unknown tier {tier_name!r}; tiers: {', '.join(svc.tiers)}")
+    new_job = NewJob(
+        team=client_team(request),
+        tier=tier_spec.name,
+        priority=tier_spec.priority,
+        model=parsed.model,
+        requests=parsed.requests,
+        max_attempts=svc.settings.leases.max_attempts,
+        metadata=submission.metadata if submission else {},
+    )
+    job = await run_in_threadpool(svc.store.submit_job, new_job, now=svc.clock.now())
+    svc.dispatcher.notify(job.model)
+    return JSONResponse(job_json(job), status_code=201)
+
+
+def _owned_job(svc: Services, job_id: str, team: str) -> Any:
+    job = svc.store.get_job(job_id)
+    if job.team != team:
+        raise NotFound(f"no job {job_id!r}")
+    return job
+
+
+@router.get("")
+def list_jobs(
+    request: Request,
+    limit: int = Query(50, ge=1, le=1000),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """The most recent jobs of the caller's team."""
+    team = client_team(request)
+    jobs = [j for j in svc.store.list_jobs(limit=limit) if j.team == team]
+    return {"object": "list", "data": [job_json(j) for j in jobs]}
+
+
+@router.get("/{job_id}")
+def get_job(job_id: str, request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
+    """A job's status and request counts."""
+    return job_json(_owned_job(svc, job_id, client_team(request)))
+
+
+@router.get("/{job_id}/results")
+def job_results(job_id: str, request: Request, svc: Services = Depends(services)) -> Response:
+    """JSONL: one line per finished request, in submission order (open requests are left out)."""
+    _owned_job(svc, job_id, client_team(request))
+    lines = (result_line(row) for row in svc.store.job_results(job_id))
+    body = "".join(json.dumps(line) + "\n" for line in lines if line is not None)
+    return Response(body, media_type="application/jsonl")
+
+
+@router.post("/{job_id}/cancel")
+def cancel_job(job_id: str, request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
+    """Cancel the job's queued requests; running ones finish and every result is kept."""
+    _owned_job(svc, job_id, client_team(request))
+    return job_json(svc.store.cancel_job(job_id, now=svc.clock.now()))

@@ -1,0 +1,177 @@
+"""The runner protocol (register, state, lease, heartbeat, complete) and the runner listing."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from stoker.api.body import decode_utf8, parse_json, validate
+from stoker.api.render import runner_json
+from stoker.api.services import Services, require_runner, services
+from stoker.core.model import RunnerState
+from stoker.errors import LeaseLost, ModelNotFound
+from stoker.store import RequestOutcome
+
+router = APIRouter(prefix="/api/runners", tags=["runners"])
+protocol = APIRouter(prefix="/api/runners", tags=["runner protocol"],
+                     dependencies=[Depends(require_runner)])
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1, max_length=256)
+    pid: int | None = None
+    host: str = Field("", max_length=255)
+    max_batch_size: int | None = Field(None, ge=1, le=4096)
+
+
+class StateIn(_In):
+    state: Literal["idle", "draining", "stopped"]
+
+
+class LeaseIn(_In):
+    wait_s: float = Field(10.0, ge=0, le=300)
+
+
+class HeartbeatIn(_In):
+    lease_ids: list[str] = Field(default_factory=list, max_length=64)
+
+
+class ResultIn(_In):
+    request_id: str
+    text: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = Field(0, ge=0)
+    completion_tokens: int = Field(0, ge=0)
+    error: str | None = None
+    retryable: bool = False
+
+
+class CompleteIn(_In):
+    lease_id: str
+    started_at: float
+    ended_at: float
+    results: list[ResultIn] = Field(max_length=4096)
+
+
+async def _read(request: Request, schema: type[_In]) -> Any:
+    return validate(schema, parse_json(decode_utf8(await request.body())))
+
+
+@router.get("")
+def list_runners(include_stopped: bool = False,
+                 svc: Services = Depends(services)) -> dict[str, Any]:
+    """Every live runner (and stopped ones on request): state, model, pid, batch in hand."""
+    runners = svc.store.list_runners(include_stopped=include_stopped)
+    return {"object": "list", "data": [runner_json(r) for r in runners]}
+
+
+@router.post("/{runner_id}/drain")
+def drain_runner(runner_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    """Ask a runner to finish its batch in hand and stop."""
+    runner = svc.store.set_runner_state(runner_id, RunnerState.DRAINING, now=svc.clock.now())
+    svc.dispatcher.notify(runner.model)
+    return runner_json(runner)
+
+
+@protocol.post("", status_code=201)
+async def register(request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
+    """A runner announces itself; it is ``starting`` until it reports ``idle``."""
+    body: RegisterIn = await _read(request, RegisterIn)
+    settings = svc.settings
+    if body.model not in settings.models:
+        raise ModelNotFound(f"model {body.model!r} is not configured on this server; "
+                            f"configured: {', '.join(sorted(settings.models))}")
+    batching = settings.batching_for(body.model)
+    runner = await run_in_threadpool(
+        svc.store.register_runner, name=body.name, model=body.model, pid=body.pid,
+        host=body.host, max_batch_size=body.max_batch_size or batching.max_batch_size,
+        max_wait_ms=batching.max_wait_ms, now=svc.clock.now(),
+    )
+    leases = settings.leases
+    return {
+        "runner": runner_json(runner),
+        "lease_ttl_s": leases.ttl_s,
+        "heartbeat_interval_s": max(0.2, leases.ttl_s / 3),
+        "long_poll_s": leases.long_poll_s,
+        "model_path": str(settings.model_path(body.model)),
+    }
+
+
+@protocol.post("/{runner_id}/state")
+async def set_state(runner_id: str, request: Request,
+                    svc: Services = Depends(services)) -> dict[str, Any]:
+    """A runner reports a state change: loaded (idle), draining, or stopped."""
+    body: StateIn = await _read(request, StateIn)
+    runner = await run_in_threadpool(svc.store.set_runner_state, runner_id,
+                                     RunnerState(body.state), now=svc.clock.now())
+    svc.dispatcher.notify(runner.model)
+    return runner_json(runner)
+
+
+@protocol.post("/{runner_id}/lease")
+async def lease(runner_id: str, request: Request,
+                svc: Services = Depends(services)) -> dict[str, Any]:
+    """Long-poll for a batch, formed by the core batch policy."""
+    body: LeaseIn = await _read(request, LeaseIn)
+    runner = await run_in_threadpool(svc.store.touch_runner, runner_id, now=svc.clock.now())
+    got = await svc.dispatcher.lease(runner, body.wait_s)
+    if got is None:
+        current = await run_in_threadpool(svc.store.get_runner, runner_id)
+        draining = current.state in (RunnerState.DRAINING, RunnerState.STOPPED)
+        return {"lease": None, "requests": [], "draining": draining}
+    granted, requests = got
+    return {
+        "lease": {"id": granted.id, "expires_at": granted.expires_at},
+        "requests": [{"id": r.id, "endpoint": r.endpoint, "body": r.body, "attempt": r.attempts}
+                     for r in requests],
+        "draining": False,
+    }
+
+
+@protocol.post("/{runner_id}/heartbeat")
+async def heartbeat(runner_id: str, request: Request,
+                    svc: Services = Depends(services)) -> dict[str, Any]:
+    """Renew the runner's leases; tells it which were lost and whether to drain."""
+    body: HeartbeatIn = await _read(request, HeartbeatIn)
+    return await run_in_threadpool(_heartbeat, svc, runner_id, body)
+
+
+def _heartbeat(svc: Services, runner_id: str, body: HeartbeatIn) -> dict[str, Any]:
+    now = svc.clock.now()
+    runner = svc.store.touch_runner(runner_id, now=now)
+    lost = []
+    for lease_id in body.lease_ids:
+        try:
+            svc.store.renew_lease(lease_id, runner_id, ttl_s=svc.settings.leases.ttl_s, now=now)
+        except LeaseLost:
+            lost.append(lease_id)
+    return {"lost_lease_ids": lost, "draining": runner.state == RunnerState.DRAINING,
+            "stopped": runner.state == RunnerState.STOPPED}
+
+
+@protocol.post("/{runner_id}/complete")
+async def complete(runner_id: str, request: Request,
+                   svc: Services = Depends(services)) -> dict[str, Any]:
+    """Record a batch's results; the first result for a request wins, repeats are counted."""
+    body: CompleteIn = await _read(request, CompleteIn)
+    outcomes = [RequestOutcome(**r.model_dump()) for r in body.results]
+    now = svc.clock.now()
+    summary = await run_in_threadpool(
+        svc.store.complete, body.lease_id, runner_id, outcomes,
+        started_at=body.started_at, ended_at=body.ended_at, now=now,
+    )
+    runner = await run_in_threadpool(svc.store.get_runner, runner_id)
+    if runner.state == RunnerState.BUSY and runner.leased_requests == 0:
+        await run_in_threadpool(svc.store.set_runner_state, runner_id, RunnerState.IDLE, now=now)
+    if summary.requeued:
+        svc.dispatcher.notify(runner.model)
+    return {"recorded": summary.recorded, "duplicates": summary.duplicates,
+            "requeued": summary.requeued, "failed": summary.failed}

@@ -1,0 +1,231 @@
+"""The `stoker` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stoker.client import ApiError, StokerClient, default_server
+from stoker.errors import StokerError
+
+app = typer.Typer(help="Stoker: keep GPUs warm and fed.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+model_app = typer.Typer(help="Model checkpoints.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+out = Console()
+err = Console(stderr=True)
+
+ServerOpt = Annotated[str | None, typer.Option("--server", help="Stoker URL "
+                      "(default $STOKER_SERVER, else http://127.0.0.1:8420)")]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="STOKER_TOKEN",
+                     help="Bearer token of your team", show_envvar=True)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+
+
+def _client(server: str | None, token: str | None) -> StokerClient:
+    return StokerClient(server or default_server(), token=token)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # One line per HTTP call would drown what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config file")] = None,
+    port: Annotated[int | None, typer.Option("--port")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+    runners: Annotated[int | None, typer.Option("--runners", help="local runner processes")] = None,
+    host: Annotated[str | None, typer.Option("--host")] = None,
+) -> None:
+    """Run the API and a local pool of warm runners (SQLite under ./.stoker by default)."""
+    from stoker.serve import serve as run_serve
+    from stoker.settings import load_settings
+
+    _setup_logging()
+    try:
+        settings = load_settings(config, port=port, data_dir=data_dir, host=host,
+                                 pool={"size": runners} if runners is not None else None)
+        run_serve(settings)
+    except StokerError as exc:
+        raise _fail(exc.message) from None
+
+
+@app.command()
+def runner(
+    model: Annotated[str, typer.Option("--model", help="model name as the server knows it")],
+    server: ServerOpt = None,
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint",
+                          help="local checkpoint dir (default: the server's path)")] = None,
+    max_batch_size: Annotated[int | None, typer.Option("--max-batch-size")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch")] = None,
+    device: Annotated[str, typer.Option("--device")] = "cpu",
+) -> None:
+    """Run one runner: load the model once, then lease → batch → run → report until SIGTERM."""
+    from stoker.runner.loop import Runner, RunnerOptions
+
+    _setup_logging()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    options = RunnerOptions(
+        server=server or default_server(), model=model,
+        name=name or f"runner-{os.getpid()}", token=os.environ.get("STOKER_RUNNER_TOKEN"),
+        checkpoint=checkpoint, max_batch_size=max_batch_size, device=device,
+    )
+    worker = Runner(options)
+    worker.install_signal_handlers()
+    raise typer.Exit(worker.run())
+
+
+@model_app.command("create-tiny")
+def create_tiny(directory: Path) -> None:
+    """Make the small Llama-architecture model and tokenizer as a normal HF checkpoint."""
+    from stoker.runner.backends.tiny_model import create_tiny_model
+
+    create_tiny_model(directory)
+    out.print(f"tiny model saved to {directory}")
+
+
+def _progress_bar(client: StokerClient, job: dict[str, Any]) -> dict[str, Any]:
+    total = job["request_counts"]["total"]
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err) as progress:
+        task = progress.add_task(job["id"], total=total)
+
+        def update(current: dict[str, Any]) -> None:
+            progress.update(task, completed=current["request_counts"]["finished"],
+                            description=f"{job['id']} {current['status']}")
+
+        return client.wait(job["id"], on_progress=update)
+
+
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(help="JSONL in the OpenAI Batch input format")],
+    tier: Annotated[str | None, typer.Option("--tier")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait, with a progress bar")] = False,
+    server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Submit a JSONL file as one job."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc.strerror}") from None
+    with _client(server, token) as client:
+        try:
+            job = client.submit_jsonl(data, tier=tier)
+            if wait:
+                job = client.wait(job["id"]) if as_json else _progress_bar(client, job)
+        except ApiError as exc:
+            raise _fail(exc.message) from None
+    if as_json:
+        _print_json(job)
+    else:
+        _print_job(job)
+
+
+def _print_job(job: dict[str, Any]) -> None:
+    c = job["request_counts"]
+    out.print(f"[bold]{job['id']}[/bold]  {job['status']}  tier={job['tier']}  "
+              f"model={job['model']}")
+    out.print(f"  total {c['total']}  queued {c['queued']}  running {c['running']}  "
+              f"succeeded {c['succeeded']}  failed {c['failed']}  cancelled {c['cancelled']}")
+
+
+@app.command()
+def status(job_id: str, server: ServerOpt = None, token: TokenOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """A job's status and counts."""
+    with _client(server, token) as client:
+        try:
+            job = client.job(job_id)
+        except ApiError as exc:
+            raise _fail(exc.message) from None
+    if as_json:
+        _print_json(job)
+    else:
+        _print_job(job)
+
+
+@app.command()
+def results(job_id: str, server: ServerOpt = None, token: TokenOpt = None,
+            as_json: JsonOpt = False) -> None:
+    """The job's results as JSONL (OpenAI Batch output format), in submission order."""
+    with _client(server, token) as client:
+        try:
+            lines = client.results(job_id)
+        except ApiError as exc:
+            raise _fail(exc.message) from None
+    if as_json:
+        _print_json(lines)
+        return
+    for line in lines:
+        sys.stdout.write(json.dumps(line) + "\n")
+
+
+@app.command()
+def cancel(job_id: str, server: ServerOpt = None, token: TokenOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Cancel a job: queued requests are dropped, results so far are kept."""
+    with _client(server, token) as client:
+        try:
+            job = client.cancel(job_id)
+        except ApiError as exc:
+            raise _fail(exc.message) from None
+    if as_json:
+        _print_json(job)
+    else:
+        _print_job(job)
+
+
+@app.command("runners")
+def list_runners(server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+                 all_runners: Annotated[bool, typer.Option("--all", help="include stopped")]
+                 = False) -> None:
+    """The pool: each runner's state, model, pid and batch in hand."""
+    with _client(server, token) as client:
+        try:
+            rows = client.runners(include_stopped=all_runners)
+        except ApiError as exc:
+            raise _fail(exc.message) from None
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("id", "name", "model", "state", "pid", "batch in hand", "max batch")
+    for r in rows:
+        table.add_row(r["id"], r["name"], r["model"], r["state"], str(r["pid"] or ""),
+                      str(r["batch_in_hand"]), str(r["max_batch_size"]))
+    out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

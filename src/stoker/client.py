@@ -1,0 +1,108 @@
+"""A small client for Stoker's native API, used by the CLI, the demo and the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from stoker.core.model import JOB_TERMINAL, JobStatus
+
+DEFAULT_SERVER = "http://127.0.0.1:8420"
+
+
+class ApiError(Exception):
+    """The server refused a call; carries its status and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def default_server() -> str:
+    """``$STOKER_SERVER``, else the local default."""
+    return os.environ.get("STOKER_SERVER", DEFAULT_SERVER)
+
+
+class StokerClient:
+    """Submit jobs, follow them, fetch results, list runners."""
+
+    def __init__(self, server: str | None = None, *, token: str | None = None,
+                 timeout_s: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.server = (server or default_server()).rstrip("/")
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> StokerClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _ok(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code >= 400:
+            try:
+                err = response.json()["error"]
+                raise ApiError(response.status_code, err["code"], err["message"])
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(response.status_code, "http_error", response.text[:300]) from None
+        return response
+
+    def submit_jsonl(self, data: bytes, *, tier: str | None = None) -> dict[str, Any]:
+        """Submit a JSONL file's bytes as one job."""
+        params = {"tier": tier} if tier else {}
+        return dict(self._ok(self._http.post(
+            "/api/jobs", content=data, params=params,
+            headers={"Content-Type": "application/jsonl"})).json())
+
+    def submit(self, requests: list[dict[str, Any]], *, tier: str | None = None,
+               metadata: dict[str, str] | None = None) -> dict[str, Any]:
+        """Submit request lines (OpenAI Batch input format) as one job."""
+        payload: dict[str, Any] = {"requests": requests}
+        if tier:
+            payload["tier"] = tier
+        if metadata:
+            payload["metadata"] = metadata
+        return dict(self._ok(self._http.post("/api/jobs", json=payload)).json())
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A job's status and counts."""
+        return dict(self._ok(self._http.get(f"/api/jobs/{job_id}")).json())
+
+    def results(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's finished result lines, in submission order."""
+        text = self._ok(self._http.get(f"/api/jobs/{job_id}/results")).text
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job's queued requests."""
+        return dict(self._ok(self._http.post(f"/api/jobs/{job_id}/cancel")).json())
+
+    def runners(self, *, include_stopped: bool = False) -> list[dict[str, Any]]:
+        """The pool's runners."""
+        params = {"include_stopped": "true"} if include_stopped else {}
+        return list(self._ok(self._http.get("/api/runners", params=params)).json()["data"])
+
+    def wait(self, job_id: str, *, timeout_s: float = 3600.0, poll_s: float = 0.25,
+             on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Poll until the job is finished; raises TimeoutError past ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.job(job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if JobStatus(job["status"]) in JOB_TERMINAL:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} not finished after {timeout_s:.0f}s")
+            time.sleep(poll_s)

@@ -1,0 +1,20 @@
+"""The default tiers: online > smoke > regression > batch > best_effort."""
+
+from __future__ import annotations
+
+from stoker.core.model import Tier
+
+DEFAULT_TIERS: tuple[Tier, ...] = (
+    Tier("online", priority=100),
+    Tier("smoke", priority=80, max_prompts=10),
+    Tier("regression", priority=60, max_prompts=500),
+    Tier("batch", priority=40),
+    Tier("best_effort", priority=20, preemptible=True),
+)
+
+DEFAULT_TIER_NAME = "batch"
+
+
+def tiers_by_name(tiers: tuple[Tier, ...] = DEFAULT_TIERS) -> dict[str, Tier]:
+    """Index tiers by name."""
+    return {tier.name: tier for tier in tiers}

@@ -1,0 +1,1 @@
+"""The pool: the runner processes behind the control plane."""

@@ -1,0 +1,58 @@
+"""Local runner processes: started next to the server, drained with SIGTERM on shutdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("stoker.pool")
+
+
+@dataclass
+class LocalPool:
+    """Runner processes for one model, each its own process session (Ctrl-C is ours to route)."""
+
+    server_url: str
+    model: str
+    log_dir: Path
+    runner_token: str | None = None
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, count: int) -> None:
+        """Start ``count`` runners, sharing the machine's cores between them."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        threads = max(1, (os.cpu_count() or 1) // max(1, count))
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        if self.runner_token:
+            env["STOKER_RUNNER_TOKEN"] = self.runner_token
+        for _ in range(count):
+            name = f"local-{len(self.processes)}"
+            cmd = [sys.executable, "-m", "stoker.cli", "runner", "--server", self.server_url,
+                   "--model", self.model, "--name", name, "--threads", str(threads)]
+            with (self.log_dir / f"runner-{name}.log").open("ab") as out:
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
+            log.info("started runner %s (pid %d)", name, proc.pid)
+            self.processes.append(proc)
+
+    def drain(self, timeout_s: float = 60.0) -> None:
+        """SIGTERM every runner, wait for them to finish their batches, SIGKILL stragglers."""
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for proc in self.processes:
+            remaining = max(0.0, deadline - time.monotonic())
+            try:
+                proc.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                log.warning("runner pid %d did not drain in %.0fs; killing it", proc.pid,
+                            timeout_s)
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,1 @@
+"""The runner process: lease a batch, run it, report, heartbeat, drain."""

@@ -1,0 +1,1 @@
+"""Model backends behind one interface (:class:`stoker.runner.backends.protocol.Backend`)."""

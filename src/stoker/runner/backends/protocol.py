@@ -1,0 +1,56 @@
+"""What a model backend takes and gives back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a chat prompt."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationInput:
+    """One prompt and its sampling parameters. Exactly one of ``prompt`` and ``messages``."""
+
+    prompt: str | None = None
+    messages: tuple[ChatMessage, ...] | None = None
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationOutput:
+    """The completion of one input, with its token counts."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    error: str | None = None
+
+
+class Backend(Protocol):
+    """A loaded model that completes a batch of inputs in one pass."""
+
+    @property
+    def max_context_tokens(self) -> int:
+        """The longest prompt plus completion the model takes."""
+        ...
+
+    def generate(self, inputs: Sequence[GenerationInput]) -> list[GenerationOutput]:
+        """Complete every input; the i-th output answers the i-th input.
+
+        An input the model cannot take (a prompt too long for its context) gets an output with
+        ``error`` set; the others still run. Exceptions mean the whole batch failed.
+        """
+        ...

@@ -1,0 +1,116 @@
+"""The runner's side of the runner protocol: plain HTTP to the control plane.
+
+Connection failures are retried with capped exponential backoff, so a runner rides out a
+control-plane restart; the server's calls are idempotent where that matters (completion).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+log = logging.getLogger("stoker.runner")
+
+
+class LeaseGone(Exception):
+    """The server no longer holds our lease (it expired); our results may still be recorded."""
+
+
+class RunnerGone(Exception):
+    """The server has stopped this runner (e.g. it was marked lost); the process should exit."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedWork:
+    """A batch handed to this runner."""
+
+    lease_id: str
+    expires_at: float
+    requests: list[dict[str, Any]]
+
+
+class ControlPlaneClient:
+    """Talks to one Stoker server on behalf of one runner."""
+
+    def __init__(self, server: str, *, token: str | None, stop: threading.Event) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=30.0)
+        self._stop = stop
+        self.runner_id = ""
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+    def _call(self, path: str, payload: dict[str, Any], *, timeout: float = 30.0,
+              retry: bool = True) -> dict[str, Any]:
+        delay = 0.1
+        while True:
+            try:
+                response = self._http.post(path, json=payload, timeout=timeout)
+            except httpx.TransportError as exc:
+                if not retry or (self._stop.is_set() and delay > 2):
+                    raise
+                log.warning("control plane unreachable (%s); retrying in %.1fs", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if response.status_code >= 500 and retry:
+                log.warning("control plane answered %s; retrying", response.status_code)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            return self._check(response)
+
+    def _check(self, response: httpx.Response) -> dict[str, Any]:
+        if response.status_code < 400:
+            return dict(response.json())
+        try:
+            error = response.json().get("error", {})
+        except ValueError:
+            error = {}
+        code = error.get("code", "")
+        message = error.get("message", response.text[:200])
+        if code == "lease_lost":
+            raise LeaseGone(message)
+        if response.status_code in (404, 409) and "runner" in message:
+            raise RunnerGone(message)
+        raise RuntimeError(f"control plane refused: {response.status_code} {message}")
+
+    def register(self, *, name: str, model: str, pid: int, host: str,
+                 max_batch_size: int | None) -> dict[str, Any]:
+        """Register; returns the server's terms (lease TTL, heartbeat interval, batch size)."""
+        reply = self._call("/api/runners", {"name": name, "model": model, "pid": pid,
+                                            "host": host, "max_batch_size": max_batch_size})
+        self.runner_id = str(reply["runner"]["id"])
+        return reply
+
+    def set_state(self, state: str) -> None:
+        """Report a state change (idle after loading, draining, stopped)."""
+        self._call(f"/api/runners/{self.runner_id}/state", {"state": state})
+
+    def lease(self, wait_s: float) -> tuple[LeasedWork | None, bool]:
+        """Long-poll for a batch; returns (work or None, whether the server says drain)."""
+        reply = self._call(f"/api/runners/{self.runner_id}/lease", {"wait_s": wait_s},
+                           timeout=wait_s + 30.0)
+        lease = reply.get("lease")
+        work = None
+        if lease is not None:
+            work = LeasedWork(lease["id"], lease["expires_at"], list(reply["requests"]))
+        return work, bool(reply.get("draining", False))
+
+    def heartbeat(self, lease_ids: list[str]) -> dict[str, Any]:
+        """Renew our leases and say we are alive; returns lost leases and the drain flag."""
+        return self._call(f"/api/runners/{self.runner_id}/heartbeat", {"lease_ids": lease_ids},
+                          timeout=10.0, retry=False)
+
+    def complete(self, lease_id: str, started_at: float, ended_at: float,
+                 results: list[dict[str, Any]]) -> dict[str, Any]:
+        """Report a batch's results. Safe to repeat: the first result for a request wins."""
+        return self._call(f"/api/runners/{self.runner_id}/complete",
+                          {"lease_id": lease_id, "started_at": started_at, "ended_at": ended_at,
+                           "results": results})

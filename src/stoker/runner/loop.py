@@ -1,0 +1,171 @@
+"""The runner process: register, load the model once, then lease → run → report until drained.
+
+SIGTERM or SIGINT drains: the batch in hand is finished and reported, the server is told, and
+the process exits with nothing leased left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stoker.runner.backends.protocol import Backend, GenerationInput
+from stoker.runner.client import ControlPlaneClient, LeasedWork, LeaseGone, RunnerGone
+from stoker.runner.inputs import UnrunnableRequest, generation_input
+
+log = logging.getLogger("stoker.runner")
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerOptions:
+    """How one runner process was asked to run."""
+
+    server: str
+    model: str
+    name: str
+    token: str | None = None
+    checkpoint: Path | None = None
+    max_batch_size: int | None = None
+    device: str = "cpu"
+
+
+def load_backend(path: Path, device: str) -> Backend:
+    """Load a local checkpoint with the transformers backend."""
+    from stoker.runner.backends.transformers import TransformersBackend
+
+    return TransformersBackend(path, device=device)
+
+
+class Runner:
+    """One runner's main loop and heartbeat thread."""
+
+    def __init__(self, options: RunnerOptions) -> None:
+        self.options = options
+        self.drain = threading.Event()
+        self._finished = threading.Event()
+        self.client = ControlPlaneClient(options.server, token=options.token, stop=self.drain)
+        self._lease_lock = threading.Lock()
+        self._current_lease: str | None = None
+        self._heartbeat_s = 5.0
+        self._long_poll_s = 10.0
+
+    def install_signal_handlers(self) -> None:
+        """Drain on SIGTERM and SIGINT."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.drain.set())
+
+    def run(self) -> int:
+        """Run until drained; returns the process exit code."""
+        terms = self.client.register(
+            name=self.options.name, model=self.options.model, pid=os.getpid(),
+            host=socket.gethostname(), max_batch_size=self.options.max_batch_size,
+        )
+        self._heartbeat_s = float(terms["heartbeat_interval_s"])
+        self._long_poll_s = float(terms["long_poll_s"])
+        checkpoint = self.options.checkpoint or Path(terms["model_path"])
+        log.info("runner %s loading %s from %s", self.client.runner_id, self.options.model,
+                 checkpoint)
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        heartbeat.start()
+        try:
+            backend = load_backend(checkpoint, self.options.device)
+            if not self.drain.is_set():
+                self.client.set_state("idle")
+            self._work(backend)
+        except RunnerGone as exc:
+            log.error("the server stopped this runner: %s", exc)
+            return 1
+        finally:
+            self.drain.set()
+            self._finished.set()
+            heartbeat.join(timeout=15)
+        self.client.set_state("stopped")
+        self.client.close()
+        log.info("runner %s drained and stopped", self.client.runner_id)
+        return 0
+
+    def _work(self, backend: Backend) -> None:
+        while not self.drain.is_set():
+            work, draining = self.client.lease(self._long_poll_s)
+            if work is not None:
+                self._run_batch(backend, work)
+            if draining:
+                self.drain.set()
+
+    def _run_batch(self, backend: Backend, work: LeasedWork) -> None:
+        with self._lease_lock:
+            self._current_lease = work.lease_id
+        try:
+            started = time.time()
+            results = run_requests(backend, work.requests)
+            ended = time.time()
+            try:
+                self.client.complete(work.lease_id, started, ended, results)
+            except LeaseGone as exc:
+                log.warning("lease %s lost before reporting: %s", work.lease_id, exc)
+        finally:
+            with self._lease_lock:
+                self._current_lease = None
+
+    def _heartbeat_loop(self) -> None:
+        told_draining = False
+        while not self._finished.is_set():
+            if not self.drain.is_set():
+                if self.drain.wait(self._heartbeat_s):
+                    continue  # tell the server about the drain at once
+            else:
+                if not told_draining:
+                    told_draining = self._tell_draining()
+                if self._finished.wait(self._heartbeat_s):
+                    return
+            with self._lease_lock:
+                leases = [self._current_lease] if self._current_lease else []
+            try:
+                reply = self.client.heartbeat(leases)
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            if reply.get("draining"):
+                self.drain.set()
+
+    def _tell_draining(self) -> bool:
+        try:
+            self.client.set_state("draining")
+        except Exception as exc:
+            log.warning("could not report draining: %s", exc)
+            return False
+        return True
+
+
+def run_requests(backend: Backend, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run one leased batch as one backend call; one result dict per request, in order."""
+    results: dict[str, dict[str, Any]] = {}
+    runnable: list[tuple[str, GenerationInput]] = []
+    for req in requests:
+        try:
+            runnable.append((req["id"], generation_input(req["endpoint"], req["body"])))
+        except UnrunnableRequest as exc:
+            results[req["id"]] = {"request_id": req["id"], "finish_reason": "error",
+                                  "error": str(exc), "retryable": False}
+    try:
+        outputs = backend.generate([spec for _, spec in runnable])
+    except Exception as exc:
+        log.exception("batch failed")
+        for rid, _ in runnable:
+            results[rid] = {"request_id": rid, "error": f"backend failed: {exc}",
+                            "retryable": True}
+    else:
+        for (rid, _), out in zip(runnable, outputs, strict=True):
+            results[rid] = {
+                "request_id": rid, "text": out.text, "finish_reason": out.finish_reason,
+                "prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
+                "error": out.error, "retryable": False,
+            }
+    return [results[req["id"]] for req in requests]

@@ -1,0 +1,71 @@
+"""`stoker serve`: the API and a local pool in one process tree, stopped in the right order.
+
+Ctrl-C (or SIGTERM) first drains the runners, while the API is still up to take their last
+results, then stops the API. Nothing accepted is lost: it is in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+import uvicorn
+
+from stoker.api import create_app
+from stoker.clock import SystemClock
+from stoker.errors import Unavailable
+from stoker.pool.local import LocalPool
+from stoker.runner.backends.tiny_model import create_tiny_model, is_checkpoint
+from stoker.settings import TINY_MODEL_NAME, Settings
+from stoker.store.sqlite import SQLiteStore
+
+log = logging.getLogger("stoker.serve")
+
+
+def ensure_default_model(settings: Settings) -> None:
+    """Make the tiny model if it is the default model and its checkpoint is missing."""
+    name = settings.default_model
+    path = settings.model_path(name)
+    if name == TINY_MODEL_NAME and not is_checkpoint(path):
+        log.info("creating the tiny model at %s", path)
+        create_tiny_model(path)
+
+
+def serve(settings: Settings, *, on_ready: threading.Event | None = None,
+          stop: threading.Event | None = None) -> None:
+    """Run the API and the local pool until SIGINT/SIGTERM (or ``stop``) then drain and exit."""
+    ensure_default_model(settings)
+    store = SQLiteStore(settings.database_path)
+    app = create_app(settings, store, SystemClock())
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise Unavailable(f"the API could not start on {settings.host}:{settings.port}")
+        time.sleep(0.05)
+    url = f"http://{settings.host}:{settings.port}"
+    log.info("Stoker API on %s", url)
+    pool = LocalPool(url, settings.default_model, settings.data_dir / "logs",
+                     runner_token=(settings.runner_token.get_secret_value()
+                                   if settings.runner_token else None))
+    stop = stop or threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        pool.start(settings.pool.size)
+        if on_ready is not None:
+            on_ready.set()
+        stop.wait()
+        log.info("draining %d runners", len(pool.processes))
+        pool.drain(timeout_s=settings.leases.ttl_s + 30)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        store.close()
+    log.info("stopped")

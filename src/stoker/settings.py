@@ -1,0 +1,132 @@
+"""Server settings: defaults for the embedded setup, a YAML file, and flags, in that order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from stoker.errors import InvalidRequest
+
+TINY_MODEL_NAME = "tiny-llama"
+
+
+class _Strict(BaseModel):
+    # A typo in a config file is an error, not a silently ignored key.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BatchingSettings(_Strict):
+    """How a runner forms batches (the seed's ``batching`` block)."""
+
+    max_batch_size: int = Field(16, ge=1, le=4096)
+    max_wait_ms: int = Field(200, ge=0, le=600_000)
+
+
+class ModelSettings(_Strict):
+    """One model the pool serves. ``path`` is a local checkpoint directory."""
+
+    path: Path | None = None
+    backend: Literal["transformers"] = "transformers"
+    batching: BatchingSettings | None = None
+    max_new_tokens: int = Field(512, ge=1, le=131_072)
+    device: str = "cpu"
+
+
+class PoolSettings(_Strict):
+    """The local pool: how many runner processes serve the default model."""
+
+    size: int = Field(2, ge=0, le=64)
+
+
+class LeaseSettings(_Strict):
+    """How long a runner's claim on a batch lasts, and how often a request may be tried."""
+
+    ttl_s: float = Field(30.0, gt=0, le=3600)
+    max_attempts: int = Field(3, ge=1, le=100)
+    runner_timeout_s: float = Field(60.0, gt=0, le=86_400)
+    long_poll_s: float = Field(10.0, gt=0, le=300)
+
+
+class LimitSettings(_Strict):
+    """Bounds on what one client request may carry."""
+
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_requests_per_job: int = Field(100_000, ge=1)
+
+
+class Settings(_Strict):
+    """Everything `stoker serve` needs. Built by :func:`load_settings`."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8420, ge=0, le=65535)
+    data_dir: Path = Path(".stoker")
+    default_model: str = TINY_MODEL_NAME
+    models: dict[str, ModelSettings] = Field(
+        default_factory=lambda: {TINY_MODEL_NAME: ModelSettings()}
+    )
+    batching: BatchingSettings = BatchingSettings()
+    pool: PoolSettings = PoolSettings()
+    leases: LeaseSettings = LeaseSettings()
+    limits: LimitSettings = LimitSettings()
+    runner_token: SecretStr | None = None
+
+    def model_path(self, name: str) -> Path:
+        """Where the checkpoint of model ``name`` lives."""
+        spec = self.models[name]
+        return spec.path if spec.path is not None else self.data_dir / "models" / name
+
+    def batching_for(self, name: str) -> BatchingSettings:
+        """The batching limits of model ``name``: its own, else the server's."""
+        spec = self.models.get(name)
+        if spec is not None and spec.batching is not None:
+            return spec.batching
+        return self.batching
+
+    @property
+    def database_path(self) -> Path:
+        """The embedded SQLite database."""
+        return self.data_dir / "stoker.db"
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from an optional YAML file, with ``overrides`` (flags) on top.
+
+    ``overrides`` may hold nested dicts (``pool={"size": 3}``); ``None`` values are skipped.
+    Raises :class:`InvalidRequest` with a readable message for a bad file.
+    """
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise InvalidRequest(f"cannot read config {config_file}: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise InvalidRequest(f"config {config_file} must be a YAML mapping")
+        raw = loaded or {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        settings = Settings.model_validate(_deep_merge(raw, given))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidRequest(f"invalid settings: {problems}") from None
+    if settings.default_model not in settings.models:
+        raise InvalidRequest(
+            f"default_model {settings.default_model!r} is not among models: "
+            f"{', '.join(sorted(settings.models))}"
+        )
+    return settings

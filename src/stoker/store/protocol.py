@@ -1,0 +1,201 @@
+"""The store interface and the plain data that crosses it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from stoker.core.model import (
+    BatchRecord,
+    Job,
+    Lease,
+    QueuedRequest,
+    Request,
+    RequestStatus,
+    Runner,
+    RunnerInterval,
+    RunnerState,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRequest:
+    """One request of a job being submitted."""
+
+    custom_id: str
+    endpoint: str
+    body: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job being submitted: all of its requests are stored, or none."""
+
+    team: str
+    tier: str
+    priority: int
+    model: str
+    requests: Sequence[NewRequest]
+    max_attempts: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOutcome:
+    """What a runner reports for one request of its batch.
+
+    ``error`` set means it failed; ``retryable`` says whether another attempt may succeed.
+    """
+
+    request_id: str
+    text: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+    retryable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionSummary:
+    """What a completion call changed."""
+
+    recorded: int
+    duplicates: int
+    requeued: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    """A request of a job with its recorded result, if any."""
+
+    request_id: str
+    index: int
+    custom_id: str
+    endpoint: str
+    model: str
+    status: RequestStatus
+    attempts: int
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    error: str | None
+    finished_at: float | None
+
+
+class Store(Protocol):
+    """Durable state of jobs, requests, results, runners, leases and batches.
+
+    Every write is committed durably before the call returns.
+    """
+
+    def submit_job(self, job: NewJob, *, now: float) -> Job:
+        """Store a job and all its requests atomically; raises Conflict on duplicate custom_id."""
+        ...
+
+    def get_job(self, job_id: str) -> Job:
+        """A job with its counts; raises NotFound."""
+        ...
+
+    def list_jobs(self, *, limit: int) -> list[Job]:
+        """Most recent jobs first."""
+        ...
+
+    def job_results(self, job_id: str) -> list[ResultRow]:
+        """Every request of the job in submission order, with its result if recorded."""
+        ...
+
+    def cancel_job(self, job_id: str, *, now: float) -> Job:
+        """Cancel the job's queued requests; leased ones finish, results so far are kept."""
+        ...
+
+    def queue_head(self, model: str, *, limit: int) -> list[QueuedRequest]:
+        """The first ``limit`` queued requests for ``model`` in dispatch order."""
+        ...
+
+    def queue_depth(self) -> dict[tuple[str, str], int]:
+        """Queued requests per (model, tier)."""
+        ...
+
+    def lease_batch(
+        self, runner_id: str, model: str, request_ids: Sequence[str], *, ttl_s: float, now: float
+    ) -> tuple[Lease, list[Request]] | None:
+        """Lease those of ``request_ids`` still queued, atomically; None if none were."""
+        ...
+
+    def renew_lease(self, lease_id: str, runner_id: str, *, ttl_s: float, now: float) -> float:
+        """Extend a live lease; returns the new expiry. Raises LeaseLost if it is gone."""
+        ...
+
+    def complete(
+        self,
+        lease_id: str,
+        runner_id: str,
+        outcomes: Sequence[RequestOutcome],
+        *,
+        started_at: float,
+        ended_at: float,
+        now: float,
+    ) -> CompletionSummary:
+        """Record a batch's results (first result wins) and its batch record; release the lease."""
+        ...
+
+    def expire_leases(self, *, now: float) -> list[str]:
+        """Put the requests of expired leases back (or fail them past max attempts).
+
+        Returns the models that got requests back.
+        """
+        ...
+
+    def register_runner(
+        self,
+        *,
+        name: str,
+        model: str,
+        pid: int | None,
+        host: str,
+        max_batch_size: int,
+        max_wait_ms: int,
+        now: float,
+    ) -> Runner:
+        """Record a new runner in state ``starting``."""
+        ...
+
+    def get_runner(self, runner_id: str) -> Runner:
+        """A runner; raises NotFound."""
+        ...
+
+    def list_runners(self, *, include_stopped: bool = False) -> list[Runner]:
+        """Runners in registration order."""
+        ...
+
+    def set_runner_state(self, runner_id: str, state: RunnerState, *, now: float) -> Runner:
+        """Move a runner to ``state``, closing its open interval; raises Conflict if illegal."""
+        ...
+
+    def touch_runner(self, runner_id: str, *, now: float) -> Runner:
+        """Record a heartbeat."""
+        ...
+
+    def stop_lost_runners(self, *, timeout_s: float, now: float) -> list[str]:
+        """Mark runners silent for ``timeout_s`` as stopped; returns their ids."""
+        ...
+
+    def runner_intervals(self, runner_id: str) -> list[RunnerInterval]:
+        """A runner's state history."""
+        ...
+
+    def batch_records(self) -> list[BatchRecord]:
+        """Every batch pass, oldest first."""
+        ...
+
+    def counter(self, name: str) -> int:
+        """A named event counter (e.g. ``duplicate_results``)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,171 @@
+-- Named queries of the store. Parameters are :named; dialect gaps live in the implementations.
+
+-- name: insert_job
+INSERT INTO jobs (id, team, tier, model, created_at, request_count, metadata)
+VALUES (:id, :team, :tier, :model, :created_at, :request_count, :metadata);
+
+-- name: insert_request
+INSERT INTO requests (id, job_id, idx, custom_id, model, tier, priority, endpoint, body, status,
+                      attempts, max_attempts, enqueued_at)
+VALUES (:id, :job_id, :idx, :custom_id, :model, :tier, :priority, :endpoint, :body, 'queued',
+        0, :max_attempts, :enqueued_at);
+
+-- name: get_job
+SELECT id, team, tier, model, created_at, cancelled_at, finished_at, metadata
+FROM jobs WHERE id = :id;
+
+-- name: list_jobs
+SELECT id, team, tier, model, created_at, cancelled_at, finished_at, metadata
+FROM jobs ORDER BY created_at DESC, id DESC LIMIT :limit;
+
+-- name: job_counts
+SELECT status, COUNT(*) AS n FROM requests WHERE job_id = :job_id GROUP BY status;
+
+-- name: job_open_requests
+SELECT COUNT(*) FROM requests WHERE job_id = :job_id AND status IN ('queued', 'leased');
+
+-- name: mark_job_finished
+UPDATE jobs SET finished_at = :now WHERE id = :job_id AND finished_at IS NULL;
+
+-- name: cancel_job
+UPDATE jobs SET cancelled_at = :now, finished_at = COALESCE(finished_at, :now)
+WHERE id = :job_id AND cancelled_at IS NULL;
+
+-- name: cancel_queued_requests
+UPDATE requests SET status = 'cancelled', finished_at = :now
+WHERE job_id = :job_id AND status = 'queued';
+
+-- name: job_results
+SELECT r.id, r.idx, r.custom_id, r.endpoint, r.model, r.status, r.last_error, r.attempts,
+       s.text, s.finish_reason, s.prompt_tokens, s.completion_tokens, s.error, s.created_at,
+       r.finished_at
+FROM requests r LEFT JOIN results s ON s.request_id = r.id
+WHERE r.job_id = :job_id ORDER BY r.idx;
+
+-- name: queue_head
+SELECT id, priority, enqueued_at, seq FROM requests
+WHERE model = :model AND status = 'queued'
+ORDER BY priority DESC, enqueued_at, seq LIMIT :limit;
+
+-- name: queue_depth_by_model
+SELECT model, tier, COUNT(*) FROM requests WHERE status = 'queued' GROUP BY model, tier;
+
+-- name: insert_lease
+INSERT INTO leases (id, runner_id, model, created_at, expires_at)
+VALUES (:id, :runner_id, :model, :now, :expires_at);
+
+-- name: lease_request
+UPDATE requests SET status = 'leased', lease_id = :lease_id, attempts = attempts + 1
+WHERE id = :id AND status = 'queued' AND model = :model;
+
+-- name: leased_requests
+SELECT id, job_id, idx, custom_id, model, tier, endpoint, body, status, attempts, max_attempts,
+       enqueued_at, last_error
+FROM requests WHERE lease_id = :lease_id AND status = 'leased' ORDER BY priority DESC, enqueued_at, seq;
+
+-- name: get_lease
+SELECT id, runner_id, model, created_at, expires_at, released_at FROM leases WHERE id = :id;
+
+-- name: renew_lease
+UPDATE leases SET expires_at = :expires_at
+WHERE id = :id AND runner_id = :runner_id AND released_at IS NULL AND expires_at > :now;
+
+-- name: release_lease
+UPDATE leases SET released_at = :now, outcome = :outcome WHERE id = :id AND released_at IS NULL;
+
+-- name: expired_leases
+SELECT id FROM leases WHERE released_at IS NULL AND expires_at <= :now;
+
+-- name: requeue_leased
+UPDATE requests SET status = 'queued', lease_id = NULL, last_error = :error
+WHERE lease_id = :lease_id AND status = 'leased' AND attempts < max_attempts;
+
+-- name: fail_exhausted_leased
+UPDATE requests SET status = 'failed', lease_id = NULL, last_error = :error, finished_at = :now
+WHERE lease_id = :lease_id AND status = 'leased' AND attempts >= max_attempts;
+
+-- name: jobs_of_lease
+SELECT DISTINCT job_id FROM requests WHERE lease_id = :lease_id;
+
+-- name: insert_result
+INSERT INTO results (request_id, job_id, text, finish_reason, prompt_tokens, completion_tokens,
+                     error, runner_id, batch_id, created_at)
+SELECT id, job_id, :text, :finish_reason, :prompt_tokens, :completion_tokens, :error,
+       :runner_id, :batch_id, :now
+FROM requests WHERE id = :request_id
+ON CONFLICT (request_id) DO NOTHING;
+
+-- name: finish_request
+UPDATE requests SET status = :status, lease_id = NULL, last_error = :error, finished_at = :now
+WHERE id = :id AND status NOT IN ('succeeded', 'failed');
+
+-- name: requeue_request
+UPDATE requests SET status = 'queued', lease_id = NULL, last_error = :error
+WHERE id = :id AND lease_id = :lease_id AND status = 'leased' AND attempts < max_attempts;
+
+-- name: fail_request_exhausted
+UPDATE requests SET status = 'failed', lease_id = NULL, last_error = :error, finished_at = :now
+WHERE id = :id AND lease_id = :lease_id AND status = 'leased' AND attempts >= max_attempts;
+
+-- name: request_job
+SELECT job_id FROM requests WHERE id = :id;
+
+-- name: insert_batch
+INSERT INTO batches (id, runner_id, model, lease_id, started_at, ended_at, request_ids,
+                     request_count, prompt_tokens, completion_tokens)
+VALUES (:id, :runner_id, :model, :lease_id, :started_at, :ended_at, :request_ids,
+        :request_count, :prompt_tokens, :completion_tokens);
+
+-- name: list_batches
+SELECT id, runner_id, model, lease_id, started_at, ended_at, request_ids, prompt_tokens,
+       completion_tokens
+FROM batches ORDER BY started_at, id;
+
+-- name: bump_counter
+INSERT INTO counters (name, value) VALUES (:name, :by)
+ON CONFLICT (name) DO UPDATE SET value = counters.value + :by;
+
+-- name: get_counter
+SELECT value FROM counters WHERE name = :name;
+
+-- name: insert_runner
+INSERT INTO runners (id, name, model, state, pid, host, max_batch_size, max_wait_ms,
+                     registered_at, last_heartbeat_at, state_since)
+VALUES (:id, :name, :model, 'starting', :pid, :host, :max_batch_size, :max_wait_ms,
+        :now, :now, :now);
+
+-- name: get_runner
+SELECT id, name, model, state, pid, host, max_batch_size, max_wait_ms, registered_at,
+       last_heartbeat_at, state_since,
+       (SELECT COUNT(*) FROM requests q JOIN leases l ON q.lease_id = l.id
+        WHERE l.runner_id = runners.id AND q.status = 'leased') AS leased
+FROM runners WHERE id = :id;
+
+-- name: list_runners
+SELECT id, name, model, state, pid, host, max_batch_size, max_wait_ms, registered_at,
+       last_heartbeat_at, state_since,
+       (SELECT COUNT(*) FROM requests q JOIN leases l ON q.lease_id = l.id
+        WHERE l.runner_id = runners.id AND q.status = 'leased') AS leased
+FROM runners WHERE state != 'stopped' OR :include_stopped ORDER BY registered_at, id;
+
+-- name: set_runner_state
+UPDATE runners SET state = :state, state_since = :now, last_heartbeat_at = :now WHERE id = :id;
+
+-- name: close_interval
+UPDATE runner_intervals SET ended_at = :now WHERE runner_id = :runner_id AND ended_at IS NULL;
+
+-- name: open_interval
+INSERT INTO runner_intervals (runner_id, state, started_at) VALUES (:runner_id, :state, :now);
+
+-- name: runner_intervals
+SELECT runner_id, state, started_at, ended_at FROM runner_intervals
+WHERE runner_id = :runner_id ORDER BY started_at, id;
+
+-- name: touch_runner
+UPDATE runners SET last_heartbeat_at = :now WHERE id = :id;
+
+-- name: lost_runners
+SELECT id FROM runners WHERE state != 'stopped' AND last_heartbeat_at <= :cutoff;
+
+-- name: open_leases_of_runner
+SELECT id FROM leases WHERE runner_id = :runner_id AND released_at IS NULL;

@@ -1,0 +1,349 @@
+"""The embedded store: one SQLite file in WAL mode with ``synchronous=FULL``.
+
+A job acknowledged with a 2xx has been committed and fsynced, so it survives a power cut.
+One connection serialised by a lock: SQLite has one writer at a time anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from stoker.core.model import (
+    BatchRecord,
+    Job,
+    Lease,
+    QueuedRequest,
+    Request,
+    RequestStatus,
+    Runner,
+    RunnerInterval,
+    RunnerState,
+    runner_transition_allowed,
+)
+from stoker.errors import Conflict, LeaseLost, NotFound
+from stoker.store import rows
+from stoker.store.protocol import CompletionSummary, NewJob, RequestOutcome, ResultRow
+from stoker.store.queries import load_migrations, load_queries
+
+DUPLICATE_RESULTS = "duplicate_results"
+LEASES_EXPIRED = "leases_expired"
+
+
+def new_id(prefix: str) -> str:
+    """A fresh identifier such as ``job_3f2a…``."""
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+class SQLiteStore:
+    """:class:`stoker.store.Store` on one SQLite database file."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._lock = threading.RLock()
+        self._q = load_queries()
+        self.migrate()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Apply the migrations not applied yet, each in its own transaction."""
+        with self._lock:
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            done = {v for (v,) in self._conn.execute("SELECT version FROM schema_migrations")}
+            for migration in load_migrations("sqlite"):
+                if migration.version in done:
+                    continue
+                self._conn.executescript(
+                    "BEGIN IMMEDIATE;\n"
+                    f"{migration.sql}\n"
+                    "INSERT INTO schema_migrations (version, name, applied_at) "
+                    f"VALUES ({migration.version}, '{migration.name}', datetime('now'));\n"
+                    "COMMIT;"
+                )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _all(self, query: str, /, **params: Any) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(self._q[query], params).fetchall()
+
+    def _one(self, query: str, /, **params: Any) -> Any:
+        with self._lock:
+            return self._conn.execute(self._q[query], params).fetchone()
+
+    def _x(self, conn: sqlite3.Connection, query: str, /, **params: Any) -> sqlite3.Cursor:
+        return conn.execute(self._q[query], params)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def submit_job(self, job: NewJob, *, now: float) -> Job:
+        """Store a job and all of its requests in one transaction."""
+        job_id = new_id("job")
+        seen: set[str] = set()
+        for req in job.requests:
+            if req.custom_id in seen:
+                raise Conflict(f"custom_id {req.custom_id!r} appears more than once in the job")
+            seen.add(req.custom_id)
+        with self._tx() as conn:
+            self._x(conn, "insert_job", id=job_id, team=job.team, tier=job.tier, model=job.model,
+                    created_at=now, request_count=len(job.requests),
+                    metadata=json.dumps(job.metadata))
+            conn.executemany(
+                self._q["insert_request"],
+                (
+                    {"id": new_id("req"), "job_id": job_id, "idx": i, "custom_id": r.custom_id,
+                     "model": job.model, "tier": job.tier, "priority": job.priority,
+                     "endpoint": r.endpoint, "body": json.dumps(r.body),
+                     "max_attempts": job.max_attempts, "enqueued_at": now}
+                    for i, r in enumerate(job.requests)
+                ),
+            )
+        return self.get_job(job_id)
+
+    def get_job(self, job_id: str) -> Job:
+        """A job and its request counts."""
+        with self._lock:
+            row = self._one("get_job", id=job_id)
+            if row is None:
+                raise NotFound(f"no job {job_id!r}")
+            return rows.job_from(row, rows.counts_from(self._all("job_counts", job_id=job_id)))
+
+    def list_jobs(self, *, limit: int) -> list[Job]:
+        """Most recent jobs first."""
+        with self._lock:
+            return [
+                rows.job_from(r, rows.counts_from(self._all("job_counts", job_id=r[0])))
+                for r in self._all("list_jobs", limit=limit)
+            ]
+
+    def job_results(self, job_id: str) -> list[ResultRow]:
+        """Every request of the job with its result, in submission order."""
+        self.get_job(job_id)
+        return [rows.result_from(r) for r in self._all("job_results", job_id=job_id)]
+
+    def cancel_job(self, job_id: str, *, now: float) -> Job:
+        """Cancel a job's queued requests; what is leased finishes and is kept."""
+        self.get_job(job_id)
+        with self._tx() as conn:
+            self._x(conn, "cancel_job", job_id=job_id, now=now)
+            self._x(conn, "cancel_queued_requests", job_id=job_id, now=now)
+        return self.get_job(job_id)
+
+    # -- the queue -------------------------------------------------------------------------
+
+    def queue_head(self, model: str, *, limit: int) -> list[QueuedRequest]:
+        """The first ``limit`` queued requests for ``model`` in dispatch order."""
+        return [
+            QueuedRequest(id=r[0], priority=r[1], enqueued_at=r[2], seq=r[3])
+            for r in self._all("queue_head", model=model, limit=limit)
+        ]
+
+    def queue_depth(self) -> dict[tuple[str, str], int]:
+        """Queued requests per (model, tier)."""
+        return {(m, t): n for m, t, n in self._all("queue_depth_by_model")}
+
+    def lease_batch(
+        self, runner_id: str, model: str, request_ids: Sequence[str], *, ttl_s: float, now: float
+    ) -> tuple[Lease, list[Request]] | None:
+        """Lease those of ``request_ids`` that are still queued, all in one transaction."""
+        lease_id = new_id("lease")
+        with self._tx() as conn:
+            taken = sum(
+                self._x(conn, "lease_request", id=rid, lease_id=lease_id, model=model).rowcount
+                for rid in request_ids
+            )
+            if taken == 0:
+                return None
+            self._x(conn, "insert_lease", id=lease_id, runner_id=runner_id, model=model, now=now,
+                    expires_at=now + ttl_s)
+            leased = [rows.request_from(r) for r in self._x(conn, "leased_requests",
+                                                            lease_id=lease_id).fetchall()]
+        lease = Lease(lease_id, runner_id, model, now, now + ttl_s, tuple(r.id for r in leased))
+        return lease, leased
+
+    def renew_lease(self, lease_id: str, runner_id: str, *, ttl_s: float, now: float) -> float:
+        """Push a live lease's expiry to ``now + ttl_s``."""
+        with self._tx() as conn:
+            n = self._x(conn, "renew_lease", id=lease_id, runner_id=runner_id, now=now,
+                        expires_at=now + ttl_s).rowcount
+        if n == 0:
+            raise LeaseLost(f"lease {lease_id!r} has expired or was released")
+        return now + ttl_s
+
+    def complete(
+        self,
+        lease_id: str,
+        runner_id: str,
+        outcomes: Sequence[RequestOutcome],
+        *,
+        started_at: float,
+        ended_at: float,
+        now: float,
+    ) -> CompletionSummary:
+        """Record results (first wins), the batch record, and release the lease."""
+        lease = self._one("get_lease", id=lease_id)
+        if lease is None or lease[1] != runner_id:
+            raise LeaseLost(f"lease {lease_id!r} does not belong to runner {runner_id!r}")
+        batch_id = new_id("batch")
+        recorded = duplicates = requeued = failed = 0
+        jobs: set[str] = set()
+        with self._tx() as conn:
+            for out in outcomes:
+                job = self._x(conn, "request_job", id=out.request_id).fetchone()
+                if job is None:
+                    continue
+                jobs.add(job[0])
+                if out.error is not None and out.retryable:
+                    back = self._x(conn, "requeue_request", id=out.request_id, lease_id=lease_id,
+                                   error=out.error).rowcount
+                    gone = self._x(conn, "fail_request_exhausted", id=out.request_id,
+                                   lease_id=lease_id, error=out.error, now=now).rowcount
+                    requeued += back
+                    failed += gone
+                    continue
+                n = self._x(conn, "insert_result", request_id=out.request_id, text=out.text,
+                            finish_reason=out.finish_reason, prompt_tokens=out.prompt_tokens,
+                            completion_tokens=out.completion_tokens, error=out.error,
+                            runner_id=runner_id, batch_id=batch_id, now=now).rowcount
+                if n == 0:
+                    duplicates += 1
+                    continue
+                recorded += 1
+                status = RequestStatus.FAILED if out.error is not None else RequestStatus.SUCCEEDED
+                self._x(conn, "finish_request", id=out.request_id, status=status.value,
+                        error=out.error, now=now)
+            if duplicates:
+                self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=duplicates)
+            self._x(conn, "insert_batch", id=batch_id, runner_id=runner_id, model=lease[2],
+                    lease_id=lease_id, started_at=started_at, ended_at=ended_at,
+                    request_ids=json.dumps([o.request_id for o in outcomes]),
+                    request_count=len(outcomes),
+                    prompt_tokens=sum(o.prompt_tokens for o in outcomes),
+                    completion_tokens=sum(o.completion_tokens for o in outcomes))
+            self._x(conn, "release_lease", id=lease_id, now=now, outcome="completed")
+            self._finish_jobs(conn, jobs, now)
+        return CompletionSummary(recorded, duplicates, requeued, failed)
+
+    def _finish_jobs(self, conn: sqlite3.Connection, job_ids: set[str], now: float) -> None:
+        for job_id in job_ids:
+            (open_count,) = self._x(conn, "job_open_requests", job_id=job_id).fetchone()
+            if open_count == 0:
+                self._x(conn, "mark_job_finished", job_id=job_id, now=now)
+
+    def expire_leases(self, *, now: float) -> list[str]:
+        """Requeue (or fail, past max attempts) the requests of every expired lease."""
+        models: set[str] = set()
+        with self._tx() as conn:
+            for (lease_id,) in self._x(conn, "expired_leases", now=now).fetchall():
+                self._release_lease(conn, lease_id, now, "expired")
+                models.add(self._x(conn, "get_lease", id=lease_id).fetchone()[2])
+        return sorted(models)
+
+    def _release_lease(self, conn: sqlite3.Connection, lease_id: str, now: float,
+                       outcome: str) -> None:
+        jobs = {j for (j,) in self._x(conn, "jobs_of_lease", lease_id=lease_id).fetchall()}
+        error = f"lease {outcome}: the runner did not report in time"
+        self._x(conn, "fail_exhausted_leased", lease_id=lease_id, error=error, now=now)
+        self._x(conn, "requeue_leased", lease_id=lease_id, error=error)
+        self._x(conn, "release_lease", id=lease_id, now=now, outcome=outcome)
+        self._x(conn, "bump_counter", name=LEASES_EXPIRED, by=1)
+        self._finish_jobs(conn, jobs, now)
+
+    # -- runners ---------------------------------------------------------------------------
+
+    def register_runner(self, *, name: str, model: str, pid: int | None, host: str,
+                        max_batch_size: int, max_wait_ms: int, now: float) -> Runner:
+        """Record a new runner in state ``starting``."""
+        runner_id = new_id("runner")
+        with self._tx() as conn:
+            self._x(conn, "insert_runner", id=runner_id, name=name, model=model, pid=pid,
+                    host=host, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, now=now)
+            self._x(conn, "open_interval", runner_id=runner_id, state="starting", now=now)
+        return self.get_runner(runner_id)
+
+    def get_runner(self, runner_id: str) -> Runner:
+        """A runner by id."""
+        row = self._one("get_runner", id=runner_id)
+        if row is None:
+            raise NotFound(f"no runner {runner_id!r}")
+        return rows.runner_from(row)
+
+    def list_runners(self, *, include_stopped: bool = False) -> list[Runner]:
+        """Runners in registration order."""
+        return [rows.runner_from(r) for r in self._all("list_runners",
+                                                       include_stopped=include_stopped)]
+
+    def set_runner_state(self, runner_id: str, state: RunnerState, *, now: float) -> Runner:
+        """Move a runner to ``state``; a stopped runner's open leases are released at once."""
+        with self._tx() as conn:
+            current = self.get_runner(runner_id)
+            if not runner_transition_allowed(current.state, state):
+                raise Conflict(f"runner {runner_id} cannot go from {current.state} to {state}")
+            if current.state != state:
+                self._x(conn, "close_interval", runner_id=runner_id, now=now)
+                self._x(conn, "open_interval", runner_id=runner_id, state=state.value, now=now)
+                self._x(conn, "set_runner_state", id=runner_id, state=state.value, now=now)
+            else:
+                self._x(conn, "touch_runner", id=runner_id, now=now)
+            if state == RunnerState.STOPPED:
+                for (lease_id,) in self._x(conn, "open_leases_of_runner",
+                                           runner_id=runner_id).fetchall():
+                    self._release_lease(conn, lease_id, now, "abandoned")
+        return self.get_runner(runner_id)
+
+    def touch_runner(self, runner_id: str, *, now: float) -> Runner:
+        """Record a heartbeat."""
+        with self._tx() as conn:
+            self._x(conn, "touch_runner", id=runner_id, now=now)
+        return self.get_runner(runner_id)
+
+    def stop_lost_runners(self, *, timeout_s: float, now: float) -> list[str]:
+        """Stop runners that have not been heard from for ``timeout_s``."""
+        lost = [r for (r,) in self._all("lost_runners", cutoff=now - timeout_s)]
+        for runner_id in lost:
+            self.set_runner_state(runner_id, RunnerState.STOPPED, now=now)
+        return lost
+
+    def runner_intervals(self, runner_id: str) -> list[RunnerInterval]:
+        """A runner's state history, oldest first."""
+        return [rows.interval_from(r) for r in self._all("runner_intervals", runner_id=runner_id)]
+
+    # -- records ---------------------------------------------------------------------------
+
+    def batch_records(self) -> list[BatchRecord]:
+        """Every batch pass, oldest first."""
+        return [rows.batch_from(r) for r in self._all("list_batches")]
+
+    def counter(self, name: str) -> int:
+        """A named event counter."""
+        row = self._one("get_counter", name=name)
+        return int(row[0]) if row else 0
