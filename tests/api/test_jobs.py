@@ -1,0 +1,143 @@
+"""A job's life through the API, with the runner protocol driven by hand."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from stoker.store.sqlite import SQLiteStore
+from tests.api.conftest import line, make_client
+
+API = tuple[TestClient, SQLiteStore]
+
+
+def register(client: TestClient, **extra: Any) -> str:
+    r = client.post("/api/runners", json={"name": "t", "model": "tiny-llama", **extra})
+    assert r.status_code == 201, r.text
+    runner_id = str(r.json()["runner"]["id"])
+    assert client.post(f"/api/runners/{runner_id}/state", json={"state": "idle"}).status_code == 200
+    return runner_id
+
+
+def complete(client: TestClient, runner_id: str, lease: dict[str, Any]) -> dict[str, Any]:
+    results = [{"request_id": r["id"], "text": f"answer to {r['body']['prompt']}",
+                "finish_reason": "stop", "prompt_tokens": 2, "completion_tokens": 3}
+               for r in lease["requests"]]
+    r = client.post(f"/api/runners/{runner_id}/complete",
+                    json={"lease_id": lease["lease"]["id"], "started_at": 1.0, "ended_at": 2.0,
+                          "results": results})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_jsonl_job_runs_and_results_come_in_submission_order(api: API) -> None:
+    client, _ = api
+    text = "".join(json.dumps(line(f"id-{i}", prompt=f"p{i}")) + "\n" for i in range(6))
+    job = client.post("/api/jobs?tier=smoke", content=text,
+                      headers={"Content-Type": "application/jsonl"}).json()
+    assert (job["status"], job["tier"], job["request_counts"]["total"]) == ("queued", "smoke", 6)
+    runner_id = register(client)
+    first = client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 5}).json()
+    assert len(first["requests"]) == 4  # a full batch goes at once
+    assert client.get("/api/runners").json()["data"][0]["batch_in_hand"] == 4
+    complete(client, runner_id, first)
+    second = client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 5}).json()
+    assert len(second["requests"]) == 2  # the rest, once max_wait_ms has passed
+    complete(client, runner_id, second)
+    status = client.get(f"/api/jobs/{job['id']}").json()
+    assert status["status"] == "completed"
+    assert status["request_counts"]["succeeded"] == 6
+    lines = [json.loads(x) for x in client.get(f"/api/jobs/{job['id']}/results").text.splitlines()]
+    assert [x["custom_id"] for x in lines] == [f"id-{i}" for i in range(6)]
+    body = lines[3]["response"]["body"]
+    assert body["object"] == "text_completion"
+    assert body["choices"][0]["text"] == "answer to p3"
+    assert body["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+
+
+def test_lease_waits_then_returns_nothing_when_queue_is_empty(api: API) -> None:
+    client, _ = api
+    runner_id = register(client)
+    r = client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 0.2}).json()
+    assert r == {"lease": None, "requests": [], "draining": False}
+
+
+def test_drained_runner_gets_no_work(api: API) -> None:
+    client, _ = api
+    client.post("/api/jobs", json={"requests": [line("a")]})
+    runner_id = register(client)
+    assert client.post(f"/api/runners/{runner_id}/drain").json()["state"] == "draining"
+    r = client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 1}).json()
+    assert r["lease"] is None and r["draining"] is True
+    beat = client.post(f"/api/runners/{runner_id}/heartbeat", json={"lease_ids": []}).json()
+    assert beat["draining"] is True
+
+
+def test_heartbeat_reports_lost_leases(api: API) -> None:
+    client, _ = api
+    runner_id = register(client)
+    beat = client.post(f"/api/runners/{runner_id}/heartbeat",
+                       json={"lease_ids": ["lease_gone"]}).json()
+    assert beat["lost_lease_ids"] == ["lease_gone"]
+
+
+def test_complete_with_foreign_lease_is_a_conflict(api: API) -> None:
+    client, _ = api
+    runner_id = register(client)
+    r = client.post(f"/api/runners/{runner_id}/complete",
+                    json={"lease_id": "lease_x", "started_at": 0, "ended_at": 1, "results": []})
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "lease_lost")
+
+
+def test_runner_state_cycle_and_cancel_keeps_results(api: API) -> None:
+    client, _ = api
+    job = client.post("/api/jobs", json={"requests": [line(f"c{i}") for i in range(6)]}).json()
+    runner_id = register(client)
+    lease = client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 5}).json()
+    assert client.get("/api/runners").json()["data"][0]["state"] == "busy"
+    cancelled = client.post(f"/api/jobs/{job['id']}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["request_counts"]["cancelled"] == 2
+    complete(client, runner_id, lease)
+    assert client.get("/api/runners").json()["data"][0]["state"] == "idle"
+    lines = [json.loads(x) for x in client.get(f"/api/jobs/{job['id']}/results").text.splitlines()]
+    assert sum(1 for x in lines if x["response"]) == 4
+    assert [x["error"]["code"] for x in lines if x["error"]] == ["cancelled", "cancelled"]
+
+
+def test_failed_line_is_a_400_response_in_the_output(api: API) -> None:
+    client, _ = api
+    job = client.post("/api/jobs", json={"requests": [line("long")]}).json()
+    runner_id = register(client)
+    lease = client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 5}).json()
+    client.post(f"/api/runners/{runner_id}/complete", json={
+        "lease_id": lease["lease"]["id"], "started_at": 0, "ended_at": 1,
+        "results": [{"request_id": lease["requests"][0]["id"], "finish_reason": "error",
+                     "error": "prompt too long"}]})
+    (out,) = [json.loads(x) for x in client.get(f"/api/jobs/{job['id']}/results").text.splitlines()]
+    assert out["response"]["status_code"] == 400
+    assert out["response"]["body"]["error"]["message"] == "prompt too long"
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[tuple[TestClient, SQLiteStore]]:
+    yield from make_client(tmp_path, runner_token="s3cret-runner-token")
+
+
+def test_runner_token_required_when_configured(guarded: API) -> None:
+    client, _ = guarded
+    body = {"name": "r", "model": "tiny-llama"}
+    denied = client.post("/api/runners", json=body)
+    assert denied.status_code == 401
+    assert "s3cret" not in denied.text
+    wrong = client.post("/api/runners", json=body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    ok = client.post("/api/runners", json=body,
+                     headers={"Authorization": "Bearer s3cret-runner-token"})
+    assert ok.status_code == 201
+    assert "s3cret" not in ok.text

@@ -1,0 +1,237 @@
+"""The behaviour every store implementation must have."""
+
+from __future__ import annotations
+
+import pytest
+
+from stoker.core.model import JobStatus, RequestStatus, RunnerState
+from stoker.errors import Conflict, LeaseLost, NotFound
+from stoker.store import NewJob, NewRequest, RequestOutcome, Store
+
+MODEL = "tiny-llama"
+
+
+def new_job(n: int, *, priority: int = 40, tier: str = "batch", max_attempts: int = 3,
+            model: str = MODEL) -> NewJob:
+    requests = [NewRequest(f"c{i}", "/v1/completions", {"prompt": f"p{i}"}) for i in range(n)]
+    return NewJob(team="default", tier=tier, priority=priority, model=model, requests=requests,
+                  max_attempts=max_attempts)
+
+
+def runner(store: Store, now: float = 0.0) -> str:
+    r = store.register_runner(name="r", model=MODEL, pid=1, host="h", max_batch_size=16,
+                              max_wait_ms=100, now=now)
+    store.set_runner_state(r.id, RunnerState.IDLE, now=now)
+    return r.id
+
+
+def lease_all(store: Store, runner_id: str, *, now: float, ttl_s: float = 10.0,
+              limit: int = 100) -> tuple[str, list[str]]:
+    ids = [q.id for q in store.queue_head(MODEL, limit=limit)]
+    got = store.lease_batch(runner_id, MODEL, ids, ttl_s=ttl_s, now=now)
+    assert got is not None
+    lease, requests = got
+    return lease.id, [r.id for r in requests]
+
+
+def ok(rid: str, text: str = "out") -> RequestOutcome:
+    return RequestOutcome(rid, text=text, finish_reason="stop", prompt_tokens=3,
+                          completion_tokens=5)
+
+
+def test_submit_stores_every_request_queued(store: Store) -> None:
+    job = store.submit_job(new_job(5), now=1.0)
+    assert job.status == JobStatus.QUEUED
+    assert job.counts.total == job.counts.queued == 5
+    assert store.queue_depth() == {(MODEL, "batch"): 5}
+    assert [r.custom_id for r in store.job_results(job.id)] == [f"c{i}" for i in range(5)]
+
+
+def test_submit_is_all_or_nothing(store: Store) -> None:
+    bad = NewJob(team="default", tier="batch", priority=40, model=MODEL, max_attempts=3,
+                 requests=[NewRequest("same", "/v1/completions", {"prompt": "a"}),
+                           NewRequest("same", "/v1/completions", {"prompt": "b"})])
+    with pytest.raises(Conflict, match="same"):
+        store.submit_job(bad, now=1.0)
+    assert store.list_jobs(limit=10) == []
+    assert store.queue_depth() == {}
+
+
+def test_unknown_job_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.get_job("job_missing")
+
+
+def test_queue_head_is_in_dispatch_order(store: Store) -> None:
+    low = store.submit_job(new_job(2, priority=20, tier="best_effort"), now=1.0)
+    high = store.submit_job(new_job(2, priority=80, tier="smoke"), now=2.0)
+    head = store.queue_head(MODEL, limit=3)
+    high_ids = [r.request_id for r in store.job_results(high.id)]
+    low_ids = [r.request_id for r in store.job_results(low.id)]
+    assert [h.id for h in head] == [*high_ids, low_ids[0]]
+
+
+def test_lease_is_atomic_and_exclusive(store: Store) -> None:
+    store.submit_job(new_job(3), now=1.0)
+    a, b = runner(store), runner(store)
+    ids = [q.id for q in store.queue_head(MODEL, limit=10)]
+    first = store.lease_batch(a, MODEL, ids[:2], ttl_s=10, now=2.0)
+    assert first is not None
+    second = store.lease_batch(b, MODEL, ids, ttl_s=10, now=2.0)
+    assert second is not None
+    assert [r.id for r in second[1]] == [ids[2]]
+    assert store.lease_batch(b, MODEL, ids, ttl_s=10, now=2.0) is None
+    assert all(r.attempts == 1 for r in first[1])
+
+
+def test_complete_records_first_result_and_counts_repeats(store: Store) -> None:
+    job = store.submit_job(new_job(2), now=1.0)
+    rid = runner(store)
+    lease_id, ids = lease_all(store, rid, now=2.0)
+    summary = store.complete(lease_id, rid, [ok(i, "first") for i in ids], started_at=2.0,
+                             ended_at=3.0, now=3.0)
+    assert (summary.recorded, summary.duplicates) == (2, 0)
+    again = store.complete(lease_id, rid, [ok(i, "second") for i in ids], started_at=3.0,
+                           ended_at=4.0, now=4.0)
+    assert (again.recorded, again.duplicates) == (0, 2)
+    assert store.counter("duplicate_results") == 2
+    rows = store.job_results(job.id)
+    assert {r.text for r in rows} == {"first"}
+    finished = store.get_job(job.id)
+    assert finished.status == JobStatus.COMPLETED
+    assert finished.finished_at == 3.0
+
+
+def test_complete_writes_a_batch_record(store: Store) -> None:
+    store.submit_job(new_job(3), now=1.0)
+    rid = runner(store)
+    lease_id, ids = lease_all(store, rid, now=2.0)
+    store.complete(lease_id, rid, [ok(i) for i in ids], started_at=2.5, ended_at=3.5, now=3.6)
+    (batch,) = store.batch_records()
+    assert batch.runner_id == rid and batch.lease_id == lease_id
+    assert set(batch.request_ids) == set(ids)
+    assert (batch.started_at, batch.ended_at) == (2.5, 3.5)
+    assert (batch.prompt_tokens, batch.completion_tokens) == (9, 15)
+
+
+def test_renew_extends_a_live_lease_only(store: Store) -> None:
+    store.submit_job(new_job(1), now=1.0)
+    rid = runner(store)
+    lease_id, _ = lease_all(store, rid, now=2.0, ttl_s=5)
+    assert store.renew_lease(lease_id, rid, ttl_s=5, now=6.0) == 11.0
+    assert store.expire_leases(now=10.0) == []
+    with pytest.raises(LeaseLost):
+        store.renew_lease(lease_id, rid, ttl_s=5, now=12.0)
+
+
+def test_expired_lease_requeues_with_attempt_raised(store: Store) -> None:
+    job = store.submit_job(new_job(2), now=1.0)
+    rid = runner(store)
+    lease_all(store, rid, now=2.0, ttl_s=5)
+    assert store.expire_leases(now=6.0) == []
+    assert store.expire_leases(now=7.0) == [MODEL]
+    rows = store.job_results(job.id)
+    assert {r.status for r in rows} == {RequestStatus.QUEUED}
+    assert {r.attempts for r in rows} == {1}
+    assert store.get_job(job.id).counts.queued == 2
+    assert store.counter("leases_expired") == 1
+
+
+def test_past_max_attempts_a_request_fails_with_the_error_kept(store: Store) -> None:
+    job = store.submit_job(new_job(1, max_attempts=2), now=1.0)
+    rid = runner(store)
+    for attempt in range(2):
+        lease_all(store, rid, now=10.0 * attempt, ttl_s=1)
+        store.expire_leases(now=10.0 * attempt + 2)
+    (row,) = store.job_results(job.id)
+    assert row.status == RequestStatus.FAILED
+    assert row.attempts == 2
+    assert row.error is not None and "lease expired" in row.error
+    assert store.get_job(job.id).status == JobStatus.COMPLETED
+
+
+def test_late_result_after_expiry_still_counts_once(store: Store) -> None:
+    job = store.submit_job(new_job(1), now=1.0)
+    slow, fast = runner(store), runner(store)
+    slow_lease, ids = lease_all(store, slow, now=2.0, ttl_s=1)
+    store.expire_leases(now=4.0)
+    fast_lease, again = lease_all(store, fast, now=4.0)
+    assert again == ids
+    store.complete(slow_lease, slow, [ok(ids[0], "slow")], started_at=2, ended_at=5, now=5)
+    summary = store.complete(fast_lease, fast, [ok(ids[0], "fast")], started_at=4, ended_at=6,
+                             now=6)
+    assert summary.duplicates == 1
+    (row,) = store.job_results(job.id)
+    assert (row.status, row.text) == (RequestStatus.SUCCEEDED, "slow")
+
+
+def test_retryable_error_goes_back_to_the_queue(store: Store) -> None:
+    job = store.submit_job(new_job(1, max_attempts=2), now=1.0)
+    rid = runner(store)
+    lease_id, ids = lease_all(store, rid, now=2.0)
+    summary = store.complete(lease_id, rid, [RequestOutcome(ids[0], error="oom", retryable=True)],
+                             started_at=2, ended_at=3, now=3)
+    assert summary.requeued == 1
+    assert store.get_job(job.id).counts.queued == 1
+    lease_id, ids = lease_all(store, rid, now=4.0)
+    summary = store.complete(lease_id, rid, [RequestOutcome(ids[0], error="oom", retryable=True)],
+                             started_at=4, ended_at=5, now=5)
+    assert summary.failed == 1
+    (row,) = store.job_results(job.id)
+    assert (row.status, row.error) == (RequestStatus.FAILED, "oom")
+
+
+def test_cancel_drops_queued_keeps_results(store: Store) -> None:
+    job = store.submit_job(new_job(4), now=1.0)
+    rid = runner(store)
+    lease_id, ids = lease_all(store, rid, now=2.0, limit=2)
+    store.complete(lease_id, rid, [ok(ids[0])], started_at=2, ended_at=3, now=3)
+    cancelled = store.cancel_job(job.id, now=4.0)
+    assert cancelled.status == JobStatus.CANCELLED
+    assert (cancelled.counts.succeeded, cancelled.counts.running,
+            cancelled.counts.cancelled) == (1, 1, 2)
+    assert store.queue_depth() == {}
+    store.complete(lease_id, rid, [ok(ids[1])], started_at=3, ended_at=5, now=5)
+    assert store.get_job(job.id).counts.succeeded == 2
+
+
+def test_runner_intervals_record_every_transition(store: Store) -> None:
+    r = store.register_runner(name="r", model=MODEL, pid=7, host="h", max_batch_size=8,
+                              max_wait_ms=10, now=1.0)
+    assert r.state == RunnerState.STARTING
+    store.set_runner_state(r.id, RunnerState.IDLE, now=3.0)
+    store.set_runner_state(r.id, RunnerState.BUSY, now=4.0)
+    store.set_runner_state(r.id, RunnerState.DRAINING, now=5.0)
+    store.set_runner_state(r.id, RunnerState.STOPPED, now=6.0)
+    spans = [(i.state, i.started_at, i.ended_at) for i in store.runner_intervals(r.id)]
+    assert spans == [
+        (RunnerState.STARTING, 1.0, 3.0), (RunnerState.IDLE, 3.0, 4.0),
+        (RunnerState.BUSY, 4.0, 5.0), (RunnerState.DRAINING, 5.0, 6.0),
+        (RunnerState.STOPPED, 6.0, None),
+    ]
+    assert store.list_runners() == []
+    assert [x.id for x in store.list_runners(include_stopped=True)] == [r.id]
+
+
+def test_illegal_transition_is_a_conflict(store: Store) -> None:
+    rid = runner(store)
+    store.set_runner_state(rid, RunnerState.STOPPED, now=2.0)
+    with pytest.raises(Conflict, match="cannot go"):
+        store.set_runner_state(rid, RunnerState.IDLE, now=3.0)
+
+
+def test_lost_runner_is_stopped_and_its_work_requeued(store: Store) -> None:
+    job = store.submit_job(new_job(2), now=1.0)
+    rid = runner(store, now=1.0)
+    lease_all(store, rid, now=2.0, ttl_s=100)
+    assert store.stop_lost_runners(timeout_s=10, now=5.0) == []
+    assert store.stop_lost_runners(timeout_s=10, now=12.0) == [rid]
+    assert store.get_runner(rid).state == RunnerState.STOPPED
+    assert store.get_job(job.id).counts.queued == 2
+
+
+def test_leased_requests_count_as_batch_in_hand(store: Store) -> None:
+    store.submit_job(new_job(3), now=1.0)
+    rid = runner(store)
+    lease_all(store, rid, now=2.0)
+    assert store.get_runner(rid).leased_requests == 3
