@@ -73,7 +73,8 @@ def test_drained_runner_gets_no_work(api: API) -> None:
     runner_id = register(client)
     assert client.post(f"/api/runners/{runner_id}/drain").json()["state"] == "draining"
     r = client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 1}).json()
-    assert r["lease"] is None and r["draining"] is True
+    assert r["lease"] is None
+    assert r["draining"] is True
     beat = client.post(f"/api/runners/{runner_id}/heartbeat", json={"lease_ids": []}).json()
     assert beat["draining"] is True
 
@@ -101,9 +102,10 @@ def test_runner_state_cycle_and_cancel_keeps_results(api: API) -> None:
     lease = client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 5}).json()
     assert client.get("/api/runners").json()["data"][0]["state"] == "busy"
     cancelled = client.post(f"/api/jobs/{job['id']}/cancel").json()
-    assert cancelled["status"] == "cancelled"
+    assert cancelled["status"] == "cancelling"
     assert cancelled["request_counts"]["cancelled"] == 2
     complete(client, runner_id, lease)
+    assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "cancelled"
     assert client.get("/api/runners").json()["data"][0]["state"] == "idle"
     lines = [json.loads(x) for x in client.get(f"/api/jobs/{job['id']}/results").text.splitlines()]
     assert sum(1 for x in lines if x["response"]) == 4

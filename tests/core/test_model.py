@@ -43,7 +43,8 @@ def test_stopped_is_terminal() -> None:
         (RequestCounts(total=3, queued=2, running=1), False, JobStatus.RUNNING),
         (RequestCounts(total=3, queued=2, succeeded=1), False, JobStatus.RUNNING),
         (RequestCounts(total=3, succeeded=2, failed=1), False, JobStatus.COMPLETED),
-        (RequestCounts(total=3, queued=3), True, JobStatus.CANCELLED),
+        (RequestCounts(total=3, cancelled=3), True, JobStatus.CANCELLED),
+        (RequestCounts(total=3, running=1, cancelled=2), True, JobStatus.CANCELLING),
     ],
 )
 def test_job_status(counts: RequestCounts, cancelled: bool, expected: JobStatus) -> None:

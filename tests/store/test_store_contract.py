@@ -108,7 +108,8 @@ def test_complete_writes_a_batch_record(store: Store) -> None:
     lease_id, ids = lease_all(store, rid, now=2.0)
     store.complete(lease_id, rid, [ok(i) for i in ids], started_at=2.5, ended_at=3.5, now=3.6)
     (batch,) = store.batch_records()
-    assert batch.runner_id == rid and batch.lease_id == lease_id
+    assert batch.runner_id == rid
+    assert batch.lease_id == lease_id
     assert set(batch.request_ids) == set(ids)
     assert (batch.started_at, batch.ended_at) == (2.5, 3.5)
     assert (batch.prompt_tokens, batch.completion_tokens) == (9, 15)
@@ -146,7 +147,8 @@ def test_past_max_attempts_a_request_fails_with_the_error_kept(store: Store) -> 
     (row,) = store.job_results(job.id)
     assert row.status == RequestStatus.FAILED
     assert row.attempts == 2
-    assert row.error is not None and "lease expired" in row.error
+    assert row.error is not None
+    assert "lease expired" in row.error
     assert store.get_job(job.id).status == JobStatus.COMPLETED
 
 
@@ -187,12 +189,23 @@ def test_cancel_drops_queued_keeps_results(store: Store) -> None:
     lease_id, ids = lease_all(store, rid, now=2.0, limit=2)
     store.complete(lease_id, rid, [ok(ids[0])], started_at=2, ended_at=3, now=3)
     cancelled = store.cancel_job(job.id, now=4.0)
-    assert cancelled.status == JobStatus.CANCELLED
+    assert cancelled.status == JobStatus.CANCELLING
+    assert cancelled.finished_at is None
     assert (cancelled.counts.succeeded, cancelled.counts.running,
             cancelled.counts.cancelled) == (1, 1, 2)
     assert store.queue_depth() == {}
     store.complete(lease_id, rid, [ok(ids[1])], started_at=3, ended_at=5, now=5)
-    assert store.get_job(job.id).counts.succeeded == 2
+    final = store.get_job(job.id)
+    assert (final.status, final.counts.succeeded, final.finished_at) == (
+        JobStatus.CANCELLED, 2, 5)
+
+
+def test_cancelling_a_finished_job_changes_nothing(store: Store) -> None:
+    job = store.submit_job(new_job(1), now=1.0)
+    rid = runner(store)
+    lease_id, ids = lease_all(store, rid, now=2.0)
+    store.complete(lease_id, rid, [ok(ids[0])], started_at=2, ended_at=3, now=3)
+    assert store.cancel_job(job.id, now=4.0).status == JobStatus.COMPLETED
 
 
 def test_runner_intervals_record_every_transition(store: Store) -> None:

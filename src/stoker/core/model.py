@@ -37,12 +37,15 @@ class JobStatus(StrEnum):
     - ``queued``: no request has been leased yet.
     - ``running``: some request was leased or finished, and some are still open.
     - ``completed``: every request finished (succeeded or failed) (terminal).
-    - ``cancelled``: cancelled by its owner; results recorded before that are kept (terminal).
+    - ``cancelling``: cancelled by its owner; requests already running are finishing.
+    - ``cancelled``: cancelled, and nothing of it is running any more; results recorded before
+      that are kept (terminal).
     """
 
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"
+    CANCELLING = "cancelling"
     CANCELLED = "cancelled"
 
 
@@ -169,7 +172,7 @@ class Job:
 def job_status(counts: RequestCounts, *, cancelled: bool) -> JobStatus:
     """Derive a job's status from its request counts."""
     if cancelled:
-        return JobStatus.CANCELLED
+        return JobStatus.CANCELLING if counts.running else JobStatus.CANCELLED
     if counts.total > 0 and counts.finished == counts.total:
         return JobStatus.COMPLETED
     if counts.running or counts.finished:

@@ -28,8 +28,7 @@ SELECT COUNT(*) FROM requests WHERE job_id = :job_id AND status IN ('queued', 'l
 UPDATE jobs SET finished_at = :now WHERE id = :job_id AND finished_at IS NULL;
 
 -- name: cancel_job
-UPDATE jobs SET cancelled_at = :now, finished_at = COALESCE(finished_at, :now)
-WHERE id = :job_id AND cancelled_at IS NULL;
+UPDATE jobs SET cancelled_at = :now WHERE id = :job_id AND cancelled_at IS NULL AND finished_at IS NULL;
 
 -- name: cancel_queued_requests
 UPDATE requests SET status = 'cancelled', finished_at = :now

@@ -156,6 +156,7 @@ class SQLiteStore:
         with self._tx() as conn:
             self._x(conn, "cancel_job", job_id=job_id, now=now)
             self._x(conn, "cancel_queued_requests", job_id=job_id, now=now)
+            self._finish_jobs(conn, {job_id}, now)
         return self.get_job(job_id)
 
     # -- the queue -------------------------------------------------------------------------

@@ -1,0 +1,146 @@
+"""Real processes on free ports: `stoker serve` with its local runner pool."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout_s: float, what: str,
+               every_s: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy, or fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(every_s)
+
+
+@dataclass
+class Server:
+    """A running `stoker serve` and what the test needs to reach it."""
+
+    data_dir: Path
+    config: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    runner_pids: set[int] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, runners: int) -> None:
+        log = (self.data_dir / "serve.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stoker.cli", "serve", "--config", str(self.config),
+             "--runners", str(runners)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir,
+        )
+        wait_until(lambda: len(self.idle_runners()) >= runners, timeout_s=120,
+                   what=f"{runners} idle runners", every_s=0.2)
+
+    def get(self, path: str) -> Any:
+        return httpx.get(self.url + path, timeout=10).json()
+
+    def idle_runners(self) -> list[dict[str, Any]]:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"serve exited early; see {self.data_dir / 'serve.log'}")
+        try:
+            runners = self.get("/api/runners")["data"]
+        except httpx.HTTPError:
+            return []
+        self.runner_pids.update(r["pid"] for r in runners)
+        return [r for r in runners if r["state"] == "idle"]
+
+    def submit(self, requests: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        r = httpx.post(self.url + "/api/jobs", json={"requests": requests, **extra}, timeout=30)
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def wait_job(self, job_id: str, timeout_s: float = 180) -> dict[str, Any]:
+        return dict(wait_until(
+            lambda: (j := self.get(f"/api/jobs/{job_id}"))["status"] in ("completed",
+                                                                         "cancelled") and j,
+            timeout_s=timeout_s, what=f"job {job_id} to finish", every_s=0.1))
+
+    def results(self, job_id: str) -> list[dict[str, Any]]:
+        text = httpx.get(f"{self.url}/api/jobs/{job_id}/results", timeout=30).text
+        return [json.loads(x) for x in text.splitlines()]
+
+    def db(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.data_dir / "stoker.db")
+
+    def interrupt(self, timeout_s: float = 90) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=timeout_s)
+
+    def kill_everything(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for pid in self.runner_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def make_server(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Callable[..., Server]]:
+    """Configure (not start) a server over a fresh data dir with fast lease timings."""
+    made: list[Server] = []
+
+    def factory(**settings: Any) -> Server:
+        port = free_port()
+        data_dir = tmp_path / f"srv{len(made)}"
+        data_dir.mkdir()
+        config = {
+            "port": port,
+            "data_dir": str(data_dir),
+            "models": {"tiny-llama": {"path": str(tiny_model_dir)}},
+            "batching": {"max_batch_size": 8, "max_wait_ms": 50},
+            "leases": {"ttl_s": 2.0, "runner_timeout_s": 4.0, "long_poll_s": 2.0,
+                       "max_attempts": 3},
+            **settings,
+        }
+        path = data_dir / "stoker.yaml"
+        path.write_text(yaml.safe_dump(config))
+        server = Server(data_dir, path, port)
+        made.append(server)
+        return server
+
+    yield factory
+    for server in made:
+        server.kill_everything()
+
+
+def prompts(n: int, *, max_tokens: int = 16) -> list[dict[str, Any]]:
+    return [{"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
+             "body": {"model": "default", "max_tokens": max_tokens, "temperature": 0,
+                      "messages": [{"role": "user", "content": f"Question number {i}?"}]}}
+            for i in range(n)]

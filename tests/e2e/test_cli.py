@@ -1,0 +1,79 @@
+"""The `stoker` command against a real server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Server, prompts
+
+pytestmark = pytest.mark.e2e
+
+
+def stoker(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "stoker.cli", *args, "--server", server.url],
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_cli_round_trip(make_server: Callable[..., Server], tmp_path: Path) -> None:
+    server = make_server()
+    server.start(runners=1)
+    jobfile = tmp_path / "job.jsonl"
+    jobfile.write_text("".join(json.dumps(p) + "\n" for p in prompts(12)))
+
+    submitted = stoker(server, "submit", str(jobfile), "--tier", "smoke", "--wait", "--json")
+    assert submitted.returncode == 0, submitted.stderr
+    job = json.loads(submitted.stdout)
+    assert (job["status"], job["tier"], job["request_counts"]["succeeded"]) == (
+        "completed", "smoke", 12)
+
+    status = json.loads(stoker(server, "status", job["id"], "--json").stdout)
+    assert status["id"] == job["id"]
+
+    out = stoker(server, "results", job["id"])
+    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [x["custom_id"] for x in lines] == [f"req-{i}" for i in range(12)]
+
+    runners = json.loads(stoker(server, "runners", "--json").stdout)
+    assert [r["state"] for r in runners] == ["idle"]
+    assert runners[0]["pid"] in server.runner_pids
+
+    human = stoker(server, "status", job["id"])
+    assert "completed" in human.stdout
+
+
+def test_cli_errors_are_one_clear_line(make_server: Callable[..., Server],
+                                       tmp_path: Path) -> None:
+    server = make_server()
+    server.start(runners=1)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"custom_id": "a"}\n')
+    refused = stoker(server, "submit", str(bad))
+    assert refused.returncode == 1
+    assert "line 1" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    missing = stoker(server, "status", "job_nope")
+    assert missing.returncode == 1
+    assert "no job" in missing.stderr
+    unreadable = stoker(server, "submit", str(tmp_path / "absent.jsonl"))
+    assert unreadable.returncode == 1
+    assert "cannot read" in unreadable.stderr
+
+
+def test_cli_cancel(make_server: Callable[..., Server], tmp_path: Path) -> None:
+    server = make_server()
+    server.start(runners=1)
+    jobfile = tmp_path / "job.jsonl"
+    jobfile.write_text("".join(json.dumps(p) + "\n" for p in prompts(400, max_tokens=64)))
+    job = json.loads(stoker(server, "submit", str(jobfile), "--json").stdout)
+    cancelled = json.loads(stoker(server, "cancel", job["id"], "--json").stdout)
+    assert cancelled["status"] in ("cancelling", "cancelled")
+    assert cancelled["request_counts"]["cancelled"] > 0
+    final = server.wait_job(job["id"])
+    counts = final["request_counts"]
+    assert counts["succeeded"] + counts["cancelled"] + counts["failed"] == 400

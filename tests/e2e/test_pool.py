@@ -1,0 +1,109 @@
+"""The real server with real runner processes and the tiny model, including faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+import pytest
+
+from tests.e2e.conftest import Server, prompts, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def assert_exactly_once(server: Server, job_id: str, n: int) -> None:
+    lines = server.results(job_id)
+    assert len(lines) == n
+    assert sorted(x["custom_id"] for x in lines) == sorted(f"req-{i}" for i in range(n))
+    assert all(x["response"]["status_code"] == 200 for x in lines)
+    with server.db() as db:
+        total, distinct = db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT request_id) FROM results").fetchone()
+        assert total == distinct == n
+        (max_attempts,) = db.execute("SELECT MAX(attempts) FROM requests").fetchone()
+        assert max_attempts <= 3
+
+
+def test_two_runners_answer_100_requests_exactly_once(
+        make_server: Callable[..., Server]) -> None:
+    server = make_server()
+    server.start(runners=2)
+    job = server.submit(prompts(100))
+    done = server.wait_job(job["id"])
+    assert done["request_counts"]["succeeded"] == 100
+    assert_exactly_once(server, job["id"], 100)
+    with server.db() as db:
+        runners_used = db.execute("SELECT COUNT(DISTINCT runner_id) FROM batches").fetchone()[0]
+        (avg_batch,) = db.execute("SELECT AVG(request_count) FROM batches").fetchone()
+    assert runners_used == 2
+    assert avg_batch > 1  # requests were batched, not run one at a time
+    body = server.results(job["id"])[0]["response"]["body"]
+    assert body["object"] == "chat.completion"
+    assert body["usage"]["completion_tokens"] > 0
+
+
+def test_runner_killed_mid_batch_its_requests_still_complete_once(
+        make_server: Callable[..., Server]) -> None:
+    server = make_server()
+    server.start(runners=2)
+    job = server.submit(prompts(100, max_tokens=48))
+    busy = wait_until(
+        lambda: [r for r in server.get("/api/runners")["data"] if r["batch_in_hand"] > 0],
+        timeout_s=60, what="a runner with a batch in hand", every_s=0.01)
+    victim = busy[0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    done = server.wait_job(job["id"])
+    assert done["request_counts"]["succeeded"] == 100
+    assert_exactly_once(server, job["id"], 100)
+    with server.db() as db:
+        (retried,) = db.execute("SELECT COUNT(*) FROM requests WHERE attempts >= 2").fetchone()
+    assert retried >= 1  # the killed runner's batch came back and ran again
+    wait_until(lambda: all(r["id"] != victim["id"] for r in server.get("/api/runners")["data"]),
+               timeout_s=30, what="the killed runner to be marked stopped")
+
+
+def test_ctrl_c_drains_runners_and_loses_nothing(make_server: Callable[..., Server]) -> None:
+    server = make_server()
+    server.start(runners=2)
+    job = server.submit(prompts(120, max_tokens=48))
+    wait_until(lambda: server.get(f"/api/jobs/{job['id']}")["request_counts"]["succeeded"] > 0,
+               timeout_s=60, what="some results")
+    assert server.interrupt() == 0
+    assert all(not _alive(pid) for pid in server.runner_pids)
+    with server.db() as db:
+        assert db.execute("SELECT COUNT(*) FROM requests WHERE status = 'leased'").fetchone() == (0,)
+        assert db.execute(
+            "SELECT COUNT(*) FROM leases WHERE released_at IS NULL").fetchone() == (0,)
+        states = {s for (s,) in db.execute("SELECT state FROM runners")}
+    assert states == {"stopped"}
+    server.start(runners=1)
+    server.wait_job(job["id"])
+    assert_exactly_once(server, job["id"], 120)
+
+
+def test_acknowledged_job_survives_the_server_being_killed(
+        make_server: Callable[..., Server]) -> None:
+    server = make_server()
+    server.start(runners=1)
+    for runner in server.get("/api/runners")["data"]:
+        os.kill(runner["pid"], signal.SIGSTOP)  # freeze the pool so the job stays queued
+    job = server.submit(prompts(10))
+    server.kill_everything()
+    server.start(runners=1)
+    done = server.wait_job(job["id"])
+    assert done["request_counts"]["succeeded"] == 10
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of serve counts as gone; serve reaped its own.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
