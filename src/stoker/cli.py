@@ -120,7 +120,7 @@ def _progress_bar(client: StokerClient, job: dict[str, Any]) -> dict[str, Any]:
             progress.update(task, completed=current["request_counts"]["finished"],
                             description=f"{job['id']} {current['status']}")
 
-        return client.wait(job["id"], on_progress=update)
+        return client.wait(job["id"], on_progress=update, update_s=0.5)
 
 
 @app.command()

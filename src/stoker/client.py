@@ -75,9 +75,11 @@ class StokerClient:
             payload["metadata"] = metadata
         return dict(self._ok(self._http.post("/api/jobs", json=payload)).json())
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        """A job's status and counts."""
-        return dict(self._ok(self._http.get(f"/api/jobs/{job_id}")).json())
+    def job(self, job_id: str, *, wait_s: float = 0.0) -> dict[str, Any]:
+        """A job's status and counts; ``wait_s`` holds the call until it finishes (long-poll)."""
+        params = {"wait_s": f"{wait_s:.3f}"} if wait_s > 0 else {}
+        return dict(self._ok(self._http.get(f"/api/jobs/{job_id}", params=params,
+                                            timeout=wait_s + 30)).json())
 
     def results(self, job_id: str) -> list[dict[str, Any]]:
         """The job's finished result lines, in submission order."""
@@ -93,16 +95,18 @@ class StokerClient:
         params = {"include_stopped": "true"} if include_stopped else {}
         return list(self._ok(self._http.get("/api/runners", params=params)).json()["data"])
 
-    def wait(self, job_id: str, *, timeout_s: float = 3600.0, poll_s: float = 0.25,
+    def wait(self, job_id: str, *, timeout_s: float = 3600.0, update_s: float = 30.0,
              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Poll until the job is finished; raises TimeoutError past ``timeout_s``."""
+        """Long-poll until the job is finished, calling ``on_progress`` at least every
+        ``update_s``; raises TimeoutError past ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
+        job = self.job(job_id)
         while True:
-            job = self.job(job_id)
             if on_progress is not None:
                 on_progress(job)
             if JobStatus(job["status"]) in JOB_TERMINAL:
                 return job
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise TimeoutError(f"job {job_id} not finished after {timeout_s:.0f}s")
-            time.sleep(poll_s)
+            job = self.job(job_id, wait_s=min(update_s, remaining, 60.0))

@@ -51,6 +51,9 @@ def test_jsonl_job_runs_and_results_come_in_submission_order(api: API) -> None:
     complete(client, runner_id, second)
     status = client.get(f"/api/jobs/{job['id']}").json()
     assert status["status"] == "completed"
+    batches = client.get(f"/api/jobs/{job['id']}/batches").json()
+    assert sorted(b["size"] for b in batches["data"]) == [2, 4]
+    assert batches["average_batch_size"] == 3.0
     assert status["request_counts"]["succeeded"] == 6
     lines = [json.loads(x) for x in client.get(f"/api/jobs/{job['id']}/results").text.splitlines()]
     assert [x["custom_id"] for x in lines] == [f"id-{i}" for i in range(6)]
@@ -143,3 +146,37 @@ def test_runner_token_required_when_configured(guarded: API) -> None:
                      headers={"Authorization": "Bearer s3cret-runner-token"})
     assert ok.status_code == 201
     assert "s3cret" not in ok.text
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_job_long_poll_returns_when_the_job_finishes(tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from stoker.api import create_app
+    from stoker.clock import SystemClock
+    from stoker.settings import load_settings
+
+    settings = load_settings(data_dir=tmp_path, batching={"max_batch_size": 2, "max_wait_ms": 0})
+    store = SQLiteStore(settings.database_path)
+    transport = httpx.ASGITransport(app=create_app(settings, store, SystemClock()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://stoker") as client:
+        job = (await client.post("/api/jobs", json={"requests": [line("a")]})).json()
+        waiting = asyncio.create_task(client.get(f"/api/jobs/{job['id']}", params={"wait_s": 30}))
+        reg = (await client.post("/api/runners", json={"name": "r", "model": "tiny-llama"})).json()
+        runner_id = reg["runner"]["id"]
+        await client.post(f"/api/runners/{runner_id}/state", json={"state": "idle"})
+        lease = (await client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 5})).json()
+        assert not waiting.done()
+        await client.post(f"/api/runners/{runner_id}/complete", json={
+            "lease_id": lease["lease"]["id"], "started_at": 0, "ended_at": 1,
+            "results": [{"request_id": lease["requests"][0]["id"], "text": "x"}]})
+        finished = await asyncio.wait_for(waiting, timeout=10)
+    assert finished.json()["status"] == "completed"
+    store.close()

@@ -73,7 +73,8 @@ def test_ctrl_c_drains_runners_and_loses_nothing(make_server: Callable[..., Serv
     assert server.interrupt() == 0
     assert all(not _alive(pid) for pid in server.runner_pids)
     with server.db() as db:
-        assert db.execute("SELECT COUNT(*) FROM requests WHERE status = 'leased'").fetchone() == (0,)
+        leased = db.execute("SELECT COUNT(*) FROM requests WHERE status = 'leased'").fetchone()
+        assert leased == (0,)
         assert db.execute(
             "SELECT COUNT(*) FROM leases WHERE released_at IS NULL").fetchone() == (0,)
         states = {s for (s,) in db.execute("SELECT state FROM runners")}

@@ -115,6 +115,17 @@ def test_complete_writes_a_batch_record(store: Store) -> None:
     assert (batch.prompt_tokens, batch.completion_tokens) == (9, 15)
 
 
+def test_job_batches_counts_the_jobs_share(store: Store) -> None:
+    a = store.submit_job(new_job(2), now=1.0)
+    b = store.submit_job(new_job(3), now=1.0)
+    rid = runner(store)
+    lease_id, ids = lease_all(store, rid, now=2.0)
+    store.complete(lease_id, rid, [ok(i) for i in ids], started_at=2, ended_at=3, now=3)
+    (only,) = store.job_batches(a.id)
+    assert (len(only.batch.request_ids), only.job_requests) == (5, 2)
+    assert store.job_batches(b.id)[0].job_requests == 3
+
+
 def test_renew_extends_a_live_lease_only(store: Store) -> None:
     store.submit_job(new_job(1), now=1.0)
     rid = runner(store)

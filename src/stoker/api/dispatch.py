@@ -39,12 +39,23 @@ class Dispatcher:
         self._clock = clock
         self._terms = terms
         self._events: dict[str, asyncio.Event] = {}
+        self._progress = asyncio.Event()
 
     def notify(self, model: str) -> None:
         """Wake every lease call waiting on ``model``."""
         event = self._events.pop(model, None)
         if event is not None:
             event.set()
+
+    def notify_progress(self) -> None:
+        """Wake everyone waiting for jobs to move (results recorded, requests failed)."""
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    async def wait_progress(self, timeout_s: float) -> None:
+        """Wait until some job may have moved, or ``timeout_s`` passes."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._progress.wait(), timeout=timeout_s)
 
     def _event(self, model: str) -> asyncio.Event:
         return self._events.setdefault(model, asyncio.Event())
@@ -117,4 +128,6 @@ class Reaper:
                 models = []
             for model in models:
                 self._dispatcher.notify(model)
+            if models:
+                self._dispatcher.notify_progress()
             await asyncio.sleep(self.interval_s)

@@ -13,6 +13,7 @@ from stoker.api.body import decode_utf8, parse_json
 from stoker.api.job_input import jsonl_items, parse_submission
 from stoker.api.render import job_json, result_line
 from stoker.api.services import Services, client_team, services
+from stoker.core.model import JOB_TERMINAL, Job
 from stoker.core.tiers import DEFAULT_TIER_NAME
 from stoker.errors import NotFound, Unprocessable
 from stoker.store import NewJob
@@ -62,7 +63,7 @@ async def submit_job(
     return JSONResponse(job_json(job), status_code=201)
 
 
-def _owned_job(svc: Services, job_id: str, team: str) -> Any:
+def _owned_job(svc: Services, job_id: str, team: str) -> Job:
     job = svc.store.get_job(job_id)
     if job.team != team:
         raise NotFound(f"no job {job_id!r}")
@@ -82,9 +83,21 @@ def list_jobs(
 
 
 @router.get("/{job_id}")
-def get_job(job_id: str, request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
-    """A job's status and request counts."""
-    return job_json(_owned_job(svc, job_id, client_team(request)))
+async def get_job(
+    job_id: str,
+    request: Request,
+    wait_s: float = Query(0.0, ge=0.0, le=60.0,
+                          description="hold the call until the job finishes, up to this long"),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """A job's status and request counts; with ``wait_s``, a long-poll for its end."""
+    team = client_team(request)
+    job = await run_in_threadpool(_owned_job, svc, job_id, team)
+    deadline = svc.clock.now() + wait_s
+    while job.status not in JOB_TERMINAL and (remaining := deadline - svc.clock.now()) > 0:
+        await svc.dispatcher.wait_progress(remaining)
+        job = await run_in_threadpool(_owned_job, svc, job_id, team)
+    return job_json(job)
 
 
 @router.get("/{job_id}/results")
@@ -96,8 +109,26 @@ def job_results(job_id: str, request: Request, svc: Services = Depends(services)
     return Response(body, media_type="application/jsonl")
 
 
+@router.get("/{job_id}/batches")
+def job_batches(job_id: str, request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
+    """How the job was batched: every pass that ran its requests, and its average batch size."""
+    _owned_job(svc, job_id, client_team(request))
+    found = svc.store.job_batches(job_id)
+    data = [
+        {"id": jb.batch.id, "runner_id": jb.batch.runner_id, "started_at": jb.batch.started_at,
+         "ended_at": jb.batch.ended_at, "size": len(jb.batch.request_ids),
+         "job_requests": jb.job_requests, "prompt_tokens": jb.batch.prompt_tokens,
+         "completion_tokens": jb.batch.completion_tokens}
+        for jb in found
+    ]
+    sizes = [len(jb.batch.request_ids) for jb in found]
+    return {"object": "list", "data": data,
+            "average_batch_size": sum(sizes) / len(sizes) if sizes else 0.0}
+
+
 @router.post("/{job_id}/cancel")
 def cancel_job(job_id: str, request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
     """Cancel the job's queued requests; running ones finish and every result is kept."""
     _owned_job(svc, job_id, client_team(request))
-    return job_json(svc.store.cancel_job(job_id, now=svc.clock.now()))
+    job = svc.store.cancel_job(job_id, now=svc.clock.now())
+    return job_json(job)

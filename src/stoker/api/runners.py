@@ -173,5 +173,6 @@ async def complete(runner_id: str, request: Request,
         await run_in_threadpool(svc.store.set_runner_state, runner_id, RunnerState.IDLE, now=now)
     if summary.requeued:
         svc.dispatcher.notify(runner.model)
+    svc.dispatcher.notify_progress()
     return {"recorded": summary.recorded, "duplicates": summary.duplicates,
             "requeued": summary.requeued, "failed": summary.failed}

@@ -2,6 +2,7 @@
 
 from stoker.store.protocol import (
     CompletionSummary,
+    JobBatch,
     NewJob,
     NewRequest,
     RequestOutcome,
@@ -9,4 +10,12 @@ from stoker.store.protocol import (
     Store,
 )
 
-__all__ = ["CompletionSummary", "NewJob", "NewRequest", "RequestOutcome", "ResultRow", "Store"]
+__all__ = [
+    "CompletionSummary",
+    "JobBatch",
+    "NewJob",
+    "NewRequest",
+    "RequestOutcome",
+    "ResultRow",
+    "Store",
+]

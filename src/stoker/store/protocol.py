@@ -86,6 +86,14 @@ class ResultRow:
     finished_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class JobBatch:
+    """A batch pass that ran some of a job's requests, next to other jobs' requests."""
+
+    batch: BatchRecord
+    job_requests: int
+
+
 class Store(Protocol):
     """Durable state of jobs, requests, results, runners, leases and batches.
 
@@ -190,6 +198,10 @@ class Store(Protocol):
 
     def batch_records(self) -> list[BatchRecord]:
         """Every batch pass, oldest first."""
+        ...
+
+    def job_batches(self, job_id: str) -> list[JobBatch]:
+        """The batch passes whose recorded results belong to the job, oldest first."""
         ...
 
     def counter(self, name: str) -> int:

@@ -120,6 +120,15 @@ SELECT id, runner_id, model, lease_id, started_at, ended_at, request_ids, prompt
        completion_tokens
 FROM batches ORDER BY started_at, id;
 
+-- name: job_batches
+SELECT b.id, b.runner_id, b.model, b.lease_id, b.started_at, b.ended_at, b.request_ids,
+       b.prompt_tokens, b.completion_tokens, COUNT(*) AS mine
+FROM results s JOIN batches b ON b.id = s.batch_id
+WHERE s.job_id = :job_id
+GROUP BY b.id, b.runner_id, b.model, b.lease_id, b.started_at, b.ended_at, b.request_ids,
+         b.prompt_tokens, b.completion_tokens
+ORDER BY b.started_at, b.id;
+
 -- name: bump_counter
 INSERT INTO counters (name, value) VALUES (:name, :by)
 ON CONFLICT (name) DO UPDATE SET value = counters.value + :by;

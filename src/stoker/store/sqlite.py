@@ -29,7 +29,13 @@ from stoker.core.model import (
 )
 from stoker.errors import Conflict, LeaseLost, NotFound
 from stoker.store import rows
-from stoker.store.protocol import CompletionSummary, NewJob, RequestOutcome, ResultRow
+from stoker.store.protocol import (
+    CompletionSummary,
+    JobBatch,
+    NewJob,
+    RequestOutcome,
+    ResultRow,
+)
 from stoker.store.queries import load_migrations, load_queries
 
 DUPLICATE_RESULTS = "duplicate_results"
@@ -343,6 +349,12 @@ class SQLiteStore:
     def batch_records(self) -> list[BatchRecord]:
         """Every batch pass, oldest first."""
         return [rows.batch_from(r) for r in self._all("list_batches")]
+
+    def job_batches(self, job_id: str) -> list[JobBatch]:
+        """The batch passes that recorded results of the job."""
+        self.get_job(job_id)
+        return [JobBatch(rows.batch_from(r[:9]), int(r[9]))
+                for r in self._all("job_batches", job_id=job_id)]
 
     def counter(self, name: str) -> int:
         """A named event counter."""
