@@ -110,7 +110,8 @@ def create_tiny(directory: Path) -> None:
     out.print(f"tiny model saved to {directory}")
 
 
-def _progress_bar(client: StokerClient, job: dict[str, Any]) -> dict[str, Any]:
+def wait_with_progress(client: StokerClient, job: dict[str, Any]) -> dict[str, Any]:
+    """Wait for a job with a progress bar on stderr; returns the finished job."""
     total = job["request_counts"]["total"]
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err) as progress:
@@ -139,7 +140,7 @@ def submit(
         try:
             job = client.submit_jsonl(data, tier=tier)
             if wait:
-                job = client.wait(job["id"]) if as_json else _progress_bar(client, job)
+                job = client.wait(job["id"]) if as_json else wait_with_progress(client, job)
         except ApiError as exc:
             raise _fail(exc.message) from None
     if as_json:

@@ -1,0 +1,33 @@
+"""The examples the README points at stay valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stoker.api.job_input import jsonl_items, parse_lines
+from stoker.settings import load_settings
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def test_example_config_loads() -> None:
+    settings = load_settings(EXAMPLES / "stoker.yaml")
+    assert settings.default_model == "tiny-llama"
+    assert settings.batching.max_batch_size == 16
+
+
+def test_example_job_is_valid() -> None:
+    text = (EXAMPLES / "job.jsonl").read_text()
+    requests = parse_lines(jsonl_items(text), max_requests=10)
+    assert [r.custom_id for r in requests] == ["q0", "q1", "q2", "raw-1"]
+
+
+def test_bad_config_is_a_readable_error(tmp_path: Path) -> None:
+    import pytest
+
+    from stoker.errors import InvalidRequest
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batching: {max_batch_size: 0}\nsurprise: 1\n")
+    with pytest.raises(InvalidRequest, match=r"batching.max_batch_size.*surprise"):
+        load_settings(bad)
