@@ -22,6 +22,16 @@ def test_example_job_is_valid() -> None:
     assert [r.custom_id for r in requests] == ["q0", "q1", "q2", "raw-1"]
 
 
+def test_without_teams_only_loopback_is_allowed() -> None:
+    import pytest
+
+    from stoker.errors import InvalidRequest
+
+    assert load_settings(host="::1").host == "::1"
+    with pytest.raises(InvalidRequest, match="loopback"):
+        load_settings(host="0.0.0.0")
+
+
 def test_bad_config_is_a_readable_error(tmp_path: Path) -> None:
     import pytest
 

@@ -6,8 +6,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -124,6 +125,29 @@ def wait_with_progress(client: StokerClient, job: dict[str, Any]) -> dict[str, A
         return client.wait(job["id"], on_progress=update, update_s=0.5)
 
 
+T = TypeVar("T")
+
+
+def _ask(server: str | None, token: str | None, action: Callable[[StokerClient], T]) -> T:
+    """Run one API call; a refusal becomes one clear line on stderr and exit code 1."""
+    with _client(server, token) as client:
+        try:
+            return action(client)
+        except ApiError as exc:
+            raise _fail(exc.message) from None
+
+
+def _emit_job(job: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(job)
+        return
+    c = job["request_counts"]
+    out.print(f"[bold]{job['id']}[/bold]  {job['status']}  tier={job['tier']}  "
+              f"model={job['model']}")
+    out.print(f"  total {c['total']}  queued {c['queued']}  running {c['running']}  "
+              f"succeeded {c['succeeded']}  failed {c['failed']}  cancelled {c['cancelled']}")
+
+
 @app.command()
 def submit(
     file: Annotated[Path, typer.Argument(help="JSONL in the OpenAI Batch input format")],
@@ -136,51 +160,28 @@ def submit(
         data = file.read_bytes()
     except OSError as exc:
         raise _fail(f"cannot read {file}: {exc.strerror}") from None
-    with _client(server, token) as client:
-        try:
-            job = client.submit_jsonl(data, tier=tier)
-            if wait:
-                job = client.wait(job["id"]) if as_json else wait_with_progress(client, job)
-        except ApiError as exc:
-            raise _fail(exc.message) from None
-    if as_json:
-        _print_json(job)
-    else:
-        _print_job(job)
 
+    def run(client: StokerClient) -> dict[str, Any]:
+        job = client.submit_jsonl(data, tier=tier)
+        if not wait:
+            return job
+        return client.wait(job["id"]) if as_json else wait_with_progress(client, job)
 
-def _print_job(job: dict[str, Any]) -> None:
-    c = job["request_counts"]
-    out.print(f"[bold]{job['id']}[/bold]  {job['status']}  tier={job['tier']}  "
-              f"model={job['model']}")
-    out.print(f"  total {c['total']}  queued {c['queued']}  running {c['running']}  "
-              f"succeeded {c['succeeded']}  failed {c['failed']}  cancelled {c['cancelled']}")
+    _emit_job(_ask(server, token, run), as_json)
 
 
 @app.command()
 def status(job_id: str, server: ServerOpt = None, token: TokenOpt = None,
            as_json: JsonOpt = False) -> None:
     """A job's status and counts."""
-    with _client(server, token) as client:
-        try:
-            job = client.job(job_id)
-        except ApiError as exc:
-            raise _fail(exc.message) from None
-    if as_json:
-        _print_json(job)
-    else:
-        _print_job(job)
+    _emit_job(_ask(server, token, lambda c: c.job(job_id)), as_json)
 
 
 @app.command()
 def results(job_id: str, server: ServerOpt = None, token: TokenOpt = None,
             as_json: JsonOpt = False) -> None:
     """The job's results as JSONL (OpenAI Batch output format), in submission order."""
-    with _client(server, token) as client:
-        try:
-            lines = client.results(job_id)
-        except ApiError as exc:
-            raise _fail(exc.message) from None
+    lines = _ask(server, token, lambda c: c.results(job_id))
     if as_json:
         _print_json(lines)
         return
@@ -192,15 +193,7 @@ def results(job_id: str, server: ServerOpt = None, token: TokenOpt = None,
 def cancel(job_id: str, server: ServerOpt = None, token: TokenOpt = None,
            as_json: JsonOpt = False) -> None:
     """Cancel a job: queued requests are dropped, results so far are kept."""
-    with _client(server, token) as client:
-        try:
-            job = client.cancel(job_id)
-        except ApiError as exc:
-            raise _fail(exc.message) from None
-    if as_json:
-        _print_json(job)
-    else:
-        _print_job(job)
+    _emit_job(_ask(server, token, lambda c: c.cancel(job_id)), as_json)
 
 
 @app.command("runners")
@@ -208,11 +201,7 @@ def list_runners(server: ServerOpt = None, token: TokenOpt = None, as_json: Json
                  all_runners: Annotated[bool, typer.Option("--all", help="include stopped")]
                  = False) -> None:
     """The pool: each runner's state, model, pid and batch in hand."""
-    with _client(server, token) as client:
-        try:
-            rows = client.runners(include_stopped=all_runners)
-        except ApiError as exc:
-            raise _fail(exc.message) from None
+    rows = _ask(server, token, lambda c: c.runners(include_stopped=all_runners))
     if as_json:
         _print_json(rows)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,6 +92,16 @@ class Settings(_Strict):
         return self.data_dir / "stoker.db"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (127.0.0.0/8, ::1 or localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
@@ -124,6 +135,13 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise InvalidRequest(f"invalid settings: {problems}") from None
+    if not is_loopback(settings.host):
+        # No teams means no client authentication, so the API must not be reachable from
+        # other machines. Teams and their tokens lift this (next milestone).
+        raise InvalidRequest(
+            f"host {settings.host!r} is not a loopback address; with no teams configured "
+            "the API accepts any caller, so it listens on 127.0.0.1 or ::1 only"
+        )
     if settings.default_model not in settings.models:
         raise InvalidRequest(
             f"default_model {settings.default_model!r} is not among models: "
