@@ -49,10 +49,8 @@ def test_runner_killed_mid_batch_its_requests_still_complete_once(
     server = make_server()
     server.start(runners=2)
     job = server.submit(prompts(100, max_tokens=48))
-    busy = wait_until(
-        lambda: [r for r in server.get("/api/runners")["data"] if r["batch_in_hand"] > 0],
-        timeout_s=60, what="a runner with a batch in hand", every_s=0.01)
-    victim = busy[0]
+    victim = wait_until(lambda: _frozen_with_batch(server), timeout_s=60,
+                        what="a runner frozen with a batch in hand", every_s=0.01)
     os.kill(victim["pid"], signal.SIGKILL)
     done = server.wait_job(job["id"])
     assert done["request_counts"]["succeeded"] == 100
@@ -95,6 +93,19 @@ def test_acknowledged_job_survives_the_server_being_killed(
     server.start(runners=1)
     done = server.wait_job(job["id"])
     assert done["request_counts"]["succeeded"] == 10
+
+
+def _frozen_with_batch(server: Server) -> dict[str, object] | None:
+    """Freeze a busy runner with SIGSTOP; keep it only if it still holds its batch."""
+    busy = [r for r in server.get("/api/runners")["data"] if r["batch_in_hand"] > 0]
+    if not busy:
+        return None
+    os.kill(busy[0]["pid"], signal.SIGSTOP)
+    now = {r["id"]: r for r in server.get("/api/runners")["data"]}
+    if now[busy[0]["id"]]["batch_in_hand"] > 0:
+        return dict(busy[0])
+    os.kill(busy[0]["pid"], signal.SIGCONT)  # it finished meanwhile; try again
+    return None
 
 
 def _alive(pid: int) -> bool:
