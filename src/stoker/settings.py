@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import time
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from stoker.core.tiers import DEFAULT_TIERS
 from stoker.errors import InvalidRequest
 
 TINY_MODEL_NAME = "tiny-llama"
@@ -34,6 +37,7 @@ class ModelSettings(_Strict):
     batching: BatchingSettings | None = None
     max_new_tokens: int = Field(512, ge=1, le=131_072)
     device: str = "cpu"
+    revision: str | None = None
 
 
 class PoolSettings(_Strict):
@@ -58,6 +62,69 @@ class LimitSettings(_Strict):
     max_requests_per_job: int = Field(100_000, ge=1)
 
 
+class WindowSettings(_Strict):
+    """Daily dispatch hours, e.g. nightly ``{start: "20:00", end: "08:00"}``."""
+
+    start: time
+    end: time
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class TierSettings(_Strict):
+    """A tier: priority, prompt limit per job, optional dispatch window."""
+
+    priority: int = Field(ge=0, le=1000)
+    max_prompts: int | None = Field(None, ge=1)
+    preemptible: bool = False
+    window: WindowSettings | None = None
+    run_outside_window_when_idle: bool = False
+
+
+class QuotaSettings(_Strict):
+    """A team's quotas; left out means unlimited."""
+
+    max_queued_requests: int | None = Field(None, ge=1)
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_day: int | None = Field(None, ge=1)
+
+
+class BreakerSettings(_Strict):
+    """Refuse a team's submissions for ``cooldown_s`` once it passes
+    ``max_submissions`` jobs in ``window_s``."""
+
+    max_submissions: int = Field(ge=1)
+    window_s: float = Field(gt=0)
+    cooldown_s: float = Field(gt=0)
+
+
+class TeamSettings(_Strict):
+    """A team: its token (inline or from an environment variable), weight, tiers, quotas."""
+
+    token: SecretStr | None = None
+    token_env: str | None = None
+    weight: float = Field(1.0, gt=0, le=1000)
+    tiers: list[str] | None = None
+    quotas: QuotaSettings = QuotaSettings()
+    circuit_breaker: BreakerSettings | None = None
+
+
+class SchedulingSettings(_Strict):
+    """Across tiers: strict priority, with an age past which waiting work is promoted."""
+
+    starvation_age_s: float | None = Field(600.0, gt=0)
+    starvation_ceiling_tier: str | None = "smoke"
+    default_tier: str = "batch"
+
+
 class Settings(_Strict):
     """Everything `stoker serve` needs. Built by :func:`load_settings`."""
 
@@ -73,6 +140,10 @@ class Settings(_Strict):
     leases: LeaseSettings = LeaseSettings()
     limits: LimitSettings = LimitSettings()
     runner_token: SecretStr | None = None
+    tiers: dict[str, TierSettings] = Field(default_factory=dict)
+    teams: dict[str, TeamSettings] = Field(default_factory=dict)
+    circuit_breaker: BreakerSettings | None = None
+    scheduling: SchedulingSettings = SchedulingSettings()
 
     def model_path(self, name: str) -> Path:
         """Where the checkpoint of model ``name`` lives."""
@@ -90,6 +161,19 @@ class Settings(_Strict):
     def database_path(self) -> Path:
         """The embedded SQLite database."""
         return self.data_dir / "stoker.db"
+
+
+def _check_policy(settings: Settings) -> None:
+    tiers = set(settings.tiers) | {t.name for t in DEFAULT_TIERS}
+    named = [settings.scheduling.default_tier, settings.scheduling.starvation_ceiling_tier]
+    named += [t for team in settings.teams.values() for t in team.tiers or []]
+    unknown = sorted({t for t in named if t is not None and t not in tiers})
+    if unknown:
+        raise InvalidRequest(f"unknown tiers named in config: {', '.join(unknown)}; "
+                             f"tiers: {', '.join(sorted(tiers))}")
+    if settings.teams and settings.runner_token is None:
+        raise InvalidRequest("with teams configured, set runner_token too, so that runner "
+                             "endpoints are not open to every caller")
 
 
 def is_loopback(host: str) -> bool:
@@ -135,7 +219,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise InvalidRequest(f"invalid settings: {problems}") from None
-    if not is_loopback(settings.host):
+    _check_policy(settings)
+    if not settings.teams and not is_loopback(settings.host):
         # No teams means no client authentication, so the API must not be reachable from
         # other machines. Teams and their tokens lift this (next milestone).
         raise InvalidRequest(

@@ -1,57 +1,124 @@
-"""The batch former: priority, age, full batches at once, partial ones after max_wait_ms."""
+"""The batch former: strict priority across tiers, fair share across teams, windows,
+anti-starvation, full batches at once, partial ones after max_wait_ms."""
 
 from __future__ import annotations
+
+from datetime import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stoker.core.batching import BatchConfig, Dispatch, Wait, dispatch_order, plan_batch
-from stoker.core.model import QueuedRequest
+from stoker.core.batching import (
+    BatchConfig,
+    Dispatch,
+    Pick,
+    SchedulingPolicy,
+    Wait,
+    plan_batch,
+)
+from stoker.core.model import QueueGroup, Tier
+from stoker.core.tiers import DEFAULT_TIERS
+from stoker.core.windows import DispatchWindow
+
+TIERS = {t.name: t for t in DEFAULT_TIERS}
+POLICY = SchedulingPolicy(tiers=TIERS)
 
 
-def q(rid: str, priority: int = 40, at: float = 0.0, seq: int = 0) -> QueuedRequest:
-    return QueuedRequest(id=rid, priority=priority, enqueued_at=at, seq=seq)
+def g(tier: str = "batch", team: str = "a", queued: int = 1, head: float = 0.0) -> QueueGroup:
+    return QueueGroup(tier, team, queued, head)
 
 
 def test_empty_queue_waits_without_deadline() -> None:
-    assert plan_batch([], BatchConfig(16, 2000), now=5.0) == Wait(until=None)
+    assert plan_batch([], BatchConfig(16, 2000), POLICY, now=5.0) == Wait(until=None)
 
 
 def test_full_batch_goes_at_once() -> None:
-    queued = [q(f"r{i}", at=10.0, seq=i) for i in range(4)]
-    decision = plan_batch(queued, BatchConfig(4, 2000), now=10.0)
-    assert decision == Dispatch(("r0", "r1", "r2", "r3"))
+    decision = plan_batch([g(queued=40, head=10.0)], BatchConfig(4, 2000), POLICY, now=10.0)
+    assert decision == Dispatch((Pick("batch", "a", 4),))
 
 
 def test_partial_batch_waits_until_oldest_plus_max_wait() -> None:
-    queued = [q("a", at=10.0), q("b", at=10.5, seq=1)]
-    assert plan_batch(queued, BatchConfig(8, 2000), now=11.0) == Wait(until=12.0)
+    groups = [g(team="a", head=10.0), g(team="b", head=10.5)]
+    assert plan_batch(groups, BatchConfig(8, 2000), POLICY, now=11.0) == Wait(until=12.0)
 
 
 def test_partial_batch_goes_at_its_deadline() -> None:
-    queued = [q("a", at=10.0), q("b", at=10.5, seq=1)]
-    assert plan_batch(queued, BatchConfig(8, 2000), now=12.0) == Dispatch(("a", "b"))
+    groups = [g(team="a", head=10.0), g(team="b", head=10.5)]
+    decision = plan_batch(groups, BatchConfig(8, 2000), POLICY, now=12.0)
+    assert decision == Dispatch((Pick("batch", "a", 1), Pick("batch", "b", 1)))
 
 
-def test_zero_wait_dispatches_partial_batch_immediately() -> None:
-    assert plan_batch([q("a", at=3.0)], BatchConfig(8, 0), now=3.0) == Dispatch(("a",))
+def test_higher_tier_first() -> None:
+    groups = [g("batch", queued=10, head=1.0), g("smoke", queued=2, head=9.0),
+              g("online", queued=1, head=9.5)]
+    decision = plan_batch(groups, BatchConfig(4, 1000), POLICY, now=9.5)
+    assert decision == Dispatch((Pick("online", "a", 1), Pick("smoke", "a", 2),
+                                 Pick("batch", "a", 1)))
 
 
-def test_higher_tier_first_then_oldest() -> None:
-    queued = [
-        q("batch-old", priority=40, at=1.0),
-        q("smoke-new", priority=80, at=9.0, seq=3),
-        q("smoke-old", priority=80, at=5.0, seq=2),
-        q("online", priority=100, at=9.5, seq=4),
-    ]
-    decision = plan_batch(queued, BatchConfig(3, 1000), now=9.5)
-    assert decision == Dispatch(("online", "smoke-old", "smoke-new"))
+def test_a_flood_does_not_crowd_out_a_team_with_one_request() -> None:
+    groups = [g(team="flood", queued=4000, head=0.0), g(team="small", queued=1, head=50.0)]
+    decision = plan_batch(groups, BatchConfig(16, 0), POLICY, now=60.0)
+    assert isinstance(decision, Dispatch)
+    assert {p.team: p.count for p in decision.picks} == {"flood": 15, "small": 1}
 
 
-def test_submission_order_breaks_ties_within_one_timestamp() -> None:
-    queued = [q("second", at=1.0, seq=2), q("first", at=1.0, seq=1)]
-    assert [r.id for r in dispatch_order(queued)] == ["first", "second"]
+def test_weights_split_a_batch() -> None:
+    policy = SchedulingPolicy(tiers=TIERS, team_weights={"big": 3.0, "small": 1.0})
+    groups = [g(team="big", queued=100), g(team="small", queued=100)]
+    decision = plan_batch(groups, BatchConfig(16, 0), policy, now=1.0)
+    assert isinstance(decision, Dispatch)
+    assert {p.team: p.count for p in decision.picks} == {"big": 12, "small": 4}
+
+
+def test_starved_group_is_promoted_up_to_the_ceiling() -> None:
+    policy = SchedulingPolicy(tiers=TIERS, starvation_age_s=600, starvation_ceiling=80)
+    groups = [g("smoke", team="ci", queued=100, head=990.0),
+              g("best_effort", team="old", queued=5, head=0.0)]
+    decision = plan_batch(groups, BatchConfig(16, 0), policy, now=1000.0)
+    assert isinstance(decision, Dispatch)
+    assert {p.team: p.count for p in decision.picks} == {"ci": 11, "old": 5}
+
+
+def test_starved_group_never_beats_online() -> None:
+    policy = SchedulingPolicy(tiers=TIERS, starvation_age_s=600, starvation_ceiling=80)
+    groups = [g("online", team="app", queued=20, head=999.0),
+              g("best_effort", team="old", queued=5, head=0.0)]
+    decision = plan_batch(groups, BatchConfig(16, 0), policy, now=1000.0)
+    assert decision == Dispatch((Pick("online", "app", 16),))
+
+
+NIGHT = DispatchWindow(time(20, 0), time(8, 0), "UTC")
+NOON = 12 * 3600.0
+MIDNIGHT = 24 * 3600.0
+
+
+def test_out_of_window_tier_waits_while_others_run() -> None:
+    tiers = {**TIERS, "regression": Tier("regression", 60, window=NIGHT)}
+    policy = SchedulingPolicy(tiers=tiers)
+    groups = [g("regression", queued=50), g("batch", queued=2)]
+    decision = plan_batch(groups, BatchConfig(16, 0), policy, now=NOON)
+    assert decision == Dispatch((Pick("batch", "a", 2),))
+    decision = plan_batch(groups, BatchConfig(16, 0), policy, now=MIDNIGHT)
+    assert decision == Dispatch((Pick("regression", "a", 16),))
+
+
+def test_out_of_window_tier_waits_even_when_idle_unless_allowed() -> None:
+    closed = {**TIERS, "regression": Tier("regression", 60, window=NIGHT)}
+    groups = [g("regression", queued=50)]
+    assert plan_batch(groups, BatchConfig(16, 0), SchedulingPolicy(tiers=closed),
+                      now=NOON) == Wait(until=None)
+    idle_ok = {**TIERS, "regression": Tier("regression", 60, window=NIGHT,
+                                           run_outside_window_when_idle=True)}
+    decision = plan_batch(groups, BatchConfig(16, 0), SchedulingPolicy(tiers=idle_ok), now=NOON)
+    assert decision == Dispatch((Pick("regression", "a", 16),))
+
+
+def test_window_in_a_time_zone() -> None:
+    tokyo = DispatchWindow(time(9, 0), time(17, 0), "Asia/Tokyo")
+    assert tokyo.contains(3 * 3600.0)  # 03:00 UTC is 12:00 in Tokyo
+    assert not tokyo.contains(NOON)  # 12:00 UTC is 21:00 in Tokyo
 
 
 @pytest.mark.parametrize(("size", "wait"), [(0, 10), (4, -1)])
@@ -60,69 +127,90 @@ def test_config_rejects_nonsense(size: int, wait: int) -> None:
         BatchConfig(size, wait)
 
 
-queued_requests = st.lists(
-    st.builds(
-        QueuedRequest,
-        id=st.uuids().map(str),
-        priority=st.sampled_from([20, 40, 60, 80, 100]),
-        enqueued_at=st.floats(0, 1000, allow_nan=False),
-        seq=st.integers(0, 10_000),
-    ),
-    max_size=60,
-    unique_by=lambda r: r.id,
+groups_strategy = st.lists(
+    st.builds(QueueGroup, tier=st.sampled_from(list(TIERS)),
+              team=st.sampled_from(["a", "b", "c", "d", "e"]),
+              queued=st.integers(0, 50), head_enqueued_at=st.floats(0, 1000, allow_nan=False)),
+    max_size=12, unique_by=lambda x: (x.tier, x.team),
 )
 configs = st.builds(BatchConfig, max_batch_size=st.integers(1, 32),
                     max_wait_ms=st.integers(0, 10_000))
+policies = st.builds(
+    SchedulingPolicy, tiers=st.just(TIERS),
+    team_weights=st.dictionaries(st.sampled_from(["a", "b", "c"]), st.floats(0.1, 10)),
+    starvation_age_s=st.one_of(st.none(), st.floats(1, 2000)),
+    starvation_ceiling=st.one_of(st.none(), st.sampled_from([40, 80])),
+)
+nows = st.floats(0, 3000, allow_nan=False)
 
 
-@given(queued_requests, configs, st.floats(0, 2000, allow_nan=False))
-def test_a_full_batch_never_waits(queued: list[QueuedRequest], config: BatchConfig,
-                                  now: float) -> None:
-    decision = plan_batch(queued, config, now=now)
-    if len(queued) >= config.max_batch_size:
+@given(groups_strategy, configs, policies, nows)
+def test_a_full_batch_never_waits_and_never_overflows(groups: list[QueueGroup],
+                                                     config: BatchConfig,
+                                                     policy: SchedulingPolicy,
+                                                     now: float) -> None:
+    decision = plan_batch(groups, config, policy, now=now)
+    total = sum(x.queued for x in groups)
+    if total >= config.max_batch_size:
         assert isinstance(decision, Dispatch)
-        assert len(decision.request_ids) == config.max_batch_size
-
-
-@given(queued_requests, configs, st.floats(0, 2000, allow_nan=False))
-def test_dispatch_takes_the_head_of_the_order(queued: list[QueuedRequest], config: BatchConfig,
-                                              now: float) -> None:
-    decision = plan_batch(queued, config, now=now)
+        assert decision.size == config.max_batch_size
     if isinstance(decision, Dispatch):
-        head = [r.id for r in dispatch_order(queued)][: len(decision.request_ids)]
-        assert list(decision.request_ids) == head
-        assert len(decision.request_ids) <= config.max_batch_size
+        assert decision.size <= min(total, config.max_batch_size)
+        queued = {(x.tier, x.team): x.queued for x in groups}
+        assert all(0 < p.count <= queued[(p.tier, p.team)] for p in decision.picks)
 
 
-@given(queued_requests, configs, st.floats(0, 2000, allow_nan=False))
-def test_partial_batch_waits_at_most_max_wait_from_oldest(
-    queued: list[QueuedRequest], config: BatchConfig, now: float
-) -> None:
-    decision = plan_batch(queued, config, now=now)
-    if queued and len(queued) < config.max_batch_size:
-        deadline = min(r.enqueued_at for r in queued) + config.max_wait_ms / 1000
+@given(groups_strategy, configs, policies, nows)
+def test_partial_batch_waits_at_most_max_wait_from_oldest(groups: list[QueueGroup],
+                                                         config: BatchConfig,
+                                                         policy: SchedulingPolicy,
+                                                         now: float) -> None:
+    live = [x for x in groups if x.queued]
+    total = sum(x.queued for x in live)
+    decision = plan_batch(groups, config, policy, now=now)
+    if live and total < config.max_batch_size:
+        deadline = min(x.head_enqueued_at for x in live) + config.max_wait_ms / 1000
         if now >= deadline:
             assert isinstance(decision, Dispatch)
-            assert len(decision.request_ids) == len(queued)
+            assert decision.size == total
         else:
             assert decision == Wait(until=deadline)
 
 
-@given(queued_requests, configs, st.floats(0, 2000, allow_nan=False), st.randoms())
-def test_decision_does_not_depend_on_input_order(queued: list[QueuedRequest],
-                                                 config: BatchConfig, now: float,
-                                                 rnd: object) -> None:
-    shuffled = list(queued)
-    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
-    assert plan_batch(queued, config, now=now) == plan_batch(shuffled, config, now=now)
-
-
-@given(queued_requests, configs, st.floats(0, 2000, allow_nan=False))
-def test_no_higher_priority_request_is_skipped(queued: list[QueuedRequest], config: BatchConfig,
-                                               now: float) -> None:
-    decision = plan_batch(queued, config, now=now)
+@given(groups_strategy, configs, nows)
+def test_strict_priority_without_starvation(groups: list[QueueGroup], config: BatchConfig,
+                                            now: float) -> None:
+    decision = plan_batch(groups, config, POLICY, now=now)
     if isinstance(decision, Dispatch):
-        chosen = set(decision.request_ids)
-        lowest = min(r.priority for r in queued if r.id in chosen)
-        left_out = [r for r in queued if r.id not in chosen]
-        assert all(r.priority <= lowest for r in left_out)
+        chosen = {(p.tier, p.team): p.count for p in decision.picks}
+        lowest = min(TIERS[t].priority for t, _ in chosen)
+        for x in groups:
+            if TIERS[x.tier].priority > lowest:
+                assert chosen.get((x.tier, x.team), 0) == x.queued  # higher tiers fully served
+
+
+@given(groups_strategy, st.integers(1, 32), nows)
+def test_every_team_at_the_top_level_gets_a_slot_when_slots_suffice(
+        groups: list[QueueGroup], size: int, now: float) -> None:
+    decision = plan_batch(groups, BatchConfig(size, 0), POLICY, now=now)
+    live = [x for x in groups if x.queued]
+    if not live:
+        return
+    top = max(TIERS[x.tier].priority for x in live)
+    top_groups = [x for x in live if TIERS[x.tier].priority == top]
+    if isinstance(decision, Wait):
+        assert sum(x.queued for x in live) < size  # only a partial batch may wait
+        return
+    if len(top_groups) <= size:
+        served = {(p.tier, p.team) for p in decision.picks}
+        assert all((x.tier, x.team) in served for x in top_groups)
+
+
+@given(groups_strategy, configs, policies, nows, st.randoms())
+def test_decision_does_not_depend_on_input_order(groups: list[QueueGroup], config: BatchConfig,
+                                                 policy: SchedulingPolicy, now: float,
+                                                 rnd: object) -> None:
+    shuffled = list(groups)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert plan_batch(groups, config, policy, now=now) == plan_batch(shuffled, config, policy,
+                                                                     now=now)

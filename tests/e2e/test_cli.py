@@ -26,11 +26,12 @@ def test_cli_round_trip(make_server: Callable[..., Server], tmp_path: Path) -> N
     jobfile = tmp_path / "job.jsonl"
     jobfile.write_text("".join(json.dumps(p) + "\n" for p in prompts(12)))
 
-    submitted = stoker(server, "submit", str(jobfile), "--tier", "smoke", "--wait", "--json")
+    submitted = stoker(server, "submit", str(jobfile), "--tier", "regression", "--wait",
+                       "--json")
     assert submitted.returncode == 0, submitted.stderr
     job = json.loads(submitted.stdout)
     assert (job["status"], job["tier"], job["request_counts"]["succeeded"]) == (
-        "completed", "smoke", 12)
+        "completed", "regression", 12)
 
     status = json.loads(stoker(server, "status", job["id"], "--json").stdout)
     assert status["id"] == job["id"]

@@ -24,7 +24,7 @@ def test_migrations_apply_once_and_data_survives_reopen(tmp_path: Path) -> None:
         NewJob(team="t", tier="batch", priority=40, model="m", max_attempts=3,
                requests=[NewRequest("a", "/v1/completions", {"prompt": "x"})]),
         now=1.0,
-    )
+    ).job
     store.close()
     reopened = SQLiteStore(path)
     assert reopened.get_job(job.id).counts.queued == 1

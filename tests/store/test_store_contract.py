@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stoker.core.model import JobStatus, RequestStatus, RunnerState
+from stoker.core.batching import Pick
+from stoker.core.model import Job, JobStatus, QueueGroup, RequestStatus, RunnerState
 from stoker.errors import Conflict, LeaseLost, NotFound
 from stoker.store import NewJob, NewRequest, RequestOutcome, Store
 
@@ -18,6 +19,10 @@ def new_job(n: int, *, priority: int = 40, tier: str = "batch", max_attempts: in
                   max_attempts=max_attempts)
 
 
+def submit(store: Store, job: NewJob, *, now: float) -> Job:
+    return store.submit_job(job, now=now).job
+
+
 def runner(store: Store, now: float = 0.0) -> str:
     r = store.register_runner(name="r", model=MODEL, pid=1, host="h", max_batch_size=16,
                               max_wait_ms=100, now=now)
@@ -27,8 +32,8 @@ def runner(store: Store, now: float = 0.0) -> str:
 
 def lease_all(store: Store, runner_id: str, *, now: float, ttl_s: float = 10.0,
               limit: int = 100) -> tuple[str, list[str]]:
-    ids = [q.id for q in store.queue_head(MODEL, limit=limit)]
-    got = store.lease_batch(runner_id, MODEL, ids, ttl_s=ttl_s, now=now)
+    picks = [Pick(g.tier, g.team, min(g.queued, limit)) for g in store.queue_groups(MODEL)]
+    got = store.lease_batch(runner_id, MODEL, picks, ttl_s=ttl_s, now=now)
     assert got is not None
     lease, requests = got
     return lease.id, [r.id for r in requests]
@@ -40,7 +45,7 @@ def ok(rid: str, text: str = "out") -> RequestOutcome:
 
 
 def test_submit_stores_every_request_queued(store: Store) -> None:
-    job = store.submit_job(new_job(5), now=1.0)
+    job = submit(store, new_job(5), now=1.0)
     assert job.status == JobStatus.QUEUED
     assert job.counts.total == job.counts.queued == 5
     assert store.queue_depth() == {(MODEL, "batch"): 5}
@@ -52,7 +57,7 @@ def test_submit_is_all_or_nothing(store: Store) -> None:
                  requests=[NewRequest("same", "/v1/completions", {"prompt": "a"}),
                            NewRequest("same", "/v1/completions", {"prompt": "b"})])
     with pytest.raises(Conflict, match="same"):
-        store.submit_job(bad, now=1.0)
+        submit(store, bad, now=1.0)
     assert store.list_jobs(limit=10) == []
     assert store.queue_depth() == {}
 
@@ -62,30 +67,43 @@ def test_unknown_job_is_not_found(store: Store) -> None:
         store.get_job("job_missing")
 
 
-def test_queue_head_is_in_dispatch_order(store: Store) -> None:
-    low = store.submit_job(new_job(2, priority=20, tier="best_effort"), now=1.0)
-    high = store.submit_job(new_job(2, priority=80, tier="smoke"), now=2.0)
-    head = store.queue_head(MODEL, limit=3)
-    high_ids = [r.request_id for r in store.job_results(high.id)]
-    low_ids = [r.request_id for r in store.job_results(low.id)]
-    assert [h.id for h in head] == [*high_ids, low_ids[0]]
+def test_queue_groups_summarise_the_queue(store: Store) -> None:
+    submit(store, new_job(2, priority=20, tier="best_effort"), now=1.0)
+    submit(store, new_job(3, priority=80, tier="smoke"), now=2.0)
+    submit(store, new_job(1, priority=80, tier="smoke"), now=3.0)
+    groups = sorted(store.queue_groups(MODEL), key=lambda g: g.tier)
+    assert groups == [QueueGroup("best_effort", "default", 2, 1.0),
+                      QueueGroup("smoke", "default", 4, 2.0)]
+    assert store.queue_groups("other-model") == []
+
+
+def test_lease_takes_the_oldest_of_each_pick(store: Store) -> None:
+    first = submit(store, new_job(3), now=1.0)
+    submit(store, new_job(3), now=2.0)
+    rid = runner(store)
+    got = store.lease_batch(rid, MODEL, [Pick("batch", "default", 4)], ttl_s=10, now=3.0)
+    assert got is not None
+    oldest = [r.request_id for r in store.job_results(first.id)]
+    assert [r.id for r in got[1]][:3] == oldest
+    (group,) = store.queue_groups(MODEL)
+    assert (group.queued, group.head_enqueued_at) == (2, 2.0)
 
 
 def test_lease_is_atomic_and_exclusive(store: Store) -> None:
-    store.submit_job(new_job(3), now=1.0)
+    submit(store, new_job(3), now=1.0)
     a, b = runner(store), runner(store)
-    ids = [q.id for q in store.queue_head(MODEL, limit=10)]
-    first = store.lease_batch(a, MODEL, ids[:2], ttl_s=10, now=2.0)
+    first = store.lease_batch(a, MODEL, [Pick("batch", "default", 2)], ttl_s=10, now=2.0)
     assert first is not None
-    second = store.lease_batch(b, MODEL, ids, ttl_s=10, now=2.0)
+    second = store.lease_batch(b, MODEL, [Pick("batch", "default", 5)], ttl_s=10, now=2.0)
     assert second is not None
-    assert [r.id for r in second[1]] == [ids[2]]
-    assert store.lease_batch(b, MODEL, ids, ttl_s=10, now=2.0) is None
+    assert len(second[1]) == 1
+    assert not {r.id for r in first[1]} & {r.id for r in second[1]}
+    assert store.lease_batch(b, MODEL, [Pick("batch", "default", 5)], ttl_s=10, now=2.0) is None
     assert all(r.attempts == 1 for r in first[1])
 
 
 def test_complete_records_first_result_and_counts_repeats(store: Store) -> None:
-    job = store.submit_job(new_job(2), now=1.0)
+    job = submit(store, new_job(2), now=1.0)
     rid = runner(store)
     lease_id, ids = lease_all(store, rid, now=2.0)
     summary = store.complete(lease_id, rid, [ok(i, "first") for i in ids], started_at=2.0,
@@ -103,7 +121,7 @@ def test_complete_records_first_result_and_counts_repeats(store: Store) -> None:
 
 
 def test_complete_writes_a_batch_record(store: Store) -> None:
-    store.submit_job(new_job(3), now=1.0)
+    submit(store, new_job(3), now=1.0)
     rid = runner(store)
     lease_id, ids = lease_all(store, rid, now=2.0)
     store.complete(lease_id, rid, [ok(i) for i in ids], started_at=2.5, ended_at=3.5, now=3.6)
@@ -116,8 +134,8 @@ def test_complete_writes_a_batch_record(store: Store) -> None:
 
 
 def test_job_batches_counts_the_jobs_share(store: Store) -> None:
-    a = store.submit_job(new_job(2), now=1.0)
-    b = store.submit_job(new_job(3), now=1.0)
+    a = submit(store, new_job(2), now=1.0)
+    b = submit(store, new_job(3), now=1.0)
     rid = runner(store)
     lease_id, ids = lease_all(store, rid, now=2.0)
     store.complete(lease_id, rid, [ok(i) for i in ids], started_at=2, ended_at=3, now=3)
@@ -127,7 +145,7 @@ def test_job_batches_counts_the_jobs_share(store: Store) -> None:
 
 
 def test_renew_extends_a_live_lease_only(store: Store) -> None:
-    store.submit_job(new_job(1), now=1.0)
+    submit(store, new_job(1), now=1.0)
     rid = runner(store)
     lease_id, _ = lease_all(store, rid, now=2.0, ttl_s=5)
     assert store.renew_lease(lease_id, rid, ttl_s=5, now=6.0) == 11.0
@@ -137,7 +155,7 @@ def test_renew_extends_a_live_lease_only(store: Store) -> None:
 
 
 def test_expired_lease_requeues_with_attempt_raised(store: Store) -> None:
-    job = store.submit_job(new_job(2), now=1.0)
+    job = submit(store, new_job(2), now=1.0)
     rid = runner(store)
     lease_all(store, rid, now=2.0, ttl_s=5)
     assert store.expire_leases(now=6.0) == []
@@ -150,7 +168,7 @@ def test_expired_lease_requeues_with_attempt_raised(store: Store) -> None:
 
 
 def test_past_max_attempts_a_request_fails_with_the_error_kept(store: Store) -> None:
-    job = store.submit_job(new_job(1, max_attempts=2), now=1.0)
+    job = submit(store, new_job(1, max_attempts=2), now=1.0)
     rid = runner(store)
     for attempt in range(2):
         lease_all(store, rid, now=10.0 * attempt, ttl_s=1)
@@ -164,7 +182,7 @@ def test_past_max_attempts_a_request_fails_with_the_error_kept(store: Store) -> 
 
 
 def test_late_result_after_expiry_still_counts_once(store: Store) -> None:
-    job = store.submit_job(new_job(1), now=1.0)
+    job = submit(store, new_job(1), now=1.0)
     slow, fast = runner(store), runner(store)
     slow_lease, ids = lease_all(store, slow, now=2.0, ttl_s=1)
     store.expire_leases(now=4.0)
@@ -179,7 +197,7 @@ def test_late_result_after_expiry_still_counts_once(store: Store) -> None:
 
 
 def test_retryable_error_goes_back_to_the_queue(store: Store) -> None:
-    job = store.submit_job(new_job(1, max_attempts=2), now=1.0)
+    job = submit(store, new_job(1, max_attempts=2), now=1.0)
     rid = runner(store)
     lease_id, ids = lease_all(store, rid, now=2.0)
     summary = store.complete(lease_id, rid, [RequestOutcome(ids[0], error="oom", retryable=True)],
@@ -195,7 +213,7 @@ def test_retryable_error_goes_back_to_the_queue(store: Store) -> None:
 
 
 def test_cancel_drops_queued_keeps_results(store: Store) -> None:
-    job = store.submit_job(new_job(4), now=1.0)
+    job = submit(store, new_job(4), now=1.0)
     rid = runner(store)
     lease_id, ids = lease_all(store, rid, now=2.0, limit=2)
     store.complete(lease_id, rid, [ok(ids[0])], started_at=2, ended_at=3, now=3)
@@ -212,7 +230,7 @@ def test_cancel_drops_queued_keeps_results(store: Store) -> None:
 
 
 def test_cancelling_a_finished_job_changes_nothing(store: Store) -> None:
-    job = store.submit_job(new_job(1), now=1.0)
+    job = submit(store, new_job(1), now=1.0)
     rid = runner(store)
     lease_id, ids = lease_all(store, rid, now=2.0)
     store.complete(lease_id, rid, [ok(ids[0])], started_at=2, ended_at=3, now=3)
@@ -245,7 +263,7 @@ def test_illegal_transition_is_a_conflict(store: Store) -> None:
 
 
 def test_lost_runner_is_stopped_and_its_work_requeued(store: Store) -> None:
-    job = store.submit_job(new_job(2), now=1.0)
+    job = submit(store, new_job(2), now=1.0)
     rid = runner(store, now=1.0)
     lease_all(store, rid, now=2.0, ttl_s=100)
     assert store.stop_lost_runners(timeout_s=10, now=5.0) == []
@@ -255,7 +273,7 @@ def test_lost_runner_is_stopped_and_its_work_requeued(store: Store) -> None:
 
 
 def test_leased_requests_count_as_batch_in_hand(store: Store) -> None:
-    store.submit_job(new_job(3), now=1.0)
+    submit(store, new_job(3), now=1.0)
     rid = runner(store)
     lease_all(store, rid, now=2.0)
     assert store.get_runner(rid).leased_requests == 3

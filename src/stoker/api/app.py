@@ -14,7 +14,9 @@ from stoker.api import jobs, runners
 from stoker.api.body import BodySizeLimit
 from stoker.api.dispatch import Dispatcher, LeaseTerms, Reaper
 from stoker.api.errors import install_error_handlers
-from stoker.api.services import make_services
+from stoker.api.scheduling import build_policy, build_tiers
+from stoker.api.services import Services, model_revisions
+from stoker.api.teams import TeamDirectory
 from stoker.clock import Clock
 from stoker.settings import Settings
 from stoker.store import Store
@@ -23,7 +25,10 @@ from stoker.store import Store
 def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
     """The Stoker HTTP service over ``store``, with time from ``clock``."""
     leases = settings.leases
-    dispatcher = Dispatcher(store, clock, LeaseTerms(leases.ttl_s, leases.long_poll_s))
+    teams = TeamDirectory(settings)
+    tiers = build_tiers(settings)
+    policy = build_policy(settings, tiers, teams.weights())
+    dispatcher = Dispatcher(store, clock, LeaseTerms(leases.ttl_s, leases.long_poll_s), policy)
     reaper = Reaper(store, clock, dispatcher, runner_timeout_s=leases.runner_timeout_s,
                     interval_s=min(1.0, leases.ttl_s / 4))
 
@@ -38,7 +43,8 @@ def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
                 await task
 
     app = FastAPI(title="Stoker", version=__version__, lifespan=lifespan)
-    app.state.services = make_services(settings, store, clock, dispatcher)
+    app.state.services = Services(settings, store, clock, dispatcher, tiers, teams, policy,
+                                  model_revisions(settings))
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
     app.include_router(jobs.router)

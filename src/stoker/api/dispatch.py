@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 
 from stoker.clock import Clock
-from stoker.core.batching import BatchConfig, Dispatch, plan_batch
+from stoker.core.batching import BatchConfig, Dispatch, Pick, SchedulingPolicy, plan_batch
 from stoker.core.model import Lease, Request, Runner, RunnerState
 from stoker.errors import Conflict
 from stoker.store import Store
@@ -34,10 +34,12 @@ class LeaseTerms:
 class Dispatcher:
     """Long-polls for runners and wakes them when their model gets work."""
 
-    def __init__(self, store: Store, clock: Clock, terms: LeaseTerms) -> None:
+    def __init__(self, store: Store, clock: Clock, terms: LeaseTerms,
+                 policy: SchedulingPolicy) -> None:
         self._store = store
         self._clock = clock
         self._terms = terms
+        self._policy = policy
         self._events: dict[str, asyncio.Event] = {}
         self._progress = asyncio.Event()
 
@@ -69,13 +71,11 @@ class Dispatcher:
             current = await run_in_threadpool(self._store.get_runner, runner.id)
             if current.state in (RunnerState.DRAINING, RunnerState.STOPPED):
                 return None
-            head = await run_in_threadpool(
-                self._store.queue_head, runner.model, limit=config.max_batch_size
-            )
+            groups = await run_in_threadpool(self._store.queue_groups, runner.model)
             now = self._clock.now()
-            decision = plan_batch(head, config, now=now)
+            decision = plan_batch(groups, config, self._policy, now=now)
             if isinstance(decision, Dispatch):
-                got = await run_in_threadpool(self._lease, runner, decision.request_ids)
+                got = await run_in_threadpool(self._lease, runner, decision.picks)
                 if got is not None:
                     return got
                 continue  # another runner took them first; look again
@@ -87,9 +87,10 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=max(timeout, 0.0))
 
-    def _lease(self, runner: Runner, ids: tuple[str, ...]) -> tuple[Lease, list[Request]] | None:
+    def _lease(self, runner: Runner, picks: tuple[Pick, ...]
+               ) -> tuple[Lease, list[Request]] | None:
         now = self._clock.now()
-        got = self._store.lease_batch(runner.id, runner.model, ids, ttl_s=self._terms.ttl_s,
+        got = self._store.lease_batch(runner.id, runner.model, picks, ttl_s=self._terms.ttl_s,
                                       now=now)
         if got is not None:
             # If it began draining meanwhile, it still finishes the batch it was given.

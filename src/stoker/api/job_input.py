@@ -16,14 +16,22 @@ from stoker.store import NewRequest
 MAX_REPORTED_PROBLEMS = 10
 
 
-class JobSubmission(BaseModel):
-    """``POST /api/jobs`` as JSON: the requests plus the job's options."""
+class JobOptions(BaseModel):
+    """A job's options: inline in a JSON submission, query parameters with a JSONL upload."""
 
     model_config = ConfigDict(extra="forbid")
 
-    requests: list[dict[str, Any]] = Field(min_length=1)
     tier: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
+    concurrency_group: str | None = Field(None, min_length=1, max_length=256)
+    cancel_in_progress: bool = False
+    cache: bool = True
+
+
+class JobSubmission(JobOptions):
+    """``POST /api/jobs`` as JSON: the requests plus the job's options."""
+
+    requests: list[dict[str, Any]] = Field(min_length=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,20 +107,21 @@ def resolve_model(requests: list[NewRequest], *, default_model: str, known: set[
 
 
 def parse_submission(
-    payload: Any, *, max_requests: int, default_model: str, known_models: set[str]
-) -> tuple[JobSubmission | None, ParsedJob]:
-    """Validate a JSON submission (already parsed) or a JSONL item list."""
+    payload: Any, options: JobOptions, *, max_requests: int, default_model: str,
+    known_models: set[str],
+) -> tuple[JobOptions, ParsedJob]:
+    """Validate a JSON submission (already parsed) or a JSONL item list with its options."""
     if isinstance(payload, list):
-        submission = None
         items = payload
     else:
         try:
             submission = JobSubmission.model_validate(payload)
         except ValidationError as exc:
             raise Unprocessable(f"body: {describe(exc)}") from None
+        options = submission
         items = list(enumerate(submission.requests, start=1))
     if not isinstance(items, list):
         raise InvalidRequest("expected a list of requests")
     requests = parse_lines(items, max_requests=max_requests)
     model = resolve_model(requests, default_model=default_model, known=known_models)
-    return submission, ParsedJob(model=model, requests=requests)
+    return options, ParsedJob(model=model, requests=requests)

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from stoker.api.body import decode_utf8, parse_json
-from stoker.api.job_input import jsonl_items, parse_submission
+from stoker.api.job_input import JobOptions, jsonl_items, parse_submission
 from stoker.api.render import job_json, result_line
+from stoker.api.result_cache import cache_key
 from stoker.api.services import Services, client_team, services
-from stoker.core.model import JOB_TERMINAL, Job
-from stoker.core.tiers import DEFAULT_TIER_NAME
+from stoker.core.admission import (
+    AdmissionDecision,
+    AdmissionState,
+    TeamLoad,
+    admit,
+    initial_state,
+)
+from stoker.core.model import JOB_TERMINAL, Job, Tier
 from stoker.errors import NotFound, Unprocessable
 from stoker.store import NewJob
 
@@ -32,35 +40,65 @@ def _is_jsonl(request: Request) -> bool:
 @router.post("", status_code=201)
 async def submit_job(
     request: Request,
-    tier: str | None = Query(None, description="tier for a JSONL upload"),
+    tier: str | None = Query(None, description="tier (JSONL upload)"),
+    concurrency_group: str | None = Query(None, max_length=256,
+                                          description="concurrency group (JSONL upload)"),
+    cancel_in_progress: bool = Query(False, description="supersede the group's older jobs"),
+    cache: bool = Query(True, description="answer repeated deterministic requests from cache"),
+    idempotency_key: str | None = Header(None, max_length=256),
     svc: Services = Depends(services),
 ) -> JSONResponse:
-    """Submit a job: JSON ``{"requests": [...], "tier", "metadata"}`` or a JSONL upload."""
+    """Submit a job: JSON ``{"requests": [...], options}`` or a JSONL upload.
+
+    201 with the new job; 200 with the existing one for a repeated ``Idempotency-Key``.
+    """
+    team = client_team(request)
     text = decode_utf8(await request.body())
-    limits = svc.settings.limits
     payload: Any = jsonl_items(text) if _is_jsonl(request) else parse_json(text)
-    submission, parsed = parse_submission(
+    options, parsed = parse_submission(
         payload,
-        max_requests=limits.max_requests_per_job,
+        JobOptions(tier=tier, concurrency_group=concurrency_group,
+                   cancel_in_progress=cancel_in_progress, cache=cache),
+        max_requests=svc.settings.limits.max_requests_per_job,
         default_model=svc.settings.default_model,
         known_models=set(svc.settings.models),
     )
-    tier_name = (submission.tier if submission else None) or tier or DEFAULT_TIER_NAME
-    tier_spec = svc.tiers.get(tier_name)
-    if tier_spec is None:
-        raise Unprocessable(f"unknown tier {tier_name!r}; tiers: {', '.join(svc.tiers)}")
+    tier_spec = _tier_for(svc, team, options.tier, len(parsed.requests))
+    policy = svc.teams.policy(team)
+    revision = svc.revisions[parsed.model]
     new_job = NewJob(
-        team=client_team(request),
-        tier=tier_spec.name,
-        priority=tier_spec.priority,
-        model=parsed.model,
-        requests=parsed.requests,
-        max_attempts=svc.settings.leases.max_attempts,
-        metadata=submission.metadata if submission else {},
+        team=team, tier=tier_spec.name, priority=tier_spec.priority, model=parsed.model,
+        requests=[replace(r, cache_key=cache_key(parsed.model, revision, r.endpoint, r.body))
+                  for r in parsed.requests],
+        max_attempts=svc.settings.leases.max_attempts, metadata=options.metadata,
+        idempotency_key=idempotency_key, concurrency_group=options.concurrency_group,
+        cancel_in_progress=options.cancel_in_progress, use_cache=options.cache,
     )
-    job = await run_in_threadpool(svc.store.submit_job, new_job, now=svc.clock.now())
-    svc.dispatcher.notify(job.model)
-    return JSONResponse(job_json(job), status_code=201)
+    now = svc.clock.now()
+
+    def check(load: TeamLoad, state: AdmissionState | None
+              ) -> tuple[AdmissionDecision, AdmissionState]:
+        current = state or initial_state(policy.quota, now=now)
+        return admit(len(new_job.requests), load, current, policy.quota, policy.breaker,
+                     team=team, now=now)
+
+    submitted = await run_in_threadpool(svc.store.submit_job, new_job, now=now, admission=check)
+    svc.dispatcher.notify(submitted.job.model)
+    if submitted.superseded:
+        svc.dispatcher.notify_progress()
+    return JSONResponse(job_json(submitted.job), status_code=201 if submitted.created else 200)
+
+
+def _tier_for(svc: Services, team: str, name: str | None, prompts: int) -> Tier:
+    tier_name = name or svc.settings.scheduling.default_tier
+    tier = svc.tiers.get(tier_name)
+    if tier is None:
+        raise Unprocessable(f"unknown tier {tier_name!r}; tiers: {', '.join(svc.tiers)}")
+    svc.teams.policy(team).check_tier(tier.name)
+    if tier.max_prompts is not None and prompts > tier.max_prompts:
+        raise Unprocessable(f"tier {tier.name!r} takes at most {tier.max_prompts} prompts per "
+                            f"job; this job has {prompts}. Use a larger tier or split the job")
+    return tier
 
 
 def _owned_job(svc: Services, job_id: str, team: str) -> Job:
@@ -77,8 +115,7 @@ def list_jobs(
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
     """The most recent jobs of the caller's team."""
-    team = client_team(request)
-    jobs = [j for j in svc.store.list_jobs(limit=limit) if j.team == team]
+    jobs = svc.store.list_jobs(limit=limit, team=client_team(request))
     return {"object": "list", "data": [job_json(j) for j in jobs]}
 
 

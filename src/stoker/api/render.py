@@ -33,7 +33,7 @@ def job_json(job: Job) -> dict[str, Any]:
 def result_line(row: ResultRow) -> dict[str, Any] | None:
     """One output line in the OpenAI Batch output format, or None while the request is open."""
     line: dict[str, Any] = {"id": f"batch_req_{row.request_id}", "custom_id": row.custom_id,
-                            "response": None, "error": None}
+                            "response": None, "error": None, "cached": row.cached}
     created = int(row.finished_at or 0)
     if row.status == RequestStatus.SUCCEEDED:
         line["response"] = {

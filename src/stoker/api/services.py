@@ -1,4 +1,4 @@
-"""What the routes share: settings, store, clock, dispatcher; and who is calling."""
+"""What the routes share: settings, store, clock, dispatcher, policies; and who is calling."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from stoker.api.dispatch import Dispatcher
+from stoker.api.result_cache import model_revision
+from stoker.api.teams import TeamDirectory
 from stoker.clock import Clock
+from stoker.core.batching import SchedulingPolicy
 from stoker.core.model import Tier
-from stoker.core.tiers import DEFAULT_TIERS, tiers_by_name
 from stoker.errors import Unauthorized
 from stoker.settings import Settings
 from stoker.store import Store
-
-DEFAULT_TEAM = "default"
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class Services:
     clock: Clock
     dispatcher: Dispatcher
     tiers: dict[str, Tier]
+    teams: TeamDirectory
+    policy: SchedulingPolicy
+    revisions: dict[str, str]
 
 
 def services(request: Request) -> Services:
@@ -35,21 +38,15 @@ def services(request: Request) -> Services:
     return found
 
 
-def make_services(settings: Settings, store: Store, clock: Clock,
-                  dispatcher: Dispatcher) -> Services:
-    """Bundle the parts with the tiers in force."""
-    return Services(settings, store, clock, dispatcher, tiers_by_name(DEFAULT_TIERS))
-
-
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+def model_revisions(settings: Settings) -> dict[str, str]:
+    """Each model's revision, part of every result-cache fingerprint."""
+    return {name: model_revision(settings.model_path(name), spec.revision)
+            for name, spec in settings.models.items()}
 
 
 def client_team(request: Request) -> str:
-    """The team a client request acts for. With no teams configured, everyone is ``default``."""
-    return DEFAULT_TEAM
+    """The team a client request acts for (401 without a valid token once teams exist)."""
+    return services(request).teams.authenticate(request.headers.get("authorization"))
 
 
 def require_runner(request: Request) -> None:
@@ -57,6 +54,7 @@ def require_runner(request: Request) -> None:
     expected = services(request).settings.runner_token
     if expected is None:
         return
-    given = _bearer(request)
-    if given is None or not hmac.compare_digest(given, expected.get_secret_value()):
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    given = token.strip() if scheme.lower() == "bearer" else ""
+    if not given or not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
         raise Unauthorized("runner endpoints need 'Authorization: Bearer <runner token>'")

@@ -1,17 +1,25 @@
-"""Batch formation: which queued requests a runner takes now, or until when it waits.
+"""Batch formation: how many requests of which queue groups a runner takes now, or until when
+it waits.
 
 Rules:
-- higher tier priority first, oldest first within a tier (then submission order);
-- a full batch (``max_batch_size`` requests available) is dispatched at once;
-- a partial batch waits at most ``max_wait_ms`` from its oldest request, then goes as it is.
+- strict priority across tiers: a higher tier's requests go first;
+- within one priority level, teams share the batch by weight (weighted fair share), so a team
+  with thousands queued does not delay a team with one by more than one batch;
+- within one team and tier, oldest first (the store keeps that order);
+- a tier outside its dispatch window waits, unless it may use an otherwise idle pool;
+- a group whose oldest request has waited ``starvation_age_s`` is promoted to the highest level
+  present (capped at ``starvation_ceiling``), so nothing waits forever behind busier tiers;
+- a full batch is dispatched at once; a partial one waits at most ``max_wait_ms`` from its
+  oldest request, then goes as it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from stoker.core.model import QueuedRequest
+from stoker.core.fair_share import Claim, share_slots
+from stoker.core.model import QueueGroup, Tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +37,43 @@ class BatchConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Dispatch:
-    """Lease these requests now, in this order."""
+class SchedulingPolicy:
+    """Tiers, team weights and the anti-starvation bound in force."""
 
-    request_ids: tuple[str, ...]
+    tiers: Mapping[str, Tier]
+    team_weights: Mapping[str, float] = field(default_factory=dict)
+    starvation_age_s: float | None = None
+    starvation_ceiling: int | None = None
+
+    def priority(self, tier: str) -> int:
+        """A tier's priority; a tier no longer configured ranks below every known one."""
+        known = self.tiers.get(tier)
+        return known.priority if known is not None else -1
+
+    def weight(self, team: str) -> float:
+        """A team's fair-share weight (1 unless configured)."""
+        return self.team_weights.get(team, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """Lease the ``count`` oldest queued requests of ``team`` in ``tier``."""
+
+    tier: str
+    team: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Lease these picks now; together they are at most one batch."""
+
+    picks: tuple[Pick, ...]
+
+    @property
+    def size(self) -> int:
+        """Requests in the batch."""
+        return sum(p.count for p in self.picks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,26 +86,65 @@ class Wait:
 BatchDecision = Dispatch | Wait
 
 
-def dispatch_order(queued: Sequence[QueuedRequest]) -> list[QueuedRequest]:
-    """Queued requests in the order they are served: priority desc, then age, then sequence."""
-    return sorted(queued, key=lambda r: (-r.priority, r.enqueued_at, r.seq, r.id))
+def dispatchable(groups: Sequence[QueueGroup], policy: SchedulingPolicy, *,
+                 now: float) -> list[QueueGroup]:
+    """The groups that may run now: in-window tiers, else tiers that may use an idle pool."""
+    live = [g for g in groups if g.queued > 0]
+    in_window = [g for g in live if _window_open(policy.tiers.get(g.tier), now)]
+    if in_window:
+        return in_window
+    return [g for g in live if _idle_use(policy.tiers.get(g.tier))]
 
 
-def plan_batch(
-    queued: Sequence[QueuedRequest], config: BatchConfig, *, now: float
-) -> BatchDecision:
-    """Decide what a runner with ``config`` takes from ``queued`` at time ``now``.
+def _window_open(tier: Tier | None, now: float) -> bool:
+    return tier is None or tier.window is None or tier.window.contains(now)
 
-    ``queued`` may be the whole queue for the model or any prefix of it in dispatch order that
-    holds at least ``max_batch_size`` requests when that many exist.
-    """
-    if not queued:
+
+def _idle_use(tier: Tier | None) -> bool:
+    return tier is not None and tier.run_outside_window_when_idle
+
+
+def effective_priority(group: QueueGroup, policy: SchedulingPolicy, top: int, *,
+                       now: float) -> int:
+    """The group's tier priority, promoted if its oldest request has starved."""
+    own = policy.priority(group.tier)
+    bound = policy.starvation_age_s
+    if bound is None or now - group.head_enqueued_at < bound:
+        return own
+    ceiling = top if policy.starvation_ceiling is None else min(top, policy.starvation_ceiling)
+    return max(own, ceiling)
+
+
+def plan_batch(groups: Sequence[QueueGroup], config: BatchConfig, policy: SchedulingPolicy,
+               *, now: float) -> BatchDecision:
+    """Decide what a runner with ``config`` takes from the model's queue ``groups`` at ``now``."""
+    ready = dispatchable(groups, policy, now=now)
+    if not ready:
         return Wait(until=None)
-    ordered = dispatch_order(queued)
-    if len(ordered) >= config.max_batch_size:
-        return Dispatch(tuple(r.id for r in ordered[: config.max_batch_size]))
-    oldest = min(r.enqueued_at for r in ordered)
-    deadline = oldest + config.max_wait_ms / 1000.0
-    if now >= deadline:
-        return Dispatch(tuple(r.id for r in ordered))
-    return Wait(until=deadline)
+    total = sum(g.queued for g in ready)
+    if total < config.max_batch_size:
+        deadline = min(g.head_enqueued_at for g in ready) + config.max_wait_ms / 1000.0
+        if now < deadline:
+            return Wait(until=deadline)
+    return Dispatch(_allocate(ready, min(total, config.max_batch_size), policy, now=now))
+
+
+def _allocate(groups: Sequence[QueueGroup], slots: int, policy: SchedulingPolicy, *,
+              now: float) -> tuple[Pick, ...]:
+    top = max(policy.priority(g.tier) for g in groups)
+    levels: dict[int, list[QueueGroup]] = {}
+    for g in groups:
+        levels.setdefault(effective_priority(g, policy, top, now=now), []).append(g)
+    picks: list[Pick] = []
+    for level in sorted(levels, reverse=True):
+        if slots == 0:
+            break
+        claims = [Claim((g.tier, g.team), g.queued, policy.weight(g.team), g.head_enqueued_at)
+                  for g in levels[level]]
+        given = share_slots(claims, slots)
+        for g in sorted(levels[level], key=lambda g: (g.head_enqueued_at, g.tier, g.team)):
+            count = given.get((g.tier, g.team), 0)
+            if count:
+                picks.append(Pick(g.tier, g.team, count))
+                slots -= count
+    return tuple(picks)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from stoker.core.windows import DispatchWindow
+
 
 class RequestStatus(StrEnum):
     """Where one request stands.
@@ -92,30 +94,36 @@ def runner_transition_allowed(current: RunnerState, target: RunnerState) -> bool
 
 @dataclass(frozen=True, slots=True)
 class Tier:
-    """A named class of work; a higher ``priority`` is dispatched first."""
+    """A named class of work; a higher ``priority`` is dispatched first.
+
+    A tier with a ``window`` is accepted any time but dispatched only inside it, or also
+    outside it when nothing else could use the pool, if ``run_outside_window_when_idle``.
+    """
 
     name: str
     priority: int
     max_prompts: int | None = None
     preemptible: bool = False
+    window: DispatchWindow | None = None
+    run_outside_window_when_idle: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Team:
-    """Who submits work."""
+    """Who submits work, and its weight in fair sharing within a tier."""
 
     name: str
     weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
-class QueuedRequest:
-    """The slice of a queued request that the batch former needs."""
+class QueueGroup:
+    """One team's queued requests for one model in one tier."""
 
-    id: str
-    priority: int
-    enqueued_at: float
-    seq: int = 0
+    tier: str
+    team: str
+    queued: int
+    head_enqueued_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +175,9 @@ class Job:
     counts: RequestCounts
     finished_at: float | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    concurrency_group: str | None = None
+    superseded_by: str | None = None
 
 
 def job_status(counts: RequestCounts, *, cancelled: bool) -> JobStatus:

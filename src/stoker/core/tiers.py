@@ -13,8 +13,3 @@ DEFAULT_TIERS: tuple[Tier, ...] = (
 )
 
 DEFAULT_TIER_NAME = "batch"
-
-
-def tiers_by_name(tiers: tuple[Tier, ...] = DEFAULT_TIERS) -> dict[str, Tier]:
-    """Index tiers by name."""
-    return {tier.name: tier for tier in tiers}

@@ -8,6 +8,7 @@ from stoker.store.protocol import (
     RequestOutcome,
     ResultRow,
     Store,
+    Submission,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "RequestOutcome",
     "ResultRow",
     "Store",
+    "Submission",
 ]

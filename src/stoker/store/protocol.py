@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from stoker.core.admission import AdmissionDecision, AdmissionState, TeamLoad
+from stoker.core.batching import Pick
 from stoker.core.model import (
     BatchRecord,
     Job,
     Lease,
-    QueuedRequest,
+    QueueGroup,
     Request,
     RequestStatus,
     Runner,
@@ -26,6 +28,7 @@ class NewRequest:
     custom_id: str
     endpoint: str
     body: dict[str, object]
+    cache_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,24 @@ class NewJob:
     requests: Sequence[NewRequest]
     max_attempts: int
     metadata: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    concurrency_group: str | None = None
+    cancel_in_progress: bool = False
+    use_cache: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What a submit did: the job, whether it is new (not an idempotent repeat), and the
+    older jobs of its concurrency group that it superseded."""
+
+    job: Job
+    created: bool
+    superseded: tuple[str, ...] = ()
+
+
+AdmissionCheck = Callable[[TeamLoad, AdmissionState | None],
+                          tuple[AdmissionDecision, AdmissionState]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +105,7 @@ class ResultRow:
     completion_tokens: int
     error: str | None
     finished_at: float | None
+    cached: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,16 +122,24 @@ class Store(Protocol):
     Every write is committed durably before the call returns.
     """
 
-    def submit_job(self, job: NewJob, *, now: float) -> Job:
-        """Store a job and all its requests atomically; raises Conflict on duplicate custom_id."""
+    def submit_job(self, job: NewJob, *, now: float,
+                   admission: AdmissionCheck | None = None) -> Submission:
+        """Store a job and all its requests atomically, or nothing.
+
+        An ``idempotency_key`` already used by the team returns that job instead. ``admission``
+        decides, inside the same transaction, whether the team may submit (its state is kept
+        either way); a refusal raises RateLimited (or Unprocessable when it can never pass).
+        Requests answered before (same ``cache_key``) are stored as already answered.
+        Raises Conflict on a duplicate custom_id.
+        """
         ...
 
     def get_job(self, job_id: str) -> Job:
         """A job with its counts; raises NotFound."""
         ...
 
-    def list_jobs(self, *, limit: int) -> list[Job]:
-        """Most recent jobs first."""
+    def list_jobs(self, *, limit: int, team: str | None = None) -> list[Job]:
+        """Most recent jobs first, of one team or of all."""
         ...
 
     def job_results(self, job_id: str) -> list[ResultRow]:
@@ -120,8 +150,8 @@ class Store(Protocol):
         """Cancel the job's queued requests; leased ones finish, results so far are kept."""
         ...
 
-    def queue_head(self, model: str, *, limit: int) -> list[QueuedRequest]:
-        """The first ``limit`` queued requests for ``model`` in dispatch order."""
+    def queue_groups(self, model: str) -> list[QueueGroup]:
+        """The model's queue summarised per (tier, team): counts and oldest request."""
         ...
 
     def queue_depth(self) -> dict[tuple[str, str], int]:
@@ -129,9 +159,9 @@ class Store(Protocol):
         ...
 
     def lease_batch(
-        self, runner_id: str, model: str, request_ids: Sequence[str], *, ttl_s: float, now: float
+        self, runner_id: str, model: str, picks: Sequence[Pick], *, ttl_s: float, now: float
     ) -> tuple[Lease, list[Request]] | None:
-        """Lease those of ``request_ids`` still queued, atomically; None if none were."""
+        """Lease, atomically, the oldest queued requests each pick names; None if none were."""
         ...
 
     def renew_lease(self, lease_id: str, runner_id: str, *, ttl_s: float, now: float) -> float:

@@ -1,22 +1,38 @@
 -- Named queries of the store. Parameters are :named; dialect gaps live in the implementations.
 
 -- name: insert_job
-INSERT INTO jobs (id, team, tier, model, created_at, request_count, metadata)
-VALUES (:id, :team, :tier, :model, :created_at, :request_count, :metadata);
+INSERT INTO jobs (id, team, tier, model, created_at, request_count, metadata, idempotency_key,
+                  concurrency_group)
+VALUES (:id, :team, :tier, :model, :created_at, :request_count, :metadata, :idempotency_key,
+        :concurrency_group);
 
 -- name: insert_request
-INSERT INTO requests (id, job_id, idx, custom_id, model, tier, priority, endpoint, body, status,
-                      attempts, max_attempts, enqueued_at)
-VALUES (:id, :job_id, :idx, :custom_id, :model, :tier, :priority, :endpoint, :body, 'queued',
-        0, :max_attempts, :enqueued_at);
+INSERT INTO requests (id, job_id, idx, custom_id, model, tier, team, priority, endpoint, body,
+                      status, attempts, max_attempts, enqueued_at, finished_at, cache_key)
+VALUES (:id, :job_id, :idx, :custom_id, :model, :tier, :team, :priority, :endpoint, :body,
+        :status, 0, :max_attempts, :enqueued_at, :finished_at, :cache_key);
 
 -- name: get_job
-SELECT id, team, tier, model, created_at, cancelled_at, finished_at, metadata
+SELECT id, team, tier, model, created_at, cancelled_at, finished_at, metadata, idempotency_key,
+       concurrency_group, superseded_by
 FROM jobs WHERE id = :id;
 
 -- name: list_jobs
-SELECT id, team, tier, model, created_at, cancelled_at, finished_at, metadata
-FROM jobs ORDER BY created_at DESC, id DESC LIMIT :limit;
+SELECT id, team, tier, model, created_at, cancelled_at, finished_at, metadata, idempotency_key,
+       concurrency_group, superseded_by
+FROM jobs WHERE team = :team OR :team IS NULL ORDER BY created_at DESC, id DESC LIMIT :limit;
+
+-- name: job_by_idempotency_key
+SELECT id FROM jobs WHERE team = :team AND idempotency_key = :key;
+
+-- name: open_jobs_in_group
+SELECT id FROM jobs
+WHERE team = :team AND concurrency_group = :group AND finished_at IS NULL
+  AND cancelled_at IS NULL;
+
+-- name: supersede_job
+UPDATE jobs SET cancelled_at = :now, superseded_by = :by
+WHERE id = :id AND cancelled_at IS NULL AND finished_at IS NULL;
 
 -- name: job_counts
 SELECT status, COUNT(*) AS n FROM requests WHERE job_id = :job_id GROUP BY status;
@@ -37,25 +53,29 @@ WHERE job_id = :job_id AND status = 'queued';
 -- name: job_results
 SELECT r.id, r.idx, r.custom_id, r.endpoint, r.model, r.status, r.last_error, r.attempts,
        s.text, s.finish_reason, s.prompt_tokens, s.completion_tokens, s.error, s.created_at,
-       r.finished_at
+       r.finished_at, COALESCE(s.cached, 0)
 FROM requests r LEFT JOIN results s ON s.request_id = r.id
 WHERE r.job_id = :job_id ORDER BY r.idx;
 
--- name: queue_head
-SELECT id, priority, enqueued_at, seq FROM requests
-WHERE model = :model AND status = 'queued'
-ORDER BY priority DESC, enqueued_at, seq LIMIT :limit;
+-- name: queue_groups
+SELECT tier, team, queued, head_enqueued_at FROM queue_groups
+WHERE model = :model AND queued > 0;
 
 -- name: queue_depth_by_model
-SELECT model, tier, COUNT(*) FROM requests WHERE status = 'queued' GROUP BY model, tier;
+SELECT model, tier, SUM(queued) FROM queue_groups GROUP BY model, tier HAVING SUM(queued) > 0;
+
+-- name: team_queued
+SELECT COALESCE(SUM(queued), 0) FROM queue_groups WHERE team = :team;
 
 -- name: insert_lease
 INSERT INTO leases (id, runner_id, model, created_at, expires_at)
 VALUES (:id, :runner_id, :model, :now, :expires_at);
 
--- name: lease_request
+-- name: lease_group
 UPDATE requests SET status = 'leased', lease_id = :lease_id, attempts = attempts + 1
-WHERE id = :id AND status = 'queued' AND model = :model;
+WHERE id IN (SELECT id FROM requests
+             WHERE model = :model AND tier = :tier AND team = :team AND status = 'queued'
+             ORDER BY enqueued_at, seq LIMIT :count);
 
 -- name: leased_requests
 SELECT id, job_id, idx, custom_id, model, tier, endpoint, body, status, attempts, max_attempts,
@@ -93,6 +113,41 @@ SELECT id, job_id, :text, :finish_reason, :prompt_tokens, :completion_tokens, :e
        :runner_id, :batch_id, :now
 FROM requests WHERE id = :request_id
 ON CONFLICT (request_id) DO NOTHING;
+
+-- name: insert_cached_result
+INSERT INTO results (request_id, job_id, text, finish_reason, prompt_tokens, completion_tokens,
+                     cached, created_at)
+VALUES (:request_id, :job_id, :text, :finish_reason, :prompt_tokens, :completion_tokens, 1, :now);
+
+-- name: cache_lookup
+SELECT text, finish_reason, prompt_tokens, completion_tokens FROM result_cache WHERE key = :key;
+
+-- name: cache_store
+INSERT INTO result_cache (key, text, finish_reason, prompt_tokens, completion_tokens, created_at)
+SELECT cache_key, :text, :finish_reason, :prompt_tokens, :completion_tokens, :now
+FROM requests WHERE id = :request_id AND cache_key IS NOT NULL
+ON CONFLICT (key) DO NOTHING;
+
+-- name: add_usage
+INSERT INTO team_usage (team, day, completion_tokens)
+SELECT team, :day, :tokens FROM requests WHERE id = :request_id
+ON CONFLICT (team, day) DO UPDATE SET completion_tokens = team_usage.completion_tokens + :tokens;
+
+-- name: team_tokens_on
+SELECT COALESCE(SUM(completion_tokens), 0) FROM team_usage WHERE team = :team AND day = :day;
+
+-- name: get_admission
+SELECT bucket, bucket_at, window_start, window_submissions, tripped_until
+FROM team_admission WHERE team = :team;
+
+-- name: put_admission
+INSERT INTO team_admission (team, bucket, bucket_at, window_start, window_submissions,
+                            tripped_until)
+VALUES (:team, :bucket, :bucket_at, :window_start, :window_submissions, :tripped_until)
+ON CONFLICT (team) DO UPDATE SET
+    bucket = excluded.bucket, bucket_at = excluded.bucket_at,
+    window_start = excluded.window_start, window_submissions = excluded.window_submissions,
+    tripped_until = excluded.tripped_until;
 
 -- name: finish_request
 UPDATE requests SET status = :status, lease_id = NULL, last_error = :error, finished_at = :now

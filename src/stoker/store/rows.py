@@ -37,7 +37,8 @@ def counts_from(status_counts: Sequence[Row]) -> RequestCounts:
 
 def job_from(row: Row, counts: RequestCounts) -> Job:
     """A job from a ``get_job`` row and its counts."""
-    job_id, team, tier, model, created_at, cancelled_at, finished_at, metadata = row
+    (job_id, team, tier, model, created_at, cancelled_at, finished_at, metadata,
+     idempotency_key, concurrency_group, superseded_by) = row
     return Job(
         id=job_id,
         team=team,
@@ -48,6 +49,9 @@ def job_from(row: Row, counts: RequestCounts) -> Job:
         counts=counts,
         finished_at=finished_at,
         metadata=json.loads(metadata) if isinstance(metadata, str) else dict(metadata or {}),
+        idempotency_key=idempotency_key,
+        concurrency_group=concurrency_group,
+        superseded_by=superseded_by,
     )
 
 
@@ -75,7 +79,7 @@ def request_from(row: Row) -> Request:
 def result_from(row: Row) -> ResultRow:
     """A result row from a ``job_results`` row."""
     (rid, idx, custom_id, endpoint, model, status, last_error, attempts, text, finish_reason,
-     prompt_tokens, completion_tokens, error, _created_at, finished_at) = row
+     prompt_tokens, completion_tokens, error, _created_at, finished_at, cached) = row
     return ResultRow(
         request_id=rid,
         index=idx,
@@ -90,6 +94,7 @@ def result_from(row: Row) -> ResultRow:
         completion_tokens=completion_tokens or 0,
         error=error if error is not None else last_error,
         finished_at=finished_at,
+        cached=bool(cached),
     )
 
 

@@ -12,14 +12,18 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stoker.core.admission import AdmissionState, Refuse, TeamLoad
+from stoker.core.batching import Pick
 from stoker.core.model import (
     BatchRecord,
     Job,
     Lease,
-    QueuedRequest,
+    QueueGroup,
     Request,
     RequestStatus,
     Runner,
@@ -27,19 +31,49 @@ from stoker.core.model import (
     RunnerState,
     runner_transition_allowed,
 )
-from stoker.errors import Conflict, LeaseLost, NotFound
+from stoker.errors import (
+    Conflict,
+    LeaseLost,
+    NotFound,
+    RateLimited,
+    StokerError,
+    Unprocessable,
+)
 from stoker.store import rows
 from stoker.store.protocol import (
+    AdmissionCheck,
     CompletionSummary,
     JobBatch,
     NewJob,
     RequestOutcome,
     ResultRow,
+    Submission,
 )
 from stoker.store.queries import load_migrations, load_queries
 
 DUPLICATE_RESULTS = "duplicate_results"
 LEASES_EXPIRED = "leases_expired"
+CACHE_HITS = "cache_hits"
+
+
+def utc_day(now: float) -> str:
+    """The UTC calendar day of ``now``, as usage is counted per day."""
+    return datetime.fromtimestamp(now, UTC).date().isoformat()
+
+
+def refusal_error(refusal: Refuse) -> StokerError:
+    """The error a client gets for a refused submission: 429, or 422 if it can never pass."""
+    if refusal.permanent:
+        return Unprocessable(refusal.message)
+    return RateLimited(refusal.message, retry_after_s=refusal.retry_after_s)
+
+
+def _check_unique_custom_ids(job: NewJob) -> None:
+    seen: set[str] = set()
+    for req in job.requests:
+        if req.custom_id in seen:
+            raise Conflict(f"custom_id {req.custom_id!r} appears more than once in the job")
+        seen.add(req.custom_id)
 
 
 def new_id(prefix: str) -> str:
@@ -111,29 +145,83 @@ class SQLiteStore:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def submit_job(self, job: NewJob, *, now: float) -> Job:
-        """Store a job and all of its requests in one transaction."""
+    def submit_job(self, job: NewJob, *, now: float,
+                   admission: AdmissionCheck | None = None) -> Submission:
+        """Store a job and all of its requests in one transaction (see :class:`Store`)."""
+        _check_unique_custom_ids(job)
         job_id = new_id("job")
-        seen: set[str] = set()
-        for req in job.requests:
-            if req.custom_id in seen:
-                raise Conflict(f"custom_id {req.custom_id!r} appears more than once in the job")
-            seen.add(req.custom_id)
+        refusal: Refuse | None = None
+        existing: str | None = None
+        superseded: list[str] = []
         with self._tx() as conn:
-            self._x(conn, "insert_job", id=job_id, team=job.team, tier=job.tier, model=job.model,
-                    created_at=now, request_count=len(job.requests),
-                    metadata=json.dumps(job.metadata))
-            conn.executemany(
-                self._q["insert_request"],
-                (
-                    {"id": new_id("req"), "job_id": job_id, "idx": i, "custom_id": r.custom_id,
-                     "model": job.model, "tier": job.tier, "priority": job.priority,
-                     "endpoint": r.endpoint, "body": json.dumps(r.body),
-                     "max_attempts": job.max_attempts, "enqueued_at": now}
-                    for i, r in enumerate(job.requests)
-                ),
-            )
-        return self.get_job(job_id)
+            if job.idempotency_key is not None:
+                row = self._x(conn, "job_by_idempotency_key", team=job.team,
+                              key=job.idempotency_key).fetchone()
+                existing = row[0] if row else None
+            if existing is None and admission is not None:
+                refusal = self._admit(conn, job, admission, now)
+            if existing is None and refusal is None:
+                if job.concurrency_group is not None and job.cancel_in_progress:
+                    superseded = self._supersede(conn, job, job_id, now)
+                self._insert_job(conn, job, job_id, now)
+        if refusal is not None:
+            raise refusal_error(refusal)
+        if existing is not None:
+            return Submission(self.get_job(existing), created=False)
+        return Submission(self.get_job(job_id), created=True, superseded=tuple(superseded))
+
+    def _admit(self, conn: sqlite3.Connection, job: NewJob, admission: AdmissionCheck,
+               now: float) -> Refuse | None:
+        queued = self._x(conn, "team_queued", team=job.team).fetchone()[0]
+        tokens = self._x(conn, "team_tokens_on", team=job.team, day=utc_day(now)).fetchone()[0]
+        row = self._x(conn, "get_admission", team=job.team).fetchone()
+        state = AdmissionState(*row) if row else None
+        decision, new_state = admission(TeamLoad(int(queued), int(tokens)), state)
+        self._x(conn, "put_admission", team=job.team, **asdict(new_state))
+        return decision if isinstance(decision, Refuse) else None
+
+    def _supersede(self, conn: sqlite3.Connection, job: NewJob, job_id: str,
+                   now: float) -> list[str]:
+        older = [j for (j,) in self._x(conn, "open_jobs_in_group", team=job.team,
+                                       group=job.concurrency_group).fetchall()]
+        for old in older:
+            self._x(conn, "supersede_job", id=old, by=job_id, now=now)
+            self._x(conn, "cancel_queued_requests", job_id=old, now=now)
+        self._finish_jobs(conn, set(older), now)
+        return older
+
+    def _insert_job(self, conn: sqlite3.Connection, job: NewJob, job_id: str,
+                    now: float) -> None:
+        self._x(conn, "insert_job", id=job_id, team=job.team, tier=job.tier, model=job.model,
+                created_at=now, request_count=len(job.requests),
+                metadata=json.dumps(job.metadata), idempotency_key=job.idempotency_key,
+                concurrency_group=job.concurrency_group)
+        ids = [new_id("req") for _ in job.requests]
+        hits: dict[int, Any] = {}
+        if job.use_cache:
+            for i, r in enumerate(job.requests):
+                if r.cache_key is not None:
+                    hit = self._x(conn, "cache_lookup", key=r.cache_key).fetchone()
+                    if hit is not None:
+                        hits[i] = hit
+        conn.executemany(self._q["insert_request"], (
+            {"id": ids[i], "job_id": job_id, "idx": i, "custom_id": r.custom_id,
+             "model": job.model, "tier": job.tier, "team": job.team, "priority": job.priority,
+             "endpoint": r.endpoint, "body": json.dumps(r.body),
+             "status": "succeeded" if i in hits else "queued",
+             "finished_at": now if i in hits else None,
+             "max_attempts": job.max_attempts, "enqueued_at": now,
+             "cache_key": r.cache_key if job.use_cache else None}
+            for i, r in enumerate(job.requests)
+        ))
+        if hits:
+            conn.executemany(self._q["insert_cached_result"], (
+                {"request_id": ids[i], "job_id": job_id, "text": h[0], "finish_reason": h[1],
+                 "prompt_tokens": h[2], "completion_tokens": h[3], "now": now}
+                for i, h in hits.items()
+            ))
+            self._x(conn, "bump_counter", name=CACHE_HITS, by=len(hits))
+            self._finish_jobs(conn, {job_id}, now)
 
     def get_job(self, job_id: str) -> Job:
         """A job and its request counts."""
@@ -143,12 +231,12 @@ class SQLiteStore:
                 raise NotFound(f"no job {job_id!r}")
             return rows.job_from(row, rows.counts_from(self._all("job_counts", job_id=job_id)))
 
-    def list_jobs(self, *, limit: int) -> list[Job]:
-        """Most recent jobs first."""
+    def list_jobs(self, *, limit: int, team: str | None = None) -> list[Job]:
+        """Most recent jobs first, of one team or of all."""
         with self._lock:
             return [
                 rows.job_from(r, rows.counts_from(self._all("job_counts", job_id=r[0])))
-                for r in self._all("list_jobs", limit=limit)
+                for r in self._all("list_jobs", limit=limit, team=team)
             ]
 
     def job_results(self, job_id: str) -> list[ResultRow]:
@@ -167,26 +255,25 @@ class SQLiteStore:
 
     # -- the queue -------------------------------------------------------------------------
 
-    def queue_head(self, model: str, *, limit: int) -> list[QueuedRequest]:
-        """The first ``limit`` queued requests for ``model`` in dispatch order."""
-        return [
-            QueuedRequest(id=r[0], priority=r[1], enqueued_at=r[2], seq=r[3])
-            for r in self._all("queue_head", model=model, limit=limit)
-        ]
+    def queue_groups(self, model: str) -> list[QueueGroup]:
+        """The model's queue per (tier, team)."""
+        return [QueueGroup(tier=r[0], team=r[1], queued=r[2], head_enqueued_at=r[3])
+                for r in self._all("queue_groups", model=model)]
 
     def queue_depth(self) -> dict[tuple[str, str], int]:
         """Queued requests per (model, tier)."""
         return {(m, t): n for m, t, n in self._all("queue_depth_by_model")}
 
     def lease_batch(
-        self, runner_id: str, model: str, request_ids: Sequence[str], *, ttl_s: float, now: float
+        self, runner_id: str, model: str, picks: Sequence[Pick], *, ttl_s: float, now: float
     ) -> tuple[Lease, list[Request]] | None:
-        """Lease those of ``request_ids`` that are still queued, all in one transaction."""
+        """Lease the oldest queued requests of each pick, all in one transaction."""
         lease_id = new_id("lease")
         with self._tx() as conn:
             taken = sum(
-                self._x(conn, "lease_request", id=rid, lease_id=lease_id, model=model).rowcount
-                for rid in request_ids
+                self._x(conn, "lease_group", lease_id=lease_id, model=model, tier=p.tier,
+                        team=p.team, count=p.count).rowcount
+                for p in picks
             )
             if taken == 0:
                 return None
@@ -248,6 +335,13 @@ class SQLiteStore:
                 status = RequestStatus.FAILED if out.error is not None else RequestStatus.SUCCEEDED
                 self._x(conn, "finish_request", id=out.request_id, status=status.value,
                         error=out.error, now=now)
+                self._x(conn, "add_usage", request_id=out.request_id, day=utc_day(now),
+                        tokens=out.completion_tokens)
+                if out.error is None:
+                    self._x(conn, "cache_store", request_id=out.request_id, text=out.text or "",
+                            finish_reason=out.finish_reason or "stop",
+                            prompt_tokens=out.prompt_tokens,
+                            completion_tokens=out.completion_tokens, now=now)
             if duplicates:
                 self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=duplicates)
             self._x(conn, "insert_batch", id=batch_id, runner_id=runner_id, model=lease[2],

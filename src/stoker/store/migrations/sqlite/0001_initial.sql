@@ -8,9 +8,16 @@ CREATE TABLE jobs (
     cancelled_at  REAL,
     finished_at   REAL,
     request_count INTEGER NOT NULL,
-    metadata      TEXT NOT NULL DEFAULT '{}'
+    metadata      TEXT NOT NULL DEFAULT '{}',
+    idempotency_key   TEXT,
+    concurrency_group TEXT,
+    superseded_by     TEXT
 );
 CREATE INDEX jobs_created ON jobs (created_at);
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (team, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX jobs_group ON jobs (team, concurrency_group)
+    WHERE concurrency_group IS NOT NULL AND finished_at IS NULL;
 
 CREATE TABLE requests (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -20,6 +27,7 @@ CREATE TABLE requests (
     custom_id    TEXT NOT NULL,
     model        TEXT NOT NULL,
     tier         TEXT NOT NULL,
+    team         TEXT NOT NULL,
     priority     INTEGER NOT NULL,
     endpoint     TEXT NOT NULL,
     body         TEXT NOT NULL,
@@ -30,11 +38,12 @@ CREATE TABLE requests (
     lease_id     TEXT,
     last_error   TEXT,
     finished_at  REAL,
+    cache_key    TEXT,
     UNIQUE (job_id, custom_id),
     UNIQUE (job_id, idx)
 );
--- The queue: only queued rows, in dispatch order, per model.
-CREATE INDEX requests_queue ON requests (model, priority DESC, enqueued_at, seq)
+-- The queue: only queued rows, oldest first within each (model, tier, team) group.
+CREATE INDEX requests_queue ON requests (model, tier, team, enqueued_at, seq)
     WHERE status = 'queued';
 CREATE INDEX requests_lease ON requests (lease_id) WHERE lease_id IS NOT NULL;
 CREATE INDEX requests_job_status ON requests (job_id, status);
@@ -49,6 +58,7 @@ CREATE TABLE results (
     error             TEXT,
     runner_id         TEXT,
     batch_id          TEXT,
+    cached            INTEGER NOT NULL DEFAULT 0,
     created_at        REAL NOT NULL
 );
 
@@ -103,4 +113,76 @@ CREATE INDEX batches_runner ON batches (runner_id, started_at);
 CREATE TABLE counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
+);
+
+-- The queue's summary per (model, tier, team), kept by triggers on every status change, so
+-- that picking a batch reads a few hundred rows however deep the queue is.
+CREATE TABLE queue_groups (
+    model            TEXT NOT NULL,
+    tier             TEXT NOT NULL,
+    team             TEXT NOT NULL,
+    queued           INTEGER NOT NULL,
+    head_enqueued_at REAL,
+    PRIMARY KEY (model, tier, team)
+);
+
+CREATE TRIGGER requests_enqueued AFTER INSERT ON requests WHEN NEW.status = 'queued'
+BEGIN
+    INSERT INTO queue_groups (model, tier, team, queued, head_enqueued_at)
+    VALUES (NEW.model, NEW.tier, NEW.team, 1, NEW.enqueued_at)
+    ON CONFLICT (model, tier, team) DO UPDATE SET
+        queued = queued + 1,
+        head_enqueued_at = CASE WHEN queued = 0 OR head_enqueued_at IS NULL
+                                THEN excluded.head_enqueued_at
+                                ELSE MIN(head_enqueued_at, excluded.head_enqueued_at) END;
+END;
+
+CREATE TRIGGER requests_requeued AFTER UPDATE OF status ON requests
+WHEN NEW.status = 'queued' AND OLD.status != 'queued'
+BEGIN
+    INSERT INTO queue_groups (model, tier, team, queued, head_enqueued_at)
+    VALUES (NEW.model, NEW.tier, NEW.team, 1, NEW.enqueued_at)
+    ON CONFLICT (model, tier, team) DO UPDATE SET
+        queued = queued + 1,
+        head_enqueued_at = CASE WHEN queued = 0 OR head_enqueued_at IS NULL
+                                THEN excluded.head_enqueued_at
+                                ELSE MIN(head_enqueued_at, excluded.head_enqueued_at) END;
+END;
+
+CREATE TRIGGER requests_dequeued AFTER UPDATE OF status ON requests
+WHEN OLD.status = 'queued' AND NEW.status != 'queued'
+BEGIN
+    UPDATE queue_groups SET
+        queued = queued - 1,
+        head_enqueued_at = (SELECT MIN(r.enqueued_at) FROM requests r
+                            WHERE r.model = OLD.model AND r.tier = OLD.tier
+                              AND r.team = OLD.team AND r.status = 'queued')
+    WHERE model = OLD.model AND tier = OLD.tier AND team = OLD.team;
+END;
+
+-- Admission state per team (token bucket, circuit breaker) and usage per team and UTC day.
+CREATE TABLE team_admission (
+    team               TEXT PRIMARY KEY,
+    bucket             REAL NOT NULL,
+    bucket_at          REAL NOT NULL,
+    window_start       REAL NOT NULL,
+    window_submissions INTEGER NOT NULL,
+    tripped_until      REAL NOT NULL
+);
+
+CREATE TABLE team_usage (
+    team              TEXT NOT NULL,
+    day               TEXT NOT NULL,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (team, day)
+);
+
+-- Answers to deterministic requests (temperature 0 or a fixed seed), by request fingerprint.
+CREATE TABLE result_cache (
+    key               TEXT PRIMARY KEY,
+    text              TEXT NOT NULL,
+    finish_reason     TEXT NOT NULL,
+    prompt_tokens     INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    created_at        REAL NOT NULL
 );

@@ -1,0 +1,31 @@
+"""Settings turned into the core scheduling policy: tiers and fair-share weights."""
+
+from __future__ import annotations
+
+from stoker.core.batching import SchedulingPolicy
+from stoker.core.model import Tier
+from stoker.core.tiers import DEFAULT_TIERS
+from stoker.core.windows import DispatchWindow
+from stoker.settings import Settings
+
+
+def build_tiers(settings: Settings) -> dict[str, Tier]:
+    """The default tiers, each replaced or joined by the config's tiers of the same name."""
+    tiers = {t.name: t for t in DEFAULT_TIERS}
+    for name, spec in settings.tiers.items():
+        window = None
+        if spec.window is not None:
+            window = DispatchWindow(spec.window.start, spec.window.end, spec.window.timezone)
+        tiers[name] = Tier(name, spec.priority, spec.max_prompts, spec.preemptible, window,
+                           spec.run_outside_window_when_idle)
+    return tiers
+
+
+def build_policy(settings: Settings, tiers: dict[str, Tier],
+                 weights: dict[str, float]) -> SchedulingPolicy:
+    """The scheduling policy in force."""
+    sched = settings.scheduling
+    ceiling = tiers[sched.starvation_ceiling_tier].priority if sched.starvation_ceiling_tier \
+        else None
+    return SchedulingPolicy(tiers=tiers, team_weights=weights,
+                            starvation_age_s=sched.starvation_age_s, starvation_ceiling=ceiling)
