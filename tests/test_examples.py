@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from stoker.api.job_input import jsonl_items, parse_lines
 from stoker.settings import load_settings
 
@@ -14,6 +16,20 @@ def test_example_config_loads() -> None:
     settings = load_settings(EXAMPLES / "stoker.yaml")
     assert settings.default_model == "tiny-llama"
     assert settings.batching.max_batch_size == 16
+    assert settings.tiers["regression"].window is not None
+
+
+def test_example_teams_block_loads() -> None:
+    import yaml
+
+    text = (EXAMPLES / "stoker.yaml").read_text()
+    uncommented = "\n".join(line.replace("# ", "", 1) if line.startswith(("# runner_token",
+                             "# teams", "#   ", "# circuit_breaker")) else line
+                             for line in text.splitlines())
+    raw = yaml.safe_load(uncommented)
+    assert set(raw["teams"]) == {"ml-evals", "pipelines"}
+    settings = load_settings(None, **raw)
+    assert settings.teams["ml-evals"].quotas.requests_per_minute == 600
 
 
 def test_example_job_is_valid() -> None:

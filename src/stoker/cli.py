@@ -153,6 +153,15 @@ def submit(
     file: Annotated[Path, typer.Argument(help="JSONL in the OpenAI Batch input format")],
     tier: Annotated[str | None, typer.Option("--tier")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait, with a progress bar")] = False,
+    group: Annotated[str | None, typer.Option(
+        "--concurrency-group", help="e.g. one pull request")] = None,
+    cancel_in_progress: Annotated[bool, typer.Option(
+        "--cancel-in-progress", help="cancel the group's older jobs")] = False,
+    idempotency_key: Annotated[str | None, typer.Option(
+        "--idempotency-key", help="e.g. repo@commit:suite; a repeat returns the same job")]
+        = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="never answer from cache")]
+        = False,
     server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Submit a JSONL file as one job."""
@@ -162,7 +171,9 @@ def submit(
         raise _fail(f"cannot read {file}: {exc.strerror}") from None
 
     def run(client: StokerClient) -> dict[str, Any]:
-        job = client.submit_jsonl(data, tier=tier)
+        job = client.submit_jsonl(data, tier=tier, concurrency_group=group,
+                                  cancel_in_progress=cancel_in_progress,
+                                  idempotency_key=idempotency_key, cache=not no_cache)
         if not wait:
             return job
         return client.wait(job["id"]) if as_json else wait_with_progress(client, job)

@@ -58,12 +58,23 @@ class StokerClient:
                 raise ApiError(response.status_code, "http_error", response.text[:300]) from None
         return response
 
-    def submit_jsonl(self, data: bytes, *, tier: str | None = None) -> dict[str, Any]:
+    def submit_jsonl(self, data: bytes, *, tier: str | None = None,
+                     concurrency_group: str | None = None, cancel_in_progress: bool = False,
+                     idempotency_key: str | None = None, cache: bool = True) -> dict[str, Any]:
         """Submit a JSONL file's bytes as one job."""
-        params = {"tier": tier} if tier else {}
+        params: dict[str, str] = {}
+        if tier:
+            params["tier"] = tier
+        if concurrency_group:
+            params["concurrency_group"] = concurrency_group
+            params["cancel_in_progress"] = str(cancel_in_progress).lower()
+        if not cache:
+            params["cache"] = "false"
+        headers = {"Content-Type": "application/jsonl"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
         return dict(self._ok(self._http.post(
-            "/api/jobs", content=data, params=params,
-            headers={"Content-Type": "application/jsonl"})).json())
+            "/api/jobs", content=data, params=params, headers=headers)).json())
 
     def submit(self, requests: list[dict[str, Any]], *, tier: str | None = None,
                metadata: dict[str, str] | None = None) -> dict[str, Any]:

@@ -127,6 +127,7 @@ def test_new_push_cancels_the_old_run(teams: API) -> None:
                  cancel_in_progress=True).json()
     old_now = client.get(f"/api/jobs/{old['id']}", headers=EVALS).json()
     assert old_now["status"] == "cancelled"
+    assert old_now["superseded_by"] == new["id"]
     assert old_now["request_counts"]["cancelled"] == 3
     assert client.get(f"/api/jobs/{new['id']}", headers=EVALS).json()["status"] == "queued"
 

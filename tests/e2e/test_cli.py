@@ -47,6 +47,19 @@ def test_cli_round_trip(make_server: Callable[..., Server], tmp_path: Path) -> N
     human = stoker(server, "status", job["id"])
     assert "completed" in human.stdout
 
+    keyed = ("submit", str(jobfile), "--idempotency-key", "repo@abc:suite", "--json",
+             "--no-cache", "--concurrency-group", "pr-1")
+    first = json.loads(stoker(server, *keyed).stdout)
+    repeat = json.loads(stoker(server, *keyed).stdout)
+    assert first["id"] == repeat["id"] != job["id"]
+    newer = json.loads(stoker(server, "submit", str(jobfile), "--json", "--concurrency-group",
+                              "pr-1", "--cancel-in-progress").stdout)
+    superseded = json.loads(stoker(server, "status", first["id"], "--json").stdout)
+    assert newer["id"] != first["id"]
+    # Either it finished before the newer push arrived, or the newer push superseded it.
+    assert (superseded["status"] == "completed"
+            or superseded["superseded_by"] == newer["id"]), superseded
+
 
 def test_cli_errors_are_one_clear_line(make_server: Callable[..., Server],
                                        tmp_path: Path) -> None:

@@ -22,6 +22,9 @@ def job_json(job: Job) -> dict[str, Any]:
         "created_at": job.created_at,
         "finished_at": job.finished_at,
         "metadata": job.metadata,
+        "idempotency_key": job.idempotency_key,
+        "concurrency_group": job.concurrency_group,
+        "superseded_by": job.superseded_by,
         "request_counts": {
             "total": c.total, "queued": c.queued, "running": c.running,
             "succeeded": c.succeeded, "failed": c.failed, "cancelled": c.cancelled,
