@@ -39,7 +39,6 @@ def test_example_job_is_valid() -> None:
 
 
 def test_without_teams_only_loopback_is_allowed() -> None:
-    import pytest
 
     from stoker.errors import InvalidRequest
 
@@ -49,7 +48,6 @@ def test_without_teams_only_loopback_is_allowed() -> None:
 
 
 def test_bad_config_is_a_readable_error(tmp_path: Path) -> None:
-    import pytest
 
     from stoker.errors import InvalidRequest
 
