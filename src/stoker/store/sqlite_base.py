@@ -1,0 +1,88 @@
+"""SQLite plumbing shared by the embedded store: one connection in WAL mode with
+``synchronous=FULL``, serialised by a lock, named queries, and versioned migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stoker.store.queries import load_migrations, load_queries
+
+
+def new_id(prefix: str) -> str:
+    """A fresh identifier such as ``job_3f2a…``."""
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+def utc_day(now: float) -> str:
+    """The UTC calendar day of ``now``, as usage is counted per day."""
+    return datetime.fromtimestamp(now, UTC).date().isoformat()
+
+
+class SQLiteBase:
+    """The connection, its transactions and the named queries."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._lock = threading.RLock()
+        self._q = load_queries()
+        self.migrate()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Apply the migrations not applied yet, each in its own transaction."""
+        with self._lock:
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            done = {v for (v,) in self._conn.execute("SELECT version FROM schema_migrations")}
+            for migration in load_migrations("sqlite"):
+                if migration.version in done:
+                    continue
+                self._conn.executescript(
+                    "BEGIN IMMEDIATE;\n"
+                    f"{migration.sql}\n"
+                    "INSERT INTO schema_migrations (version, name, applied_at) "
+                    f"VALUES ({migration.version}, '{migration.name}', datetime('now'));\n"
+                    "COMMIT;"
+                )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _all(self, query: str, /, **params: Any) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(self._q[query], params).fetchall()
+
+    def _one(self, query: str, /, **params: Any) -> Any:
+        with self._lock:
+            return self._conn.execute(self._q[query], params).fetchone()
+
+    def _x(self, conn: sqlite3.Connection, query: str, /, **params: Any) -> sqlite3.Cursor:
+        return conn.execute(self._q[query], params)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
