@@ -26,8 +26,9 @@ app.add_typer(model_app, name="model")
 out = Console()
 err = Console(stderr=True)
 
-ServerOpt = Annotated[str | None, typer.Option("--server", help="Stoker URL "
-                      "(default $STOKER_SERVER, else http://127.0.0.1:8420)")]
+ServerOpt = Annotated[str | None, typer.Option(
+    "--server", help="Stoker URL (default $STOKER_SERVER, else http://127.0.0.1:8420); "
+    "a runner takes several API replicas, comma-separated, and fails over between them")]
 TokenOpt = Annotated[str | None, typer.Option("--token", envvar="STOKER_TOKEN",
                      help="Bearer token of your team", show_envvar=True)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
@@ -59,6 +60,9 @@ def serve(
     data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
     runners: Annotated[int | None, typer.Option("--runners", help="local runner processes")] = None,
     host: Annotated[str | None, typer.Option("--host")] = None,
+    store: Annotated[str | None, typer.Option(
+        "--store", envvar="STOKER_STORE", show_envvar=True,
+        help="postgresql://… for a shared store (default: SQLite in the data dir)")] = None,
 ) -> None:
     """Run the API and a local pool of warm runners (SQLite under ./.stoker by default)."""
     from stoker.serve import serve as run_serve
@@ -66,7 +70,7 @@ def serve(
 
     _setup_logging()
     try:
-        settings = load_settings(config, port=port, data_dir=data_dir, host=host,
+        settings = load_settings(config, port=port, data_dir=data_dir, host=host, store=store,
                                  pool={"size": runners} if runners is not None else None)
         run_serve(settings)
     except StokerError as exc:

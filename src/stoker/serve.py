@@ -19,7 +19,7 @@ from stoker.errors import Unavailable
 from stoker.pool.local import LocalPool
 from stoker.runner.backends.tiny_model import create_tiny_model, is_checkpoint
 from stoker.settings import TINY_MODEL_NAME, Settings
-from stoker.store.sqlite import SQLiteStore
+from stoker.store import open_store
 
 log = logging.getLogger("stoker.serve")
 
@@ -37,7 +37,8 @@ def serve(settings: Settings, *, on_ready: threading.Event | None = None,
           stop: threading.Event | None = None) -> None:
     """Run the API and the local pool until SIGINT/SIGTERM (or ``stop``) then drain and exit."""
     ensure_default_model(settings)
-    store = SQLiteStore(settings.database_path)
+    store = open_store(settings.store.get_secret_value() if settings.store else None,
+                       sqlite_path=settings.database_path)
     app = create_app(settings, store, SystemClock())
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                             timeout_graceful_shutdown=5)

@@ -140,6 +140,8 @@ class Settings(_Strict):
     leases: LeaseSettings = LeaseSettings()
     limits: LimitSettings = LimitSettings()
     runner_token: SecretStr | None = None
+    #: A PostgreSQL URL (postgresql://…) for a shared store; None means SQLite in data_dir.
+    store: SecretStr | None = None
     tiers: dict[str, TierSettings] = Field(default_factory=dict)
     teams: dict[str, TeamSettings] = Field(default_factory=dict)
     circuit_breaker: BreakerSettings | None = None

@@ -9,6 +9,7 @@ import pytest
 
 from stoker.store import Store
 from stoker.store.sqlite import SQLiteStore
+from tests.postgres import fresh_database
 
 
 def _sqlite(tmp_path: Path) -> Iterator[Store]:
@@ -17,8 +18,17 @@ def _sqlite(tmp_path: Path) -> Iterator[Store]:
     store.close()
 
 
-@pytest.fixture(params=["sqlite"])
+def _postgresql(_: Path) -> Iterator[Store]:
+    from stoker.store.postgres import PostgresStore
+
+    with fresh_database() as url:
+        store = PostgresStore(url, min_size=1, max_size=4)
+        yield store
+        store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A fresh, empty store of each kind."""
-    factories = {"sqlite": _sqlite}
+    """A fresh, empty store of each kind (PostgreSQL: a database of its own)."""
+    factories = {"sqlite": _sqlite, "postgresql": _postgresql}
     yield from factories[request.param](tmp_path)

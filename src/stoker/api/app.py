@@ -34,10 +34,17 @@ def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+
+        def hear(channel: str, payload: str) -> None:
+            loop.call_soon_threadsafe(dispatcher.hear, channel, payload)
+
+        unsubscribe = store.subscribe(hear)
         task = asyncio.create_task(reaper.run(), name="reaper")
         try:
             yield
         finally:
+            unsubscribe()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -19,6 +19,7 @@ from stoker.core.batching import BatchConfig, Dispatch, Pick, SchedulingPolicy, 
 from stoker.core.model import Lease, Request, Runner, RunnerState
 from stoker.errors import Conflict
 from stoker.store import Store
+from stoker.store.sql import WORK
 
 log = logging.getLogger("stoker.dispatch")
 
@@ -48,6 +49,14 @@ class Dispatcher:
         event = self._events.pop(model, None)
         if event is not None:
             event.set()
+
+    def hear(self, channel: str, payload: str) -> None:
+        """Another replica announced news: work for a model (``*``: any), or job progress."""
+        if channel == WORK:
+            for model in list(self._events) if payload == "*" else [payload]:
+                self.notify(model)
+        else:
+            self.notify_progress()
 
     def notify_progress(self) -> None:
         """Wake everyone waiting for jobs to move (results recorded, requests failed)."""

@@ -1,7 +1,8 @@
 """The runner's side of the runner protocol: plain HTTP to the control plane.
 
-Connection failures are retried with capped exponential backoff, so a runner rides out a
-control-plane restart; the server's calls are idempotent where that matters (completion).
+Connection failures and 5xx answers are retried with capped exponential backoff, moving to the
+next API replica when several are given, so a runner rides out a replica dying or restarting;
+the server's calls are idempotent where that matters (completion).
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ class ControlPlaneClient:
 
     def __init__(self, server: str, *, token: str | None, stop: threading.Event) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=30.0)
+        self._servers = [s.strip().rstrip("/") for s in server.split(",") if s.strip()]
+        self._current = 0
+        self._http = httpx.Client(headers=headers, timeout=30.0)
         self._stop = stop
         self.runner_id = ""
+
+    def _failover(self) -> None:
+        self._current = (self._current + 1) % len(self._servers)
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -50,9 +56,11 @@ class ControlPlaneClient:
               retry: bool = True) -> dict[str, Any]:
         delay = 0.1
         while True:
+            url = self._servers[self._current] + path
             try:
-                response = self._http.post(path, json=payload, timeout=timeout)
+                response = self._http.post(url, json=payload, timeout=timeout)
             except httpx.TransportError as exc:
+                self._failover()
                 if not retry or (self._stop.is_set() and delay > 2):
                     raise
                 log.warning("control plane unreachable (%s); retrying in %.1fs", exc, delay)
@@ -61,6 +69,7 @@ class ControlPlaneClient:
                 continue
             if response.status_code >= 500 and retry:
                 log.warning("control plane answered %s; retrying", response.status_code)
+                self._failover()
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
                 continue

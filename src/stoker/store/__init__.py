@@ -1,5 +1,8 @@
-"""Durable state behind one interface: :class:`Store`, implemented on SQLite (and PostgreSQL)."""
+"""Durable state behind one interface: :class:`Store`, implemented on SQLite and PostgreSQL."""
 
+from pathlib import Path
+
+from stoker.errors import InvalidRequest
 from stoker.store.protocol import (
     CompletionSummary,
     JobBatch,
@@ -11,6 +14,21 @@ from stoker.store.protocol import (
     Submission,
 )
 
+
+def open_store(url: str | None, *, sqlite_path: Path) -> Store:
+    """The store a URL names: PostgreSQL for ``postgresql://…``, else SQLite at
+    ``sqlite_path``."""
+    if url is not None:
+        from stoker.store.postgres import PostgresStore, is_postgres_url
+
+        if not is_postgres_url(url):
+            raise InvalidRequest("store must be a postgresql:// URL (or left out for SQLite)")
+        return PostgresStore(url)
+    from stoker.store.sqlite import SQLiteStore
+
+    return SQLiteStore(sqlite_path)
+
+
 __all__ = [
     "CompletionSummary",
     "JobBatch",
@@ -20,4 +38,5 @@ __all__ = [
     "ResultRow",
     "Store",
     "Submission",
+    "open_store",
 ]

@@ -238,6 +238,11 @@ class Store(Protocol):
         """A named event counter (e.g. ``duplicate_results``)."""
         ...
 
+    def subscribe(self, on_news: Callable[[str, str], None]) -> Callable[[], None]:
+        """Hear other API replicas' announcements (work for a model, job progress); returns a
+        function that stops listening."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

@@ -9,15 +9,33 @@ from importlib import resources
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 
-def load_queries() -> dict[str, str]:
-    """Every named query of ``queries.sql``, keyed by name."""
-    text = resources.files("stoker.store").joinpath("queries.sql").read_text(encoding="utf-8")
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def _parse(filename: str) -> dict[str, str]:
+    folder = resources.files("stoker.store")
+    text = folder.joinpath(filename).read_text(encoding="utf-8")
     parts = _NAME.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
     return {
         name: body.strip().rstrip(";")
         for name, body in zip(parts[1::2], parts[2::2], strict=True)
     }
+
+
+def load_queries(dialect: str = "sqlite") -> dict[str, str]:
+    """Every named query of ``queries.sql``, with the dialect's overrides from
+    ``queries_<dialect>.sql`` where it has any, in the dialect's parameter style."""
+    queries = _parse("queries.sql")
+    if resources.files("stoker.store").joinpath(f"queries_{dialect}.sql").is_file():
+        overrides = _parse(f"queries_{dialect}.sql")
+        unknown = set(overrides) - set(queries)
+        if unknown:
+            raise ValueError(f"overrides for unknown queries: {sorted(unknown)}")
+        queries.update(overrides)
+    if dialect == "postgresql":
+        queries = {k: _PARAM.sub(r"%(\1)s", v) for k, v in queries.items()}
+    return queries
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ FROM jobs WHERE id = :id;
 -- name: list_jobs
 SELECT id, team, tier, model, created_at, cancelled_at, finished_at, metadata, idempotency_key,
        concurrency_group, superseded_by
-FROM jobs WHERE team = :team OR :team IS NULL ORDER BY created_at DESC, id DESC LIMIT :limit;
+FROM jobs WHERE team = COALESCE(:team, team) ORDER BY created_at DESC, id DESC LIMIT :limit;
 
 -- name: job_by_idempotency_key
 SELECT id FROM jobs WHERE team = :team AND idempotency_key = :key;
@@ -232,3 +232,6 @@ SELECT id FROM runners WHERE state != 'stopped' AND last_heartbeat_at <= :cutoff
 
 -- name: open_leases_of_runner
 SELECT id FROM leases WHERE runner_id = :runner_id AND released_at IS NULL;
+
+-- name: lock_runner
+SELECT state FROM runners WHERE id = :id;

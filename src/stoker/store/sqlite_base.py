@@ -5,24 +5,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from stoker.store.queries import load_migrations, load_queries
-
-
-def new_id(prefix: str) -> str:
-    """A fresh identifier such as ``job_3f2a…``."""
-    return f"{prefix}_{uuid.uuid4().hex[:24]}"
-
-
-def utc_day(now: float) -> str:
-    """The UTC calendar day of ``now``, as usage is counted per day."""
-    return datetime.fromtimestamp(now, UTC).date().isoformat()
 
 
 class SQLiteBase:
@@ -81,6 +69,10 @@ class SQLiteBase:
 
     def _x(self, conn: sqlite3.Connection, query: str, /, **params: Any) -> sqlite3.Cursor:
         return conn.execute(self._q[query], params)
+
+    def _xmany(self, conn: sqlite3.Connection, query: str,
+               rows: Iterable[dict[str, Any]]) -> None:
+        conn.executemany(self._q[query], rows)
 
     def close(self) -> None:
         """Close the connection."""

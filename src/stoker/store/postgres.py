@@ -1,0 +1,131 @@
+"""The shared store: PostgreSQL, for several API replicas and many runners.
+
+Leases take rows with ``FOR UPDATE SKIP LOCKED``, so replicas never hand one request to two
+runners and never wait on each other's picks. Migrations run once, under an advisory lock,
+however many replicas start together. Replicas hear each other through LISTEN/NOTIFY: work
+arriving for a model wakes lease calls held open on every replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from stoker.errors import Unavailable
+from stoker.store.queries import load_migrations, load_queries
+from stoker.store.sql import PROGRESS, WORK, SQLStore
+
+log = logging.getLogger("stoker.store")
+
+# Any constant both old and new replicas agree on; it names the migration lock.
+MIGRATION_LOCK = 0x5702_4E52
+
+
+def is_postgres_url(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database."""
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+class PostgresStore(SQLStore):
+    """:class:`stoker.store.Store` on PostgreSQL through a psycopg connection pool."""
+
+    integrity_errors = (psycopg.errors.UniqueViolation,)
+
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 16) -> None:
+        self._url = url
+        self._q = load_queries("postgresql")
+        self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size,
+                                    kwargs={"autocommit": True},
+                                    check=ConnectionPool.check_connection, open=False,
+                                    name="stoker")
+        try:
+            self._pool.open(wait=True, timeout=30)
+        except psycopg.pool.PoolTimeout as exc:  # type: ignore[attr-defined]
+            raise Unavailable(f"cannot connect to PostgreSQL: {_safe(exc)}") from None
+        self.migrate()
+
+    def migrate(self) -> None:
+        """Apply missing migrations; concurrent replicas wait on one advisory lock."""
+        with self._tx() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY "
+                         "KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+            for migration in load_migrations("postgresql"):
+                if migration.version not in done:
+                    conn.execute(migration.sql.encode())
+                    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                                 (migration.version, migration.name))
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.OperationalError as exc:
+            # A lost connection, a restart, a deadlock: nothing was committed; try again.
+            raise Unavailable(f"the database is unavailable ({_safe(exc)}); retry") from None
+
+    def _x(self, conn: psycopg.Connection[Any], query: str, /, **params: Any) -> Any:
+        return conn.execute(self._q[query], params)
+
+    def _xmany(self, conn: psycopg.Connection[Any], query: str,
+               rows: Iterable[dict[str, Any]]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(self._q[query], list(rows))
+
+    def _all(self, query: str, /, **params: Any) -> list[Any]:
+        with self._tx() as conn:
+            return conn.execute(self._q[query], params).fetchall()
+
+    def _one(self, query: str, /, **params: Any) -> Any:
+        with self._tx() as conn:
+            return conn.execute(self._q[query], params).fetchone()
+
+    def _announce(self, conn: psycopg.Connection[Any], channel: str, payload: str) -> None:
+        conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+
+    def subscribe(self, on_news: Callable[[str, str], None]) -> Callable[[], None]:
+        """Hear other replicas' announcements on a dedicated connection (reconnecting)."""
+        stop = threading.Event()
+        thread = threading.Thread(target=self._listen, args=(on_news, stop),
+                                  name="pg-listen", daemon=True)
+        thread.start()
+
+        def unsubscribe() -> None:
+            stop.set()
+            thread.join(timeout=5)
+
+        return unsubscribe
+
+    def _listen(self, on_news: Callable[[str, str], None], stop: threading.Event) -> None:
+        delay = 0.1
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self._url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {WORK}")
+                    conn.execute(f"LISTEN {PROGRESS}")
+                    on_news(WORK, "*")  # anything missed while disconnected
+                    delay = 0.1
+                    while not stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            on_news(note.channel, note.payload)
+            except psycopg.Error as exc:
+                log.warning("lost the LISTEN connection (%s); reconnecting", _safe(exc))
+                stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+    def close(self) -> None:
+        """Close the pool."""
+        self._pool.close()
+
+
+def _safe(exc: BaseException) -> str:
+    """An error's first line, which psycopg keeps free of the connection password."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,0 +1,443 @@
+"""The store's operations in SQL, shared by every dialect.
+
+Subclasses provide the connection: transactions (``_tx``), statements by query name (``_x``,
+``_xmany``, ``_all``, ``_one``), and an announcement hook that lets other API replicas know
+that work arrived or jobs moved. Only dialect gaps differ between them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict
+from typing import Any
+
+from stoker.core.admission import AdmissionState, Refuse, TeamLoad
+from stoker.core.batching import Pick
+from stoker.core.model import (
+    BatchRecord,
+    Job,
+    Lease,
+    QueueGroup,
+    Request,
+    RequestStatus,
+    Runner,
+    RunnerInterval,
+    RunnerState,
+    runner_transition_allowed,
+)
+from stoker.errors import (
+    Conflict,
+    LeaseLost,
+    NotFound,
+    RateLimited,
+    StokerError,
+    Unprocessable,
+)
+from stoker.store import rows
+from stoker.store.ids import new_id, utc_day
+from stoker.store.protocol import (
+    AdmissionCheck,
+    CompletionSummary,
+    JobBatch,
+    NewJob,
+    RequestOutcome,
+    ResultRow,
+    Submission,
+)
+
+DUPLICATE_RESULTS = "duplicate_results"
+LEASES_EXPIRED = "leases_expired"
+CACHE_HITS = "cache_hits"
+#: Announcement channels: work arrived for a model; jobs moved.
+WORK = "stoker_work"
+PROGRESS = "stoker_progress"
+
+
+def refusal_error(refusal: Refuse) -> StokerError:
+    """The error a client gets for a refused submission: 429, or 422 if it can never pass."""
+    if refusal.permanent:
+        return Unprocessable(refusal.message)
+    return RateLimited(refusal.message, retry_after_s=refusal.retry_after_s)
+
+
+def _check_unique_custom_ids(job: NewJob) -> None:
+    seen: set[str] = set()
+    for req in job.requests:
+        if req.custom_id in seen:
+            raise Conflict(f"custom_id {req.custom_id!r} appears more than once in the job")
+        seen.add(req.custom_id)
+
+
+class SQLStore:
+    """:class:`stoker.store.Store` over any connection that speaks our named queries."""
+
+    _q: dict[str, str]
+    #: Errors a unique index raises in this dialect.
+    integrity_errors: tuple[type[Exception], ...] = ()
+
+    def _tx(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _x(self, conn: Any, query: str, /, **params: Any) -> Any:
+        raise NotImplementedError
+
+    def _xmany(self, conn: Any, query: str, rows: Iterable[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def _all(self, query: str, /, **params: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def _one(self, query: str, /, **params: Any) -> Any:
+        raise NotImplementedError
+
+    def _announce(self, conn: Any, channel: str, payload: str) -> None:
+        """Tell other replicas (on commit) that ``channel`` has news; a no-op by default."""
+
+    def subscribe(self, on_news: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call ``on_news(channel, payload)`` for other replicas' announcements; returns a
+        function that stops it. A single-process store has nothing to hear."""
+        return lambda: None
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def submit_job(self, job: NewJob, *, now: float,
+                   admission: AdmissionCheck | None = None) -> Submission:
+        """Store a job and all of its requests in one transaction (see :class:`Store`)."""
+        _check_unique_custom_ids(job)
+        job_id = new_id("job")
+        refusal: Refuse | None = None
+        existing: str | None = None
+        superseded: list[str] = []
+        try:
+            with self._tx() as conn:
+                existing = self._idempotent_match(conn, job)
+                if existing is None and admission is not None:
+                    refusal = self._admit(conn, job, admission, now)
+                if existing is None and refusal is None:
+                    if job.concurrency_group is not None and job.cancel_in_progress:
+                        superseded = self._supersede(conn, job, job_id, now)
+                    self._insert_job(conn, job, job_id, now)
+                    self._announce(conn, WORK, job.model)
+                    if superseded:
+                        self._announce(conn, PROGRESS, "")
+        except self.integrity_errors:
+            # Another replica stored the same idempotency key first: theirs is the job.
+            if job.idempotency_key is None:
+                raise
+            with self._tx() as conn:
+                existing = self._idempotent_match(conn, job)
+            if existing is None:
+                raise
+        if refusal is not None:
+            raise refusal_error(refusal)
+        if existing is not None:
+            return Submission(self.get_job(existing), created=False)
+        return Submission(self.get_job(job_id), created=True, superseded=tuple(superseded))
+
+    def _idempotent_match(self, conn: Any, job: NewJob) -> str | None:
+        if job.idempotency_key is None:
+            return None
+        row = self._x(conn, "job_by_idempotency_key", team=job.team,
+                      key=job.idempotency_key).fetchone()
+        return str(row[0]) if row else None
+
+    def _admit(self, conn: Any, job: NewJob, admission: AdmissionCheck,
+               now: float) -> Refuse | None:
+        queued = self._x(conn, "team_queued", team=job.team).fetchone()[0]
+        tokens = self._x(conn, "team_tokens_on", team=job.team, day=utc_day(now)).fetchone()[0]
+        row = self._x(conn, "get_admission", team=job.team).fetchone()
+        state = AdmissionState(*row) if row else None
+        decision, new_state = admission(TeamLoad(int(queued), int(tokens)), state)
+        self._x(conn, "put_admission", team=job.team, **asdict(new_state))
+        return decision if isinstance(decision, Refuse) else None
+
+    def _supersede(self, conn: Any, job: NewJob, job_id: str,
+                   now: float) -> list[str]:
+        older = [j for (j,) in self._x(conn, "open_jobs_in_group", team=job.team,
+                                       group=job.concurrency_group).fetchall()]
+        for old in older:
+            self._x(conn, "supersede_job", id=old, by=job_id, now=now)
+            self._x(conn, "cancel_queued_requests", job_id=old, now=now)
+        self._finish_jobs(conn, set(older), now)
+        return older
+
+    def _insert_job(self, conn: Any, job: NewJob, job_id: str,
+                    now: float) -> None:
+        self._x(conn, "insert_job", id=job_id, team=job.team, tier=job.tier, model=job.model,
+                created_at=now, request_count=len(job.requests),
+                metadata=json.dumps(job.metadata), idempotency_key=job.idempotency_key,
+                concurrency_group=job.concurrency_group)
+        ids = [new_id("req") for _ in job.requests]
+        hits: dict[int, Any] = {}
+        if job.use_cache:
+            for i, r in enumerate(job.requests):
+                if r.cache_key is not None:
+                    hit = self._x(conn, "cache_lookup", key=r.cache_key).fetchone()
+                    if hit is not None:
+                        hits[i] = hit
+        self._xmany(conn, "insert_request", (
+            {"id": ids[i], "job_id": job_id, "idx": i, "custom_id": r.custom_id,
+             "model": job.model, "tier": job.tier, "team": job.team, "priority": job.priority,
+             "endpoint": r.endpoint, "body": json.dumps(r.body),
+             "status": "succeeded" if i in hits else "queued",
+             "finished_at": now if i in hits else None,
+             "max_attempts": job.max_attempts, "enqueued_at": now,
+             "cache_key": r.cache_key if job.use_cache else None}
+            for i, r in enumerate(job.requests)
+        ))
+        if hits:
+            self._xmany(conn, "insert_cached_result", (
+                {"request_id": ids[i], "job_id": job_id, "text": h[0], "finish_reason": h[1],
+                 "prompt_tokens": h[2], "completion_tokens": h[3], "now": now}
+                for i, h in hits.items()
+            ))
+            self._x(conn, "bump_counter", name=CACHE_HITS, by=len(hits))
+            self._finish_jobs(conn, {job_id}, now)
+
+    def get_job(self, job_id: str) -> Job:
+        """A job and its request counts."""
+        row = self._one("get_job", id=job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id!r}")
+        return rows.job_from(row, rows.counts_from(self._all("job_counts", job_id=job_id)))
+
+    def list_jobs(self, *, limit: int, team: str | None = None) -> list[Job]:
+        """Most recent jobs first, of one team or of all."""
+        return [
+            rows.job_from(r, rows.counts_from(self._all("job_counts", job_id=r[0])))
+            for r in self._all("list_jobs", limit=limit, team=team)
+        ]
+
+    def job_results(self, job_id: str) -> list[ResultRow]:
+        """Every request of the job with its result, in submission order."""
+        self.get_job(job_id)
+        return [rows.result_from(r) for r in self._all("job_results", job_id=job_id)]
+
+    def cancel_job(self, job_id: str, *, now: float) -> Job:
+        """Cancel a job's queued requests; what is leased finishes and is kept."""
+        self.get_job(job_id)
+        with self._tx() as conn:
+            self._x(conn, "cancel_job", job_id=job_id, now=now)
+            self._x(conn, "cancel_queued_requests", job_id=job_id, now=now)
+            self._finish_jobs(conn, {job_id}, now)
+            self._announce(conn, PROGRESS, "")
+        return self.get_job(job_id)
+
+    # -- the queue -------------------------------------------------------------------------
+
+    def queue_groups(self, model: str) -> list[QueueGroup]:
+        """The model's queue per (tier, team)."""
+        return [QueueGroup(tier=r[0], team=r[1], queued=r[2], head_enqueued_at=r[3])
+                for r in self._all("queue_groups", model=model)]
+
+    def queue_depth(self) -> dict[tuple[str, str], int]:
+        """Queued requests per (model, tier)."""
+        return {(m, t): n for m, t, n in self._all("queue_depth_by_model")}
+
+    def lease_batch(
+        self, runner_id: str, model: str, picks: Sequence[Pick], *, ttl_s: float, now: float
+    ) -> tuple[Lease, list[Request]] | None:
+        """Lease the oldest queued requests of each pick, all in one transaction."""
+        lease_id = new_id("lease")
+        with self._tx() as conn:
+            # One fixed order of groups, so concurrent leases never wait on each other in a
+            # circle (PostgreSQL locks each group's summary row).
+            taken = sum(
+                self._x(conn, "lease_group", lease_id=lease_id, model=model, tier=p.tier,
+                        team=p.team, count=p.count).rowcount
+                for p in sorted(picks, key=lambda p: (p.tier, p.team))
+            )
+            if taken == 0:
+                return None
+            self._x(conn, "insert_lease", id=lease_id, runner_id=runner_id, model=model, now=now,
+                    expires_at=now + ttl_s)
+            leased = [rows.request_from(r) for r in self._x(conn, "leased_requests",
+                                                            lease_id=lease_id).fetchall()]
+        lease = Lease(lease_id, runner_id, model, now, now + ttl_s, tuple(r.id for r in leased))
+        return lease, leased
+
+    def renew_lease(self, lease_id: str, runner_id: str, *, ttl_s: float, now: float) -> float:
+        """Push a live lease's expiry to ``now + ttl_s``."""
+        with self._tx() as conn:
+            n = self._x(conn, "renew_lease", id=lease_id, runner_id=runner_id, now=now,
+                        expires_at=now + ttl_s).rowcount
+        if n == 0:
+            raise LeaseLost(f"lease {lease_id!r} has expired or was released")
+        return now + ttl_s
+
+    def complete(
+        self,
+        lease_id: str,
+        runner_id: str,
+        outcomes: Sequence[RequestOutcome],
+        *,
+        started_at: float,
+        ended_at: float,
+        now: float,
+    ) -> CompletionSummary:
+        """Record results (first wins), the batch record, and release the lease."""
+        lease = self._one("get_lease", id=lease_id)
+        if lease is None or lease[1] != runner_id:
+            raise LeaseLost(f"lease {lease_id!r} does not belong to runner {runner_id!r}")
+        batch_id = new_id("batch")
+        recorded = duplicates = requeued = failed = 0
+        jobs: set[str] = set()
+        with self._tx() as conn:
+            for out in outcomes:
+                job = self._x(conn, "request_job", id=out.request_id).fetchone()
+                if job is None:
+                    continue
+                jobs.add(job[0])
+                if out.error is not None and out.retryable:
+                    back = self._x(conn, "requeue_request", id=out.request_id, lease_id=lease_id,
+                                   error=out.error).rowcount
+                    gone = self._x(conn, "fail_request_exhausted", id=out.request_id,
+                                   lease_id=lease_id, error=out.error, now=now).rowcount
+                    requeued += back
+                    failed += gone
+                    continue
+                n = self._x(conn, "insert_result", request_id=out.request_id, text=out.text,
+                            finish_reason=out.finish_reason, prompt_tokens=out.prompt_tokens,
+                            completion_tokens=out.completion_tokens, error=out.error,
+                            runner_id=runner_id, batch_id=batch_id, now=now).rowcount
+                if n == 0:
+                    duplicates += 1
+                    continue
+                recorded += 1
+                status = RequestStatus.FAILED if out.error is not None else RequestStatus.SUCCEEDED
+                self._x(conn, "finish_request", id=out.request_id, status=status.value,
+                        error=out.error, now=now)
+                self._x(conn, "add_usage", request_id=out.request_id, day=utc_day(now),
+                        tokens=out.completion_tokens)
+                if out.error is None:
+                    self._x(conn, "cache_store", request_id=out.request_id, text=out.text or "",
+                            finish_reason=out.finish_reason or "stop",
+                            prompt_tokens=out.prompt_tokens,
+                            completion_tokens=out.completion_tokens, now=now)
+            if duplicates:
+                self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=duplicates)
+            self._x(conn, "insert_batch", id=batch_id, runner_id=runner_id, model=lease[2],
+                    lease_id=lease_id, started_at=started_at, ended_at=ended_at,
+                    request_ids=json.dumps([o.request_id for o in outcomes]),
+                    request_count=len(outcomes),
+                    prompt_tokens=sum(o.prompt_tokens for o in outcomes),
+                    completion_tokens=sum(o.completion_tokens for o in outcomes))
+            self._x(conn, "release_lease", id=lease_id, now=now, outcome="completed")
+            self._finish_jobs(conn, jobs, now)
+            self._announce(conn, PROGRESS, "")
+            if requeued:
+                self._announce(conn, WORK, lease[2])
+        return CompletionSummary(recorded, duplicates, requeued, failed)
+
+    def _finish_jobs(self, conn: Any, job_ids: set[str], now: float) -> None:
+        for job_id in job_ids:
+            (open_count,) = self._x(conn, "job_open_requests", job_id=job_id).fetchone()
+            if open_count == 0:
+                self._x(conn, "mark_job_finished", job_id=job_id, now=now)
+
+    def expire_leases(self, *, now: float) -> list[str]:
+        """Requeue (or fail, past max attempts) the requests of every expired lease."""
+        models: set[str] = set()
+        with self._tx() as conn:
+            for (lease_id,) in self._x(conn, "expired_leases", now=now).fetchall():
+                self._release_lease(conn, lease_id, now, "expired")
+                models.add(self._x(conn, "get_lease", id=lease_id).fetchone()[2])
+            for model in models:
+                self._announce(conn, WORK, model)
+            if models:
+                self._announce(conn, PROGRESS, "")
+        return sorted(models)
+
+    def _release_lease(self, conn: Any, lease_id: str, now: float,
+                       outcome: str) -> None:
+        jobs = {j for (j,) in self._x(conn, "jobs_of_lease", lease_id=lease_id).fetchall()}
+        error = f"lease {outcome}: the runner did not report in time"
+        self._x(conn, "fail_exhausted_leased", lease_id=lease_id, error=error, now=now)
+        self._x(conn, "requeue_leased", lease_id=lease_id, error=error)
+        self._x(conn, "release_lease", id=lease_id, now=now, outcome=outcome)
+        self._x(conn, "bump_counter", name=LEASES_EXPIRED, by=1)
+        self._finish_jobs(conn, jobs, now)
+
+    # -- runners ---------------------------------------------------------------------------
+
+    def register_runner(self, *, name: str, model: str, pid: int | None, host: str,
+                        max_batch_size: int, max_wait_ms: int, now: float) -> Runner:
+        """Record a new runner in state ``starting``."""
+        runner_id = new_id("runner")
+        with self._tx() as conn:
+            self._x(conn, "insert_runner", id=runner_id, name=name, model=model, pid=pid,
+                    host=host, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, now=now)
+            self._x(conn, "open_interval", runner_id=runner_id, state="starting", now=now)
+        return self.get_runner(runner_id)
+
+    def get_runner(self, runner_id: str) -> Runner:
+        """A runner by id."""
+        row = self._one("get_runner", id=runner_id)
+        if row is None:
+            raise NotFound(f"no runner {runner_id!r}")
+        return rows.runner_from(row)
+
+    def list_runners(self, *, include_stopped: bool = False) -> list[Runner]:
+        """Runners in registration order."""
+        return [rows.runner_from(r) for r in self._all("list_runners",
+                                                       include_stopped=include_stopped)]
+
+    def set_runner_state(self, runner_id: str, state: RunnerState, *, now: float) -> Runner:
+        """Move a runner to ``state``; a stopped runner's open leases are released at once."""
+        with self._tx() as conn:
+            row = self._x(conn, "lock_runner", id=runner_id).fetchone()
+            if row is None:
+                raise NotFound(f"no runner {runner_id!r}")
+            current = RunnerState(row[0])
+            if not runner_transition_allowed(current, state):
+                raise Conflict(f"runner {runner_id} cannot go from {current} to {state}")
+            if current != state:
+                self._x(conn, "close_interval", runner_id=runner_id, now=now)
+                self._x(conn, "open_interval", runner_id=runner_id, state=state.value, now=now)
+                self._x(conn, "set_runner_state", id=runner_id, state=state.value, now=now)
+            else:
+                self._x(conn, "touch_runner", id=runner_id, now=now)
+            if state == RunnerState.STOPPED:
+                leases = self._x(conn, "open_leases_of_runner", runner_id=runner_id).fetchall()
+                for (lease_id,) in leases:
+                    self._release_lease(conn, lease_id, now, "abandoned")
+                if leases:
+                    model = self._x(conn, "get_lease", id=leases[0][0]).fetchone()[2]
+                    self._announce(conn, WORK, model)
+        return self.get_runner(runner_id)
+
+    def touch_runner(self, runner_id: str, *, now: float) -> Runner:
+        """Record a heartbeat."""
+        with self._tx() as conn:
+            self._x(conn, "touch_runner", id=runner_id, now=now)
+        return self.get_runner(runner_id)
+
+    def stop_lost_runners(self, *, timeout_s: float, now: float) -> list[str]:
+        """Stop runners that have not been heard from for ``timeout_s``."""
+        lost = [r for (r,) in self._all("lost_runners", cutoff=now - timeout_s)]
+        for runner_id in lost:
+            self.set_runner_state(runner_id, RunnerState.STOPPED, now=now)
+        return lost
+
+    def runner_intervals(self, runner_id: str) -> list[RunnerInterval]:
+        """A runner's state history, oldest first."""
+        return [rows.interval_from(r) for r in self._all("runner_intervals", runner_id=runner_id)]
+
+    # -- records ---------------------------------------------------------------------------
+
+    def batch_records(self) -> list[BatchRecord]:
+        """Every batch pass, oldest first."""
+        return [rows.batch_from(r) for r in self._all("list_batches")]
+
+    def job_batches(self, job_id: str) -> list[JobBatch]:
+        """The batch passes that recorded results of the job."""
+        self.get_job(job_id)
+        return [JobBatch(rows.batch_from(r[:9]), int(r[9]))
+                for r in self._all("job_batches", job_id=job_id)]
+
+    def counter(self, name: str) -> int:
+        """A named event counter."""
+        row = self._one("get_counter", name=name)
+        return int(row[0]) if row else 0
