@@ -17,7 +17,6 @@ from starlette.concurrency import run_in_threadpool
 from stoker.clock import Clock
 from stoker.core.batching import BatchConfig, Dispatch, Pick, SchedulingPolicy, plan_batch
 from stoker.core.model import Lease, Request, Runner, RunnerState
-from stoker.errors import Conflict
 from stoker.store import Store
 from stoker.store.sql import WORK
 
@@ -75,9 +74,9 @@ class Dispatcher:
         """A batch for ``runner``, waiting up to ``wait_s``; None if none came or it drains."""
         config = BatchConfig(runner.max_batch_size, runner.max_wait_ms)
         deadline = self._clock.now() + min(wait_s, self._terms.long_poll_s)
+        current = runner
         while True:
             event = self._event(runner.model)
-            current = await run_in_threadpool(self._store.get_runner, runner.id)
             if current.state in (RunnerState.DRAINING, RunnerState.STOPPED):
                 return None
             groups = await run_in_threadpool(self._store.queue_groups, runner.model)
@@ -87,7 +86,7 @@ class Dispatcher:
                 got = await run_in_threadpool(self._lease, runner, decision.picks)
                 if got is not None:
                     return got
-                continue  # another runner took them first; look again
+                continue  # another runner took them first; look again with fresh numbers
             timeout = deadline - now
             if decision.until is not None:
                 timeout = min(timeout, decision.until - now)
@@ -95,17 +94,14 @@ class Dispatcher:
                 return None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=max(timeout, 0.0))
+            current = await run_in_threadpool(self._store.get_runner, runner.id)
 
     def _lease(self, runner: Runner, picks: tuple[Pick, ...]
                ) -> tuple[Lease, list[Request]] | None:
         now = self._clock.now()
-        got = self._store.lease_batch(runner.id, runner.model, picks, ttl_s=self._terms.ttl_s,
-                                      now=now)
-        if got is not None:
-            # If it began draining meanwhile, it still finishes the batch it was given.
-            with contextlib.suppress(Conflict):
-                self._store.set_runner_state(runner.id, RunnerState.BUSY, now=now)
-        return got
+        # The store marks an idle runner busy in the same transaction.
+        return self._store.lease_batch(runner.id, runner.model, picks, ttl_s=self._terms.ttl_s,
+                                       now=now)
 
 
 class Reaper:

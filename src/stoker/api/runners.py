@@ -168,10 +168,9 @@ async def complete(runner_id: str, request: Request,
         svc.store.complete, body.lease_id, runner_id, outcomes,
         started_at=body.started_at, ended_at=body.ended_at, now=now,
     )
-    runner = await run_in_threadpool(svc.store.get_runner, runner_id)
-    if runner.state == RunnerState.BUSY and runner.leased_requests == 0:
-        await run_in_threadpool(svc.store.set_runner_state, runner_id, RunnerState.IDLE, now=now)
+    # The store put a runner with no open lease back to idle in the same transaction.
     if summary.requeued:
+        runner = await run_in_threadpool(svc.store.get_runner, runner_id)
         svc.dispatcher.notify(runner.model)
     svc.dispatcher.notify_progress()
     return {"recorded": summary.recorded, "duplicates": summary.duplicates,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -37,7 +37,7 @@ class PostgresStore(SQLStore):
 
     integrity_errors = (psycopg.errors.UniqueViolation,)
 
-    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 16) -> None:
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 32) -> None:
         self._url = url
         self._q = load_queries("postgresql")
         self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size,
@@ -76,9 +76,12 @@ class PostgresStore(SQLStore):
         return conn.execute(self._q[query], params)
 
     def _xmany(self, conn: psycopg.Connection[Any], query: str,
-               rows: Iterable[dict[str, Any]]) -> None:
+               rows: Sequence[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
         with conn.cursor() as cur:
-            cur.executemany(self._q[query], list(rows))
+            cur.executemany(self._q[query], rows)
+            return cur.rowcount
 
     def _all(self, query: str, /, **params: Any) -> list[Any]:
         with self._tx() as conn:

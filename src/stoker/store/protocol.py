@@ -161,7 +161,8 @@ class Store(Protocol):
     def lease_batch(
         self, runner_id: str, model: str, picks: Sequence[Pick], *, ttl_s: float, now: float
     ) -> tuple[Lease, list[Request]] | None:
-        """Lease, atomically, the oldest queued requests each pick names; None if none were."""
+        """Lease, atomically, the oldest queued requests each pick names, and mark an idle
+        runner busy; None if none were left."""
         ...
 
     def renew_lease(self, lease_id: str, runner_id: str, *, ttl_s: float, now: float) -> float:
@@ -178,7 +179,8 @@ class Store(Protocol):
         ended_at: float,
         now: float,
     ) -> CompletionSummary:
-        """Record a batch's results (first result wins) and its batch record; release the lease."""
+        """Record a batch's results (first result wins) and its batch record; release the
+        lease; a busy runner with no open lease left goes back to idle."""
         ...
 
     def expire_leases(self, *, now: float) -> list[str]:

@@ -128,11 +128,6 @@ SELECT cache_key, :text, :finish_reason, :prompt_tokens, :completion_tokens, :no
 FROM requests WHERE id = :request_id AND cache_key IS NOT NULL
 ON CONFLICT (key) DO NOTHING;
 
--- name: add_usage
-INSERT INTO team_usage (team, day, completion_tokens)
-SELECT team, :day, :tokens FROM requests WHERE id = :request_id
-ON CONFLICT (team, day) DO UPDATE SET completion_tokens = team_usage.completion_tokens + :tokens;
-
 -- name: team_tokens_on
 SELECT COALESCE(SUM(completion_tokens), 0) FROM team_usage WHERE team = :team AND day = :day;
 
@@ -160,9 +155,6 @@ WHERE id = :id AND lease_id = :lease_id AND status = 'leased' AND attempts < max
 -- name: fail_request_exhausted
 UPDATE requests SET status = 'failed', lease_id = NULL, last_error = :error, finished_at = :now
 WHERE id = :id AND lease_id = :lease_id AND status = 'leased' AND attempts >= max_attempts;
-
--- name: request_job
-SELECT job_id FROM requests WHERE id = :id;
 
 -- name: insert_batch
 INSERT INTO batches (id, runner_id, model, lease_id, started_at, ended_at, request_ids,
@@ -232,6 +224,27 @@ SELECT id FROM runners WHERE state != 'stopped' AND last_heartbeat_at <= :cutoff
 
 -- name: open_leases_of_runner
 SELECT id FROM leases WHERE runner_id = :runner_id AND released_at IS NULL;
+
+-- name: jobs_of_batch
+SELECT DISTINCT job_id FROM results WHERE batch_id = :batch_id;
+
+-- name: add_batch_usage
+INSERT INTO team_usage (team, day, shard, completion_tokens)
+SELECT r.team, :day, :shard, SUM(s.completion_tokens)
+FROM results s JOIN requests r ON r.id = s.request_id
+WHERE s.batch_id = :batch_id
+GROUP BY r.team
+ON CONFLICT (team, day, shard) DO UPDATE
+SET completion_tokens = team_usage.completion_tokens + excluded.completion_tokens;
+
+-- name: mark_busy
+UPDATE runners SET state = 'busy', state_since = :now, last_heartbeat_at = :now
+WHERE id = :id AND state = 'idle';
+
+-- name: mark_idle
+UPDATE runners SET state = 'idle', state_since = :now, last_heartbeat_at = :now
+WHERE id = :id AND state = 'busy'
+  AND NOT EXISTS (SELECT 1 FROM leases WHERE runner_id = :id AND released_at IS NULL);
 
 -- name: lock_runner
 SELECT state FROM runners WHERE id = :id;

@@ -8,7 +8,7 @@ that work arrived or jobs moved. Only dialect gaps differ between them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Any
@@ -50,6 +50,7 @@ from stoker.store.protocol import (
 DUPLICATE_RESULTS = "duplicate_results"
 LEASES_EXPIRED = "leases_expired"
 CACHE_HITS = "cache_hits"
+USAGE_SHARDS = 16
 #: Announcement channels: work arrived for a model; jobs moved.
 WORK = "stoker_work"
 PROGRESS = "stoker_progress"
@@ -83,7 +84,8 @@ class SQLStore:
     def _x(self, conn: Any, query: str, /, **params: Any) -> Any:
         raise NotImplementedError
 
-    def _xmany(self, conn: Any, query: str, rows: Iterable[dict[str, Any]]) -> None:
+    def _xmany(self, conn: Any, query: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Run ``query`` once per row; returns the rows changed in all."""
         raise NotImplementedError
 
     def _all(self, query: str, /, **params: Any) -> list[Any]:
@@ -177,7 +179,7 @@ class SQLStore:
                     hit = self._x(conn, "cache_lookup", key=r.cache_key).fetchone()
                     if hit is not None:
                         hits[i] = hit
-        self._xmany(conn, "insert_request", (
+        self._xmany(conn, "insert_request", [
             {"id": ids[i], "job_id": job_id, "idx": i, "custom_id": r.custom_id,
              "model": job.model, "tier": job.tier, "team": job.team, "priority": job.priority,
              "endpoint": r.endpoint, "body": json.dumps(r.body),
@@ -186,13 +188,13 @@ class SQLStore:
              "max_attempts": job.max_attempts, "enqueued_at": now,
              "cache_key": r.cache_key if job.use_cache else None}
             for i, r in enumerate(job.requests)
-        ))
+        ])
         if hits:
-            self._xmany(conn, "insert_cached_result", (
+            self._xmany(conn, "insert_cached_result", [
                 {"request_id": ids[i], "job_id": job_id, "text": h[0], "finish_reason": h[1],
                  "prompt_tokens": h[2], "completion_tokens": h[3], "now": now}
                 for i, h in hits.items()
-            ))
+            ])
             self._x(conn, "bump_counter", name=CACHE_HITS, by=len(hits))
             self._finish_jobs(conn, {job_id}, now)
 
@@ -253,6 +255,9 @@ class SQLStore:
                 return None
             self._x(conn, "insert_lease", id=lease_id, runner_id=runner_id, model=model, now=now,
                     expires_at=now + ttl_s)
+            if self._x(conn, "mark_busy", id=runner_id, now=now).rowcount:
+                self._x(conn, "close_interval", runner_id=runner_id, now=now)
+                self._x(conn, "open_interval", runner_id=runner_id, state="busy", now=now)
             leased = [rows.request_from(r) for r in self._x(conn, "leased_requests",
                                                             lease_id=lease_id).fetchall()]
         lease = Lease(lease_id, runner_id, model, now, now + ttl_s, tuple(r.id for r in leased))
@@ -282,40 +287,17 @@ class SQLStore:
         if lease is None or lease[1] != runner_id:
             raise LeaseLost(f"lease {lease_id!r} does not belong to runner {runner_id!r}")
         batch_id = new_id("batch")
-        recorded = duplicates = requeued = failed = 0
-        jobs: set[str] = set()
+        retry = [o for o in outcomes if o.error is not None and o.retryable]
+        final = [o for o in outcomes if not (o.error is not None and o.retryable)]
         with self._tx() as conn:
-            for out in outcomes:
-                job = self._x(conn, "request_job", id=out.request_id).fetchone()
-                if job is None:
-                    continue
-                jobs.add(job[0])
-                if out.error is not None and out.retryable:
-                    back = self._x(conn, "requeue_request", id=out.request_id, lease_id=lease_id,
-                                   error=out.error).rowcount
-                    gone = self._x(conn, "fail_request_exhausted", id=out.request_id,
-                                   lease_id=lease_id, error=out.error, now=now).rowcount
-                    requeued += back
-                    failed += gone
-                    continue
-                n = self._x(conn, "insert_result", request_id=out.request_id, text=out.text,
-                            finish_reason=out.finish_reason, prompt_tokens=out.prompt_tokens,
-                            completion_tokens=out.completion_tokens, error=out.error,
-                            runner_id=runner_id, batch_id=batch_id, now=now).rowcount
-                if n == 0:
-                    duplicates += 1
-                    continue
-                recorded += 1
-                status = RequestStatus.FAILED if out.error is not None else RequestStatus.SUCCEEDED
-                self._x(conn, "finish_request", id=out.request_id, status=status.value,
-                        error=out.error, now=now)
-                self._x(conn, "add_usage", request_id=out.request_id, day=utc_day(now),
-                        tokens=out.completion_tokens)
-                if out.error is None:
-                    self._x(conn, "cache_store", request_id=out.request_id, text=out.text or "",
-                            finish_reason=out.finish_reason or "stop",
-                            prompt_tokens=out.prompt_tokens,
-                            completion_tokens=out.completion_tokens, now=now)
+            jobs = {j for (j,) in self._x(conn, "jobs_of_lease", lease_id=lease_id).fetchall()}
+            requeued = self._xmany(conn, "requeue_request", [
+                {"id": o.request_id, "lease_id": lease_id, "error": o.error} for o in retry])
+            failed = self._xmany(conn, "fail_request_exhausted", [
+                {"id": o.request_id, "lease_id": lease_id, "error": o.error, "now": now}
+                for o in retry])
+            recorded = self._record_results(conn, final, runner_id, batch_id, now)
+            duplicates = len(final) - recorded
             if duplicates:
                 self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=duplicates)
             self._x(conn, "insert_batch", id=batch_id, runner_id=runner_id, model=lease[2],
@@ -325,11 +307,42 @@ class SQLStore:
                     prompt_tokens=sum(o.prompt_tokens for o in outcomes),
                     completion_tokens=sum(o.completion_tokens for o in outcomes))
             self._x(conn, "release_lease", id=lease_id, now=now, outcome="completed")
+            jobs |= {j for (j,) in self._x(conn, "jobs_of_batch", batch_id=batch_id).fetchall()}
             self._finish_jobs(conn, jobs, now)
+            self._runner_done_with_batch(conn, runner_id, now)
             self._announce(conn, PROGRESS, "")
             if requeued:
                 self._announce(conn, WORK, lease[2])
         return CompletionSummary(recorded, duplicates, requeued, failed)
+
+    def _record_results(self, conn: Any, final: Sequence[RequestOutcome], runner_id: str,
+                        batch_id: str, now: float) -> int:
+        """Insert the first result of each request (repeats are ignored) and finish them."""
+        recorded = self._xmany(conn, "insert_result", [
+            {"request_id": o.request_id, "text": o.text, "finish_reason": o.finish_reason,
+             "prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens,
+             "error": o.error, "runner_id": runner_id, "batch_id": batch_id, "now": now}
+            for o in final])
+        # A repeat finds its request already finished, so this changes only first results.
+        self._xmany(conn, "finish_request", [
+            {"id": o.request_id, "error": o.error, "now": now,
+             "status": (RequestStatus.FAILED if o.error is not None
+                        else RequestStatus.SUCCEEDED).value}
+            for o in final])
+        self._x(conn, "add_batch_usage", batch_id=batch_id, day=utc_day(now),
+                shard=int(batch_id[-4:], 16) % USAGE_SHARDS)
+        self._xmany(conn, "cache_store", [
+            {"request_id": o.request_id, "text": o.text or "",
+             "finish_reason": o.finish_reason or "stop", "prompt_tokens": o.prompt_tokens,
+             "completion_tokens": o.completion_tokens, "now": now}
+            for o in final if o.error is None])
+        return recorded
+
+    def _runner_done_with_batch(self, conn: Any, runner_id: str, now: float) -> None:
+        """A busy runner with no open lease left is idle again."""
+        if self._x(conn, "mark_idle", id=runner_id, now=now).rowcount:
+            self._x(conn, "close_interval", runner_id=runner_id, now=now)
+            self._x(conn, "open_interval", runner_id=runner_id, state="idle", now=now)
 
     def _finish_jobs(self, conn: Any, job_ids: set[str], now: float) -> None:
         for job_id in job_ids:

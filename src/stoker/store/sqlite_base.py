@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,8 +71,10 @@ class SQLiteBase:
         return conn.execute(self._q[query], params)
 
     def _xmany(self, conn: sqlite3.Connection, query: str,
-               rows: Iterable[dict[str, Any]]) -> None:
-        conn.executemany(self._q[query], rows)
+               rows: Sequence[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
+        return conn.executemany(self._q[query], rows).rowcount
 
     def close(self) -> None:
         """Close the connection."""

@@ -62,6 +62,8 @@ CREATE TABLE results (
     created_at        DOUBLE PRECISION NOT NULL
 );
 
+CREATE INDEX results_batch ON results (batch_id);
+
 CREATE TABLE runners (
     id                TEXT PRIMARY KEY,
     name              TEXT NOT NULL,
@@ -162,11 +164,13 @@ CREATE TABLE team_admission (
     tripped_until      DOUBLE PRECISION NOT NULL
 );
 
+-- Sharded, so that concurrent completions of one team do not queue on a single row.
 CREATE TABLE team_usage (
     team              TEXT NOT NULL,
     day               TEXT NOT NULL,
+    shard             INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (team, day)
+    PRIMARY KEY (team, day, shard)
 );
 
 -- Answers to deterministic requests (temperature 0 or a fixed seed), by request fingerprint.
