@@ -55,14 +55,22 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, runners: int) -> None:
+        seen = {r["id"] for r in self._runners_or_empty()}
         log = (self.data_dir / "serve.log").open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stoker.cli", "serve", "--config", str(self.config),
              "--runners", str(runners)],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir,
         )
-        wait_until(lambda: len(self.idle_runners()) >= runners, timeout_s=120,
-                   what=f"{runners} idle runners", every_s=0.2)
+        # Rows left by an earlier, killed server do not count: only this start's runners.
+        wait_until(lambda: len([r for r in self.idle_runners() if r["id"] not in seen])
+                   >= runners, timeout_s=120, what=f"{runners} idle runners", every_s=0.2)
+
+    def _runners_or_empty(self) -> list[dict[str, Any]]:
+        try:
+            return list(self.get("/api/runners")["data"])
+        except (httpx.HTTPError, OSError):
+            return []
 
     def get(self, path: str) -> Any:
         return httpx.get(self.url + path, timeout=10).json()

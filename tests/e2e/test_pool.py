@@ -86,10 +86,18 @@ def test_acknowledged_job_survives_the_server_being_killed(
         make_server: Callable[..., Server]) -> None:
     server = make_server()
     server.start(runners=1)
-    for runner in server.get("/api/runners")["data"]:
-        os.kill(runner["pid"], signal.SIGSTOP)  # freeze the pool so the job stays queued
+    pids = [r["pid"] for r in server.get("/api/runners")["data"]]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)  # freeze the pool so the job stays queued
     job = server.submit(prompts(10))
-    server.kill_everything()
+    assert server.proc is not None
+    server.proc.kill()  # SIGKILL: no drain, no goodbye
+    server.proc.wait()
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+    # The pool's runners were told (SIGTERM on parent death) and go without being killed.
+    wait_until(lambda: not any(_alive(p) for p in pids), timeout_s=60,
+               what="the orphaned runners to exit by themselves")
     server.start(runners=1)
     done = server.wait_job(job["id"])
     assert done["request_counts"]["succeeded"] == 10

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -12,6 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("stoker.pool")
+
+PR_SET_PDEATHSIG = 1
+
+
+def _drain_when_parent_dies() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM (a drain) if the pool's process
+    dies, so local runners never outlive the server that started them."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -37,7 +49,8 @@ class LocalPool:
                    "--model", self.model, "--name", name, "--threads", str(threads)]
             with (self.log_dir / f"runner-{name}.log").open("ab") as out:
                 proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        preexec_fn=_drain_when_parent_dies)
             log.info("started runner %s (pid %d)", name, proc.pid)
             self.processes.append(proc)
 

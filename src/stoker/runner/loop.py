@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from stoker.runner.backends.protocol import Backend, GenerationInput
 from stoker.runner.client import ControlPlaneClient, LeasedWork, LeaseGone, RunnerGone
 from stoker.runner.inputs import UnrunnableRequest, generation_input
@@ -81,6 +83,10 @@ class Runner:
             self._work(backend)
         except RunnerGone as exc:
             log.error("the server stopped this runner: %s", exc)
+            return 1
+        except httpx.TransportError as exc:
+            # Only raised once draining: the control plane is gone, nobody is left to tell.
+            log.error("control plane unreachable while draining (%s); exiting", exc)
             return 1
         finally:
             self.drain.set()
