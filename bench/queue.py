@@ -39,7 +39,7 @@ import httpx
 import yaml
 
 BATCH = 16
-JOB_SIZE = 256
+JOB_SIZE = 512
 
 
 def line(i: int) -> dict[str, Any]:
@@ -56,7 +56,7 @@ def result(req: dict[str, Any]) -> dict[str, Any]:
 
 async def _runner(base: str, until: float, lat: list[float], done: list[int]) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
-        reg = (await http.post("/api/runners", json={"name": "sim", "model": "tiny-llama",
+        reg = (await http.post("/api/runners", json={"name": "sim", "model": "sim-model",
                                                      "max_batch_size": BATCH})).json()
         rid = reg["runner"]["id"]
         await http.post(f"/api/runners/{rid}/state", json={"state": "idle"})
@@ -108,8 +108,9 @@ def start_server(workdir: Path, store: str | None) -> tuple[subprocess.Popen[byt
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = {"port": port, "data_dir": str(workdir),
-              "models": {"tiny-llama": {"path": str(workdir / "no-model")}},
+    # A model name of its own: the simulated runners load nothing, and serve makes no model.
+    config = {"port": port, "data_dir": str(workdir), "default_model": "sim-model",
+              "models": {"sim-model": {"path": str(workdir / "no-model")}},
               "batching": {"max_batch_size": BATCH, "max_wait_ms": 0},
               "leases": {"ttl_s": 30, "long_poll_s": 2}}
     if store:
@@ -131,28 +132,41 @@ def start_server(workdir: Path, store: str | None) -> tuple[subprocess.Popen[byt
     raise SystemExit(f"server did not start; see {workdir / 'serve.log'}")
 
 
-def through_api(store: str | None, seconds: float, runners: int, rate: float) -> dict[str, Any]:
+def through_api(store: str | None, seconds: float, runners: int, rate: float,
+                replicas: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="stoker-queue-") as tmp:
-        proc, base = start_server(Path(tmp), store)
+        servers = []
+        for i in range(replicas):
+            workdir = Path(tmp) / f"replica-{i}"
+            workdir.mkdir()
+            servers.append(start_server(workdir, store))
+        bases = [base for _, base in servers]
         try:
             ctx = mp.get_context("spawn")
             out = ctx.Queue()
-            until = time.time() + seconds
-            procs = [ctx.Process(target=client_process, args=(base, until, rate, out))]
+            # Processes start slowly on a busy machine; measure from when they are all up.
+            until = time.time() + seconds + 3
+            procs = [ctx.Process(target=client_process,
+                                 args=(bases[i % len(bases)], until, rate / 2, out))
+                     for i in range(2)]
             per = max(1, runners // 4)
-            procs += [ctx.Process(target=runner_process, args=(base, per, until, out))
-                      for _ in range(runners // per)]
+            procs += [ctx.Process(target=runner_process,
+                                  args=(bases[i % len(bases)], per, until, out))
+                      for i in range(runners // per)]
             for p in procs:
                 p.start()
             reports = [out.get(timeout=seconds + 120) for _ in procs]
             for p in procs:
                 p.join()
         finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=60)
+            for proc, _ in servers:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=60)
     lat = [x for r in reports for x in r.get("lat", [])]
-    return {"submitted_per_s": sum(r.get("submitted", 0) for r in reports) / seconds,
-            "completed_per_s": sum(r.get("done", 0) for r in reports) / seconds,
+    elapsed = seconds + 3
+    return {"replicas": replicas,
+            "submitted_per_s": sum(r.get("submitted", 0) for r in reports) / elapsed,
+            "completed_per_s": sum(r.get("done", 0) for r in reports) / elapsed,
             "lease_ms_p50": statistics.median(lat) * 1000 if lat else None,
             "lease_ms_p99": statistics.quantiles(lat, n=100)[98] * 1000 if len(lat) > 1
             else None}
@@ -176,24 +190,24 @@ def direct(store_url: str | None, seconds: float, runners: int) -> dict[str, Any
 
         def client() -> None:
             while time.time() < stop:
-                if sum(g.queued for g in store.queue_groups("tiny-llama")) > 20 * JOB_SIZE:
+                if sum(g.queued for g in store.queue_groups("sim-model")) > 20 * JOB_SIZE:
                     time.sleep(0.01)
                     continue
                 reqs = [NewRequest(f"r{i}", "/v1/completions", {"prompt": "p"})
                         for i in range(JOB_SIZE)]
                 store.submit_job(NewJob(team="default", tier="batch", priority=40,
-                                        model="tiny-llama", requests=reqs, max_attempts=3),
+                                        model="sim-model", requests=reqs, max_attempts=3),
                                  now=time.time())
 
         def runner() -> None:
-            r = store.register_runner(name="d", model="tiny-llama", pid=None, host="h",
+            r = store.register_runner(name="d", model="sim-model", pid=None, host="h",
                                       max_batch_size=BATCH, max_wait_ms=0, now=time.time())
             store.set_runner_state(r.id, RunnerState.IDLE, now=time.time())
             while time.time() < stop:
                 t0 = time.perf_counter()
-                decision = plan_batch(store.queue_groups("tiny-llama"), config, policy,
+                decision = plan_batch(store.queue_groups("sim-model"), config, policy,
                                       now=time.time())
-                got = (store.lease_batch(r.id, "tiny-llama", decision.picks, ttl_s=30,
+                got = (store.lease_batch(r.id, "sim-model", decision.picks, ttl_s=30,
                                          now=time.time())
                        if isinstance(decision, Dispatch) else None)
                 if got is None:
@@ -234,13 +248,16 @@ def main() -> None:
     parser.add_argument("--runners", type=int, default=32)
     parser.add_argument("--rate", type=float, default=4000, help="client requests/s offered")
     parser.add_argument("--stores", default="sqlite,postgresql")
+    parser.add_argument("--replicas", type=int, default=2,
+                        help="API replicas on PostgreSQL (SQLite always has one)")
     parser.add_argument("--postgres", default=os.environ.get(
         "STOKER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
     report: dict[str, Any] = {"runners": args.runners, "batch": BATCH, "seconds": args.seconds}
     for kind in args.stores.split(","):
         url = fresh_pg(args.postgres) if kind == "postgresql" else None
-        report[kind] = {"api": through_api(url, args.seconds, args.runners, args.rate)}
+        replicas = args.replicas if kind == "postgresql" else 1
+        report[kind] = {"api": through_api(url, args.seconds, args.runners, args.rate, replicas)}
         url = fresh_pg(args.postgres) if kind == "postgresql" else None
         report[kind]["direct"] = direct(url, args.seconds, args.runners)
     print(json.dumps(report, indent=2))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
@@ -40,20 +41,28 @@ class Dispatcher:
         self._clock = clock
         self._terms = terms
         self._policy = policy
-        self._events: dict[str, asyncio.Event] = {}
+        self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
         self._progress = asyncio.Event()
 
-    def notify(self, model: str) -> None:
-        """Wake every lease call waiting on ``model``."""
-        event = self._events.pop(model, None)
-        if event is not None:
-            event.set()
+    def notify(self, model: str, *, wake: int | None = None) -> None:
+        """Wake up to ``wake`` lease calls waiting on ``model`` (all of them when None).
+
+        Waking one at a time avoids a thundering herd: a call that gets a batch wakes the next
+        one while work remains, so a deep queue still reaches every idle runner quickly.
+        """
+        waiting = self._waiters.get(model)
+        budget = len(waiting) if waiting and wake is None else (wake or 0)
+        while waiting and budget > 0:
+            future = waiting.popleft()
+            if not future.done():
+                future.set_result(None)
+                budget -= 1
 
     def hear(self, channel: str, payload: str) -> None:
         """Another replica announced news: work for a model (``*``: any), or job progress."""
         if channel == WORK:
-            for model in list(self._events) if payload == "*" else [payload]:
-                self.notify(model)
+            for model in list(self._waiters) if payload == "*" else [payload]:
+                self.notify(model, wake=None if payload == "*" else 1)
         else:
             self.notify_progress()
 
@@ -67,33 +76,41 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._progress.wait(), timeout=timeout_s)
 
-    def _event(self, model: str) -> asyncio.Event:
-        return self._events.setdefault(model, asyncio.Event())
-
     async def lease(self, runner: Runner, wait_s: float) -> tuple[Lease, list[Request]] | None:
         """A batch for ``runner``, waiting up to ``wait_s``; None if none came or it drains."""
         config = BatchConfig(runner.max_batch_size, runner.max_wait_ms)
         deadline = self._clock.now() + min(wait_s, self._terms.long_poll_s)
         current = runner
+        waiting = self._waiters.setdefault(runner.model, deque())
         while True:
-            event = self._event(runner.model)
-            if current.state in (RunnerState.DRAINING, RunnerState.STOPPED):
-                return None
-            groups = await run_in_threadpool(self._store.queue_groups, runner.model)
-            now = self._clock.now()
-            decision = plan_batch(groups, config, self._policy, now=now)
-            if isinstance(decision, Dispatch):
-                got = await run_in_threadpool(self._lease, runner, decision.picks)
-                if got is not None:
-                    return got
-                continue  # another runner took them first; look again with fresh numbers
-            timeout = deadline - now
-            if decision.until is not None:
-                timeout = min(timeout, decision.until - now)
-            if deadline - now <= 0:
-                return None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=max(timeout, 0.0))
+            # Queue up before looking, so that work arriving while we look still wakes us.
+            woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiting.append(woken)
+            try:
+                if current.state in (RunnerState.DRAINING, RunnerState.STOPPED):
+                    return None
+                groups = await run_in_threadpool(self._store.queue_groups, runner.model)
+                now = self._clock.now()
+                decision = plan_batch(groups, config, self._policy, now=now)
+                if isinstance(decision, Dispatch):
+                    got = await run_in_threadpool(self._lease, runner, decision.picks)
+                    if got is not None:
+                        if sum(g.queued for g in groups) > decision.size or woken.done():
+                            self.notify(runner.model, wake=1)  # pass the baton
+                        return got
+                    continue  # another runner took them first; look again with fresh numbers
+                timeout = deadline - now
+                if decision.until is not None:
+                    timeout = min(timeout, decision.until - now)
+                if deadline - now <= 0:
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(woken), timeout=max(timeout, 0.0))
+            finally:
+                if not woken.done():
+                    woken.cancel()
+                    with contextlib.suppress(ValueError):
+                        waiting.remove(woken)
             current = await run_in_threadpool(self._store.get_runner, runner.id)
 
     def _lease(self, runner: Runner, picks: tuple[Pick, ...]

@@ -83,12 +83,21 @@ class PostgresStore(SQLStore):
             cur.executemany(self._q[query], rows)
             return cur.rowcount
 
+    @contextmanager
+    def _autocommit(self) -> Iterator[psycopg.Connection[Any]]:
+        # One read is one statement: no BEGIN/COMMIT round trips around it.
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise Unavailable(f"the database is unavailable ({_safe(exc)}); retry") from None
+
     def _all(self, query: str, /, **params: Any) -> list[Any]:
-        with self._tx() as conn:
+        with self._autocommit() as conn:
             return conn.execute(self._q[query], params).fetchall()
 
     def _one(self, query: str, /, **params: Any) -> Any:
-        with self._tx() as conn:
+        with self._autocommit() as conn:
             return conn.execute(self._q[query], params).fetchone()
 
     def _announce(self, conn: psycopg.Connection[Any], channel: str, payload: str) -> None:

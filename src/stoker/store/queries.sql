@@ -217,7 +217,9 @@ SELECT runner_id, state, started_at, ended_at FROM runner_intervals
 WHERE runner_id = :runner_id ORDER BY started_at, id;
 
 -- name: touch_runner
-UPDATE runners SET last_heartbeat_at = :now WHERE id = :id;
+UPDATE runners SET last_heartbeat_at = :now WHERE id = :id
+RETURNING id, name, model, state, pid, host, max_batch_size, max_wait_ms, registered_at,
+          last_heartbeat_at, state_since, 0;
 
 -- name: lost_runners
 SELECT id FROM runners WHERE state != 'stopped' AND last_heartbeat_at <= :cutoff;

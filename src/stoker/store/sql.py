@@ -283,14 +283,17 @@ class SQLStore:
         now: float,
     ) -> CompletionSummary:
         """Record results (first wins), the batch record, and release the lease."""
-        lease = self._one("get_lease", id=lease_id)
-        if lease is None or lease[1] != runner_id:
-            raise LeaseLost(f"lease {lease_id!r} does not belong to runner {runner_id!r}")
         batch_id = new_id("batch")
         retry = [o for o in outcomes if o.error is not None and o.retryable]
         final = [o for o in outcomes if not (o.error is not None and o.retryable)]
         with self._tx() as conn:
-            jobs = {j for (j,) in self._x(conn, "jobs_of_lease", lease_id=lease_id).fetchall()}
+            lease = self._x(conn, "get_lease", id=lease_id).fetchone()
+            if lease is None or lease[1] != runner_id:
+                raise LeaseLost(f"lease {lease_id!r} does not belong to runner {runner_id!r}")
+            jobs: set[str] = set()
+            if retry:
+                jobs = {j for (j,) in self._x(conn, "jobs_of_lease",
+                                               lease_id=lease_id).fetchall()}
             requeued = self._xmany(conn, "requeue_request", [
                 {"id": o.request_id, "lease_id": lease_id, "error": o.error} for o in retry])
             failed = self._xmany(conn, "fail_request_exhausted", [
@@ -422,10 +425,13 @@ class SQLStore:
         return self.get_runner(runner_id)
 
     def touch_runner(self, runner_id: str, *, now: float) -> Runner:
-        """Record a heartbeat."""
+        """Record a heartbeat; the runner comes back without its batch count (0), which the
+        hot paths that call this do not need."""
         with self._tx() as conn:
-            self._x(conn, "touch_runner", id=runner_id, now=now)
-        return self.get_runner(runner_id)
+            row = self._x(conn, "touch_runner", id=runner_id, now=now).fetchone()
+        if row is None:
+            raise NotFound(f"no runner {runner_id!r}")
+        return rows.runner_from(row)
 
     def stop_lost_runners(self, *, timeout_s: float, now: float) -> list[str]:
         """Stop runners that have not been heard from for ``timeout_s``."""
