@@ -36,7 +36,7 @@ class Cluster:
     replicas: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     runners: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start_replica(self) -> str:
+    def start_replica(self, *, long_poll_s: float = 2.0) -> str:
         port = free_port()
         data = self.workdir / f"replica-{port}"
         data.mkdir()
@@ -45,7 +45,7 @@ class Cluster:
             "port": port, "data_dir": str(data), "store": self.url,
             "models": {"tiny-llama": {"path": str(self.model_dir)}},
             "batching": {"max_batch_size": 8, "max_wait_ms": 20},
-            "leases": {"ttl_s": 2.0, "runner_timeout_s": 4.0, "long_poll_s": 2.0,
+            "leases": {"ttl_s": 2.0, "runner_timeout_s": 4.0, "long_poll_s": long_poll_s,
                        "max_attempts": MAX_ATTEMPTS},
         }))
         base = f"http://127.0.0.1:{port}"
@@ -239,3 +239,26 @@ def test_stalled_runner_wakes_and_reports_late(cluster: Cluster) -> None:
     os.kill(stalled["pid"], signal.SIGCONT)
     clients.join()
     assert_all_answered_once(cluster, list(clients.accepted.values()), 8)
+
+
+def test_work_submitted_on_one_replica_wakes_a_runner_on_another(cluster: Cluster) -> None:
+    quiet = cluster.start_replica(long_poll_s=20)
+    busy = cluster.start_replica(long_poll_s=20)
+    log = (cluster.workdir / "pinned-runner.log").open("ab")
+    # This runner knows only the first replica; the job goes to the second.
+    cluster.runners.append(subprocess.Popen(
+        [sys.executable, "-m", "stoker.cli", "runner", "--server", quiet, "--model",
+         "tiny-llama", "--checkpoint", str(cluster.model_dir), "--threads", "1"],
+        stdout=log, stderr=subprocess.STDOUT))
+    wait_until(lambda: [r for r in cluster.runner_rows() if r["state"] == "idle"],
+               timeout_s=60, what="the runner to be idle")
+    r = httpx.post(busy + "/api/jobs", json={"requests": prompts(1), "cache": False}, timeout=30)
+    job = r.json()
+    with cluster.db() as db:
+        wait_until(lambda: db.execute("SELECT COUNT(*) FROM batches").fetchone()[0],  # type: ignore[index]
+                   timeout_s=30, what="the batch to run")
+        (waited,) = db.execute(
+            "SELECT (SELECT MIN(started_at) FROM batches) - created_at FROM jobs "
+            "WHERE id = %s", (job["id"],)).fetchone()  # type: ignore[misc]
+    # Without the announcement the runner would sleep out most of its 20 s long poll first.
+    assert waited < 5.0, waited
