@@ -28,7 +28,8 @@ def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
     teams = TeamDirectory(settings)
     tiers = build_tiers(settings)
     policy = build_policy(settings, tiers, teams.weights())
-    dispatcher = Dispatcher(store, clock, LeaseTerms(leases.ttl_s, leases.long_poll_s), policy)
+    dispatcher = Dispatcher(store, clock, LeaseTerms(leases.ttl_s, leases.long_poll_s), policy,
+                            lambda model: settings.batching_for(model).max_batch_size)
     reaper = Reaper(store, clock, dispatcher, runner_timeout_s=leases.runner_timeout_s,
                     interval_s=min(1.0, leases.ttl_s / 4))
 

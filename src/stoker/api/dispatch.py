@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
@@ -36,11 +37,12 @@ class Dispatcher:
     """Long-polls for runners and wakes them when their model gets work."""
 
     def __init__(self, store: Store, clock: Clock, terms: LeaseTerms,
-                 policy: SchedulingPolicy) -> None:
+                 policy: SchedulingPolicy, batch_size: Callable[[str], int]) -> None:
         self._store = store
         self._clock = clock
         self._terms = terms
         self._policy = policy
+        self._batch_size = batch_size
         self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
         self._progress = asyncio.Event()
 
@@ -58,13 +60,20 @@ class Dispatcher:
                 future.set_result(None)
                 budget -= 1
 
+    def notify_work(self, model: str, requests: int | None) -> None:
+        """Work arrived: wake one waiting runner per batch it makes (all if unknown)."""
+        wake = None if requests is None else -(-requests // self._batch_size(model))
+        self.notify(model, wake=wake)
+
     def hear(self, channel: str, payload: str) -> None:
-        """Another replica announced news: work for a model (``*``: any), or job progress."""
-        if channel == WORK:
-            for model in list(self._waiters) if payload == "*" else [payload]:
-                self.notify(model, wake=None if payload == "*" else 1)
-        else:
+        """Another replica announced news: work for a model (``*``: any; ``model<TAB>n``:
+        n new requests), or job progress."""
+        if channel != WORK:
             self.notify_progress()
+            return
+        model, _, count = payload.partition("\t")
+        for name in list(self._waiters) if model == "*" else [model]:
+            self.notify_work(name, int(count) if count.isdigit() else None)
 
     def notify_progress(self) -> None:
         """Wake everyone waiting for jobs to move (results recorded, requests failed)."""

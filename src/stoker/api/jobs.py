@@ -83,7 +83,7 @@ async def submit_job(
                      team=team, now=now)
 
     submitted = await run_in_threadpool(svc.store.submit_job, new_job, now=now, admission=check)
-    svc.dispatcher.notify(submitted.job.model, wake=1)
+    svc.dispatcher.notify_work(submitted.job.model, submitted.job.counts.queued)
     if submitted.superseded:
         svc.dispatcher.notify_progress()
     return JSONResponse(job_json(submitted.job), status_code=201 if submitted.created else 200)

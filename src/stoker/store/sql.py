@@ -121,7 +121,7 @@ class SQLStore:
                     if job.concurrency_group is not None and job.cancel_in_progress:
                         superseded = self._supersede(conn, job, job_id, now)
                     self._insert_job(conn, job, job_id, now)
-                    self._announce(conn, WORK, job.model)
+                    self._announce(conn, WORK, f"{job.model}\t{len(job.requests)}")
                     if superseded:
                         self._announce(conn, PROGRESS, "")
         except self.integrity_errors:
