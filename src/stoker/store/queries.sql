@@ -193,14 +193,16 @@ VALUES (:id, :name, :model, 'starting', :pid, :host, :max_batch_size, :max_wait_
 SELECT id, name, model, state, pid, host, max_batch_size, max_wait_ms, registered_at,
        last_heartbeat_at, state_since,
        (SELECT COUNT(*) FROM requests q JOIN leases l ON q.lease_id = l.id
-        WHERE l.runner_id = runners.id AND q.status = 'leased') AS leased
+        WHERE l.runner_id = runners.id AND l.released_at IS NULL
+          AND q.status = 'leased') AS leased
 FROM runners WHERE id = :id;
 
 -- name: list_runners
 SELECT id, name, model, state, pid, host, max_batch_size, max_wait_ms, registered_at,
        last_heartbeat_at, state_since,
        (SELECT COUNT(*) FROM requests q JOIN leases l ON q.lease_id = l.id
-        WHERE l.runner_id = runners.id AND q.status = 'leased') AS leased
+        WHERE l.runner_id = runners.id AND l.released_at IS NULL
+          AND q.status = 'leased') AS leased
 FROM runners WHERE state != 'stopped' OR :include_stopped ORDER BY registered_at, id;
 
 -- name: set_runner_state

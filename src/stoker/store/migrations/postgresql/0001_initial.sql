@@ -63,6 +63,7 @@ CREATE TABLE results (
 );
 
 CREATE INDEX results_batch ON results (batch_id);
+CREATE INDEX results_job ON results (job_id);
 
 CREATE TABLE runners (
     id                TEXT PRIMARY KEY,
@@ -86,6 +87,7 @@ CREATE TABLE runner_intervals (
     ended_at   DOUBLE PRECISION
 );
 CREATE INDEX runner_intervals_runner ON runner_intervals (runner_id, started_at);
+CREATE INDEX runner_intervals_open ON runner_intervals (runner_id) WHERE ended_at IS NULL;
 
 CREATE TABLE leases (
     id          TEXT PRIMARY KEY,
@@ -97,6 +99,8 @@ CREATE TABLE leases (
     outcome     TEXT
 );
 CREATE INDEX leases_open ON leases (expires_at) WHERE released_at IS NULL;
+-- A runner's open leases, looked up on every lease, completion and runner listing.
+CREATE INDEX leases_runner_open ON leases (runner_id) WHERE released_at IS NULL;
 
 CREATE TABLE batches (
     id                TEXT PRIMARY KEY,
