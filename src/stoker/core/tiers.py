@@ -11,5 +11,3 @@ DEFAULT_TIERS: tuple[Tier, ...] = (
     Tier("batch", priority=40),
     Tier("best_effort", priority=20, preemptible=True),
 )
-
-DEFAULT_TIER_NAME = "batch"
