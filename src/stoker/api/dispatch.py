@@ -20,7 +20,7 @@ from stoker.clock import Clock
 from stoker.core.batching import BatchConfig, Dispatch, Pick, SchedulingPolicy, plan_batch
 from stoker.core.model import Lease, Request, Runner, RunnerState
 from stoker.store import Store
-from stoker.store.sql import WORK
+from stoker.store.sql_base import WORK
 
 log = logging.getLogger("stoker.dispatch")
 

@@ -6,11 +6,14 @@ from stoker.errors import InvalidRequest
 from stoker.store.protocol import (
     CompletionSummary,
     JobBatch,
+    NewBatch,
     NewJob,
     NewRequest,
+    OpenAIBatch,
     RequestOutcome,
     ResultRow,
     Store,
+    StoredFile,
     Submission,
 )
 
@@ -32,11 +35,14 @@ def open_store(url: str | None, *, sqlite_path: Path) -> Store:
 __all__ = [
     "CompletionSummary",
     "JobBatch",
+    "NewBatch",
     "NewJob",
     "NewRequest",
+    "OpenAIBatch",
     "RequestOutcome",
     "ResultRow",
     "Store",
+    "StoredFile",
     "Submission",
     "open_store",
 ]

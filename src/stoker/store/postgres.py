@@ -19,7 +19,8 @@ from psycopg_pool import ConnectionPool
 
 from stoker.errors import Unavailable
 from stoker.store.queries import load_migrations, load_queries
-from stoker.store.sql import PROGRESS, WORK, SQLStore
+from stoker.store.sql import SQLStore
+from stoker.store.sql_base import PROGRESS, WORK
 
 log = logging.getLogger("stoker.store")
 

@@ -252,3 +252,56 @@ WHERE id = :id AND state = 'busy'
 
 -- name: lock_runner
 SELECT state FROM runners WHERE id = :id;
+
+-- OpenAI-compatible files and batches ---------------------------------------------------------
+
+-- name: insert_file
+INSERT INTO files (id, team, purpose, filename, bytes, content, created_at)
+VALUES (:id, :team, :purpose, :filename, :bytes, :content, :now);
+
+-- name: get_file
+SELECT id, team, purpose, filename, bytes, created_at FROM files
+WHERE id = :id AND deleted_at IS NULL;
+
+-- name: file_content
+SELECT content FROM files WHERE id = :id AND deleted_at IS NULL;
+
+-- name: delete_file
+UPDATE files SET deleted_at = :now, content = :empty WHERE id = :id AND deleted_at IS NULL;
+
+-- name: list_files
+SELECT id, team, purpose, filename, bytes, created_at FROM files
+WHERE team = :team AND deleted_at IS NULL AND purpose = COALESCE(:purpose, purpose)
+  AND (created_at < :before_at OR (created_at = :before_at AND id < :before_id))
+ORDER BY created_at DESC, id DESC LIMIT :limit;
+
+-- name: insert_openai_batch
+INSERT INTO openai_batches (id, team, job_id, endpoint, input_file_id, completion_window,
+                            metadata, created_at, expires_at, total_lines, invalid_lines,
+                            errors, failed_at)
+VALUES (:id, :team, :job_id, :endpoint, :input_file_id, :completion_window, :metadata, :now,
+        :expires_at, :total_lines, :invalid_lines, :errors, :failed_at);
+
+-- name: get_openai_batch
+SELECT id, team, job_id, endpoint, input_file_id, completion_window, metadata, created_at,
+       expires_at, total_lines, invalid_lines, errors, failed_at, cancelling_at, expired_at
+FROM openai_batches WHERE id = :id;
+
+-- name: list_openai_batches
+SELECT id, team, job_id, endpoint, input_file_id, completion_window, metadata, created_at,
+       expires_at, total_lines, invalid_lines, errors, failed_at, cancelling_at, expired_at
+FROM openai_batches
+WHERE team = :team
+  AND (created_at < :before_at OR (created_at = :before_at AND id < :before_id))
+ORDER BY created_at DESC, id DESC LIMIT :limit;
+
+-- name: mark_openai_batch_cancelling
+UPDATE openai_batches SET cancelling_at = :now WHERE id = :id AND cancelling_at IS NULL;
+
+-- name: overdue_openai_batches
+SELECT b.id, b.job_id FROM openai_batches b JOIN jobs j ON j.id = b.job_id
+WHERE b.expired_at IS NULL AND b.failed_at IS NULL AND b.expires_at <= :now
+  AND j.finished_at IS NULL AND j.cancelled_at IS NULL;
+
+-- name: mark_openai_batch_expired
+UPDATE openai_batches SET expired_at = :now WHERE id = :id AND expired_at IS NULL;

@@ -8,8 +8,7 @@ that work arrived or jobs moved. Only dialect gaps differ between them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -46,14 +45,13 @@ from stoker.store.protocol import (
     ResultRow,
     Submission,
 )
+from stoker.store.sql_base import PROGRESS, WORK
+from stoker.store.sql_openai import OpenAIObjectsSQL
 
 DUPLICATE_RESULTS = "duplicate_results"
 LEASES_EXPIRED = "leases_expired"
 CACHE_HITS = "cache_hits"
 USAGE_SHARDS = 16
-#: Announcement channels: work arrived for a model; jobs moved.
-WORK = "stoker_work"
-PROGRESS = "stoker_progress"
 
 
 def refusal_error(refusal: Refuse) -> StokerError:
@@ -71,36 +69,8 @@ def _check_unique_custom_ids(job: NewJob) -> None:
         seen.add(req.custom_id)
 
 
-class SQLStore:
+class SQLStore(OpenAIObjectsSQL):
     """:class:`stoker.store.Store` over any connection that speaks our named queries."""
-
-    _q: dict[str, str]
-    #: Errors a unique index raises in this dialect.
-    integrity_errors: tuple[type[Exception], ...] = ()
-
-    def _tx(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
-
-    def _x(self, conn: Any, query: str, /, **params: Any) -> Any:
-        raise NotImplementedError
-
-    def _xmany(self, conn: Any, query: str, rows: Sequence[dict[str, Any]]) -> int:
-        """Run ``query`` once per row; returns the rows changed in all."""
-        raise NotImplementedError
-
-    def _all(self, query: str, /, **params: Any) -> list[Any]:
-        raise NotImplementedError
-
-    def _one(self, query: str, /, **params: Any) -> Any:
-        raise NotImplementedError
-
-    def _announce(self, conn: Any, channel: str, payload: str) -> None:
-        """Tell other replicas (on commit) that ``channel`` has news; a no-op by default."""
-
-    def subscribe(self, on_news: Callable[[str, str], None]) -> Callable[[], None]:
-        """Call ``on_news(channel, payload)`` for other replicas' announcements; returns a
-        function that stops it. A single-process store has nothing to hear."""
-        return lambda: None
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -109,6 +79,7 @@ class SQLStore:
         """Store a job and all of its requests in one transaction (see :class:`Store`)."""
         _check_unique_custom_ids(job)
         job_id = new_id("job")
+        batch_id = new_id("batch") if job.batch is not None else None
         refusal: Refuse | None = None
         existing: str | None = None
         superseded: list[str] = []
@@ -121,6 +92,8 @@ class SQLStore:
                     if job.concurrency_group is not None and job.cancel_in_progress:
                         superseded = self._supersede(conn, job, job_id, now)
                     self._insert_job(conn, job, job_id, now)
+                    if job.batch is not None and batch_id is not None:
+                        self._insert_openai_batch(conn, job.batch, batch_id, job_id, now)
                     self._announce(conn, WORK, f"{job.model}\t{len(job.requests)}")
                     if superseded:
                         self._announce(conn, PROGRESS, "")
@@ -136,7 +109,8 @@ class SQLStore:
             raise refusal_error(refusal)
         if existing is not None:
             return Submission(self.get_job(existing), created=False)
-        return Submission(self.get_job(job_id), created=True, superseded=tuple(superseded))
+        return Submission(self.get_job(job_id), created=True, superseded=tuple(superseded),
+                          batch_id=batch_id)
 
     def _idempotent_match(self, conn: Any, job: NewJob) -> str | None:
         if job.idempotency_key is None:
@@ -221,10 +195,7 @@ class SQLStore:
         """Cancel a job's queued requests; what is leased finishes and is kept."""
         self.get_job(job_id)
         with self._tx() as conn:
-            self._x(conn, "cancel_job", job_id=job_id, now=now)
-            self._x(conn, "cancel_queued_requests", job_id=job_id, now=now)
-            self._finish_jobs(conn, {job_id}, now)
-            self._announce(conn, PROGRESS, "")
+            self._cancel_job_in(conn, job_id, now)
         return self.get_job(job_id)
 
     # -- the queue -------------------------------------------------------------------------
@@ -346,12 +317,6 @@ class SQLStore:
         if self._x(conn, "mark_idle", id=runner_id, now=now).rowcount:
             self._x(conn, "close_interval", runner_id=runner_id, now=now)
             self._x(conn, "open_interval", runner_id=runner_id, state="idle", now=now)
-
-    def _finish_jobs(self, conn: Any, job_ids: set[str], now: float) -> None:
-        for job_id in job_ids:
-            (open_count,) = self._x(conn, "job_open_requests", job_id=job_id).fetchone()
-            if open_count == 0:
-                self._x(conn, "mark_job_finished", job_id=job_id, now=now)
 
     def expire_leases(self, *, now: float) -> list[str]:
         """Requeue (or fail, past max attempts) the requests of every expired lease."""

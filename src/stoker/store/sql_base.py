@@ -1,0 +1,62 @@
+"""What every SQL part of the store stands on: a dialect's connection and named queries.
+
+Subclasses provide transactions (``_tx``) and statements by query name (``_x``, ``_xmany``,
+``_all``, ``_one``), and an announcement hook that lets other API replicas know that work
+arrived or jobs moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+#: Announcement channels: work arrived for a model; jobs moved.
+WORK = "stoker_work"
+PROGRESS = "stoker_progress"
+
+
+class SQLBase:
+    """The plumbing a dialect implements, and the few steps every operation group shares."""
+
+    _q: dict[str, str]
+    #: Errors a unique index raises in this dialect.
+    integrity_errors: tuple[type[Exception], ...] = ()
+
+    def _tx(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _x(self, conn: Any, query: str, /, **params: Any) -> Any:
+        raise NotImplementedError
+
+    def _xmany(self, conn: Any, query: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Run ``query`` once per row; returns the rows changed in all."""
+        raise NotImplementedError
+
+    def _all(self, query: str, /, **params: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def _one(self, query: str, /, **params: Any) -> Any:
+        raise NotImplementedError
+
+    def _announce(self, conn: Any, channel: str, payload: str) -> None:
+        """Tell other replicas (on commit) that ``channel`` has news; a no-op by default."""
+
+    def subscribe(self, on_news: Callable[[str, str], None]) -> Callable[[], None]:
+        """Call ``on_news(channel, payload)`` for other replicas' announcements; returns a
+        function that stops it. A single-process store has nothing to hear."""
+        return lambda: None
+
+    def _finish_jobs(self, conn: Any, job_ids: set[str], now: float) -> None:
+        """Stamp ``finished_at`` on each job with no queued or leased request left."""
+        for job_id in job_ids:
+            (open_count,) = self._x(conn, "job_open_requests", job_id=job_id).fetchone()
+            if open_count == 0:
+                self._x(conn, "mark_job_finished", job_id=job_id, now=now)
+
+    def _cancel_job_in(self, conn: Any, job_id: str, now: float) -> None:
+        """Cancel a job's queued requests inside ``conn``'s transaction."""
+        self._x(conn, "cancel_job", job_id=job_id, now=now)
+        self._x(conn, "cancel_queued_requests", job_id=job_id, now=now)
+        self._finish_jobs(conn, {job_id}, now)
+        self._announce(conn, PROGRESS, "")
