@@ -95,3 +95,19 @@ class LeaseLost(Conflict):
     """The lease is gone: expired, released or never existed."""
 
     code = "lease_lost"
+
+
+class ModelFailed(StokerError):
+    """The model (local or a provider) failed the request after all of its attempts."""
+
+    status_code = 502
+    code = "model_failed"
+    retryable = True
+
+
+class Timeout(StokerError):
+    """The work did not finish in the time the caller was promised."""
+
+    status_code = 504
+    code = "timeout"
+    retryable = True

@@ -60,6 +60,8 @@ class LimitSettings(_Strict):
 
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_requests_per_job: int = Field(100_000, ge=1)
+    #: How long an online (``/v1/chat/completions``) call waits for its answer before a 504.
+    online_timeout_s: float = Field(600.0, gt=0, le=3600)
 
 
 class WindowSettings(_Strict):
@@ -123,6 +125,8 @@ class SchedulingSettings(_Strict):
     starvation_age_s: float | None = Field(600.0, gt=0)
     starvation_ceiling_tier: str | None = "smoke"
     default_tier: str = "batch"
+    #: The tier of ``/v1/chat/completions`` and ``/v1/completions`` calls.
+    online_tier: str = "online"
 
 
 class Settings(_Strict):
@@ -167,7 +171,8 @@ class Settings(_Strict):
 
 def _check_policy(settings: Settings) -> None:
     tiers = set(settings.tiers) | {t.name for t in DEFAULT_TIERS}
-    named = [settings.scheduling.default_tier, settings.scheduling.starvation_ceiling_tier]
+    named = [settings.scheduling.default_tier, settings.scheduling.starvation_ceiling_tier,
+             settings.scheduling.online_tier]
     named += [t for team in settings.teams.values() for t in team.tiers or []]
     unknown = sorted({t for t in named if t is not None and t not in tiers})
     if unknown:

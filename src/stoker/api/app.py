@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from stoker import __version__
-from stoker.api import jobs, runners
+from stoker.api import jobs, openai_batches, openai_files, openai_online, runners
 from stoker.api.body import BodySizeLimit
 from stoker.api.dispatch import Dispatcher, LeaseTerms, Reaper
 from stoker.api.errors import install_error_handlers
@@ -52,12 +52,15 @@ def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
 
     app = FastAPI(title="Stoker", version=__version__, lifespan=lifespan)
     app.state.services = Services(settings, store, clock, dispatcher, tiers, teams, policy,
-                                  model_revisions(settings))
+                                  model_revisions(settings), clock.now())
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
     app.include_router(jobs.router)
     app.include_router(runners.router)
     app.include_router(runners.protocol)
+    app.include_router(openai_online.router)
+    app.include_router(openai_files.router)
+    app.include_router(openai_batches.router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:

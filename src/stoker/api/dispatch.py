@@ -131,7 +131,8 @@ class Dispatcher:
 
 
 class Reaper:
-    """Puts the work of expired leases back and stops runners that went silent."""
+    """Puts the work of expired leases back, stops runners that went silent, and expires
+    OpenAI batches past their completion window."""
 
     def __init__(self, store: Store, clock: Clock, dispatcher: Dispatcher, *,
                  runner_timeout_s: float, interval_s: float) -> None:
@@ -148,6 +149,10 @@ class Reaper:
         if lost:
             log.warning("runners lost (no heartbeat for %.0fs): %s", self._runner_timeout_s,
                         ", ".join(lost))
+        expired = self._store.expire_openai_batches(now=now)
+        if expired:
+            log.warning("batches expired before finishing: %s", ", ".join(expired))
+            self._dispatcher.notify_progress()
         return self._store.expire_leases(now=now)
 
     async def run(self) -> None:

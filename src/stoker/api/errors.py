@@ -14,15 +14,27 @@ from stoker.errors import StokerError
 log = logging.getLogger("stoker.api")
 
 
+# OpenAI's error ``type`` per status, so its SDK and tools classify our errors as theirs.
+_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                409: "conflict_error", 429: "rate_limit_error"}
+
+
+def error_type(status: int) -> str:
+    """The OpenAI error ``type`` for an HTTP status."""
+    return _ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+
+
 def error_response(
     status: int, code: str, message: str, *, retry_after_s: float | None = None
 ) -> JSONResponse:
-    """The one error shape: ``{"error": {"code", "message", "status"}}``."""
+    """The one error shape, OpenAI's plus our status:
+    ``{"error": {"code", "message", "type", "param", "status"}}``."""
     headers = {}
     if retry_after_s is not None:
         headers["Retry-After"] = str(max(1, round(retry_after_s)))
     return JSONResponse(
-        {"error": {"code": code, "message": message, "status": status}},
+        {"error": {"code": code, "message": message, "type": error_type(status), "param": None,
+                   "status": status}},
         status_code=status,
         headers=headers,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -13,18 +12,10 @@ from starlette.concurrency import run_in_threadpool
 from stoker.api.body import decode_utf8, parse_json
 from stoker.api.job_input import JobOptions, jsonl_items, parse_submission
 from stoker.api.render import job_json, result_line
-from stoker.api.result_cache import cache_key
 from stoker.api.services import Services, client_team, services
-from stoker.core.admission import (
-    AdmissionDecision,
-    AdmissionState,
-    TeamLoad,
-    admit,
-    initial_state,
-)
-from stoker.core.model import JOB_TERMINAL, Job, Tier
-from stoker.errors import NotFound, Unprocessable
-from stoker.store import NewJob
+from stoker.api.submission import enqueue, tier_for
+from stoker.core.model import JOB_TERMINAL, Job
+from stoker.errors import NotFound
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -63,42 +54,10 @@ async def submit_job(
         default_model=svc.settings.default_model,
         known_models=set(svc.settings.models),
     )
-    tier_spec = _tier_for(svc, team, options.tier, len(parsed.requests))
-    policy = svc.teams.policy(team)
-    revision = svc.revisions[parsed.model]
-    new_job = NewJob(
-        team=team, tier=tier_spec.name, priority=tier_spec.priority, model=parsed.model,
-        requests=[replace(r, cache_key=cache_key(parsed.model, revision, r.endpoint, r.body))
-                  for r in parsed.requests],
-        max_attempts=svc.settings.leases.max_attempts, metadata=options.metadata,
-        idempotency_key=idempotency_key, concurrency_group=options.concurrency_group,
-        cancel_in_progress=options.cancel_in_progress, use_cache=options.cache,
-    )
-    now = svc.clock.now()
-
-    def check(load: TeamLoad, state: AdmissionState | None
-              ) -> tuple[AdmissionDecision, AdmissionState]:
-        current = state or initial_state(policy.quota, now=now)
-        return admit(len(new_job.requests), load, current, policy.quota, policy.breaker,
-                     team=team, now=now)
-
-    submitted = await run_in_threadpool(svc.store.submit_job, new_job, now=now, admission=check)
-    svc.dispatcher.notify_work(submitted.job.model, submitted.job.counts.queued)
-    if submitted.superseded:
-        svc.dispatcher.notify_progress()
+    tier_spec = tier_for(svc, team, options.tier, len(parsed.requests))
+    submitted = await enqueue(svc, team=team, tier=tier_spec, parsed=parsed, options=options,
+                              idempotency_key=idempotency_key)
     return JSONResponse(job_json(submitted.job), status_code=201 if submitted.created else 200)
-
-
-def _tier_for(svc: Services, team: str, name: str | None, prompts: int) -> Tier:
-    tier_name = name or svc.settings.scheduling.default_tier
-    tier = svc.tiers.get(tier_name)
-    if tier is None:
-        raise Unprocessable(f"unknown tier {tier_name!r}; tiers: {', '.join(svc.tiers)}")
-    svc.teams.policy(team).check_tier(tier.name)
-    if tier.max_prompts is not None and prompts > tier.max_prompts:
-        raise Unprocessable(f"tier {tier.name!r} takes at most {tier.max_prompts} prompts per "
-                            f"job; this job has {prompts}. Use a larger tier or split the job")
-    return tier
 
 
 def _owned_job(svc: Services, job_id: str, team: str) -> Job:

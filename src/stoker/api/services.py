@@ -30,6 +30,8 @@ class Services:
     teams: TeamDirectory
     policy: SchedulingPolicy
     revisions: dict[str, str]
+    #: When this API process started (the ``created`` of /v1/models entries).
+    started_at: float
 
 
 def services(request: Request) -> Services:

@@ -1,0 +1,107 @@
+"""An OpenAI batch input file, line by line: valid lines become the job's requests, invalid
+ones become error-file lines (the batch still runs the rest), as the Batch API reports them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from stoker.api.body import describe
+from stoker.openai_format import BODY_BY_ENDPOINT, BatchInputLine
+from stoker.store import NewRequest
+
+# The first this many problems are also listed in a failed batch's ``errors``.
+MAX_LISTED_ERRORS = 10
+
+
+@dataclass
+class BatchInput:
+    """What a batch input file holds: runnable requests of one model, and rejected lines."""
+
+    model: str | None = None
+    requests: list[NewRequest] = field(default_factory=list)
+    invalid: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    total: int = 0
+
+    def reject(self, number: int, custom_id: str | None, code: str, message: str) -> None:
+        """Record line ``number`` as invalid, for the error file and the batch's errors."""
+        text = f"line {number}: {message}"
+        self.invalid.append({"id": f"batch_req_line_{number}", "custom_id": custom_id,
+                             "response": None, "error": {"code": code, "message": text}})
+        self.problems.append({"code": code, "message": text, "param": None, "line": number})
+
+
+def _custom_id(raw: Any) -> str | None:
+    value = raw.get("custom_id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def read_batch_input(text: str, *, endpoint: str, default_model: str,
+                     known_models: set[str], max_requests: int) -> BatchInput:
+    """Validate every line of ``text`` against the batch's ``endpoint`` and served models.
+
+    The batch runs one model: the first valid line's; lines naming another are rejected.
+    """
+    found = BatchInput()
+    seen: set[str] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        found.total += 1
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            found.reject(number, None, "invalid_json", f"not valid JSON ({exc.msg})")
+            continue
+        custom_id = _custom_id(raw)
+        request = _valid_request(found, number, raw, custom_id, endpoint)
+        if request is None:
+            continue
+        model = str(request.body.get("model", "default"))
+        model = default_model if model == "default" else model
+        if model not in known_models:
+            found.reject(number, custom_id, "model_not_found",
+                         f"model {model!r} is not served here; available: "
+                         f"{', '.join(sorted(known_models))}")
+        elif found.model is not None and model != found.model:
+            found.reject(number, custom_id, "invalid_request",
+                         f"a batch runs one model; this line names {model!r}, earlier lines "
+                         f"{found.model!r}")
+        elif request.custom_id in seen:
+            found.reject(number, custom_id, "duplicate_custom_id",
+                         f"custom_id {request.custom_id!r} is used by an earlier line")
+        elif len(found.requests) >= max_requests:
+            found.reject(number, custom_id, "too_many_requests",
+                         f"a batch takes at most {max_requests} requests")
+        else:
+            found.model = model
+            seen.add(request.custom_id)
+            found.requests.append(request)
+    return found
+
+
+def _valid_request(found: BatchInput, number: int, raw: Any, custom_id: str | None,
+                   endpoint: str) -> NewRequest | None:
+    try:
+        line = BatchInputLine.model_validate(raw)
+    except ValidationError as exc:
+        found.reject(number, custom_id, "invalid_request", describe(exc))
+        return None
+    if line.url != endpoint:
+        found.reject(number, custom_id, "mismatched_endpoint",
+                     f"url {line.url!r} differs from the batch's endpoint {endpoint!r}")
+        return None
+    try:
+        body = BODY_BY_ENDPOINT[line.url].model_validate(line.body)
+    except ValidationError as exc:
+        found.reject(number, custom_id, "invalid_request", f"body: {describe(exc)}")
+        return None
+    if body.stream:
+        found.reject(number, custom_id, "invalid_request", "stream is not supported in a batch")
+        return None
+    return NewRequest(custom_id=line.custom_id, endpoint=line.url,
+                      body=body.model_dump(mode="json", exclude_none=True))

@@ -1,0 +1,171 @@
+"""OpenAI-compatible online calls: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``.
+
+Each call is a one-request job in the online tier, so it shares the pool with batch work and
+goes first. ``stream: true`` answers as server-sent events: the role chunk at once, the text
+when the batch that carries it finishes, then ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from stoker.api.body import decode_utf8, describe, parse_json
+from stoker.api.errors import error_type
+from stoker.api.job_input import JobOptions, ParsedJob, resolve_model
+from stoker.api.services import Services, client_team, services
+from stoker.api.submission import enqueue, tier_for
+from stoker.core.model import JOB_TERMINAL, RequestStatus
+from stoker.errors import InvalidRequest, ModelFailed, NotFound, StokerError, Timeout, Unprocessable
+from stoker.openai_format import (
+    BODY_BY_ENDPOINT,
+    CHAT_COMPLETIONS,
+    COMPLETIONS,
+    completion_response_body,
+    usage,
+)
+from stoker.store import NewRequest, ResultRow
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+# How often a waiting call looks whether its client has gone away.
+_DISCONNECT_CHECK_S = 1.0
+
+
+@router.get("/models")
+def list_models(request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
+    """The models this server serves, as OpenAI lists them."""
+    client_team(request)
+    return {"object": "list", "data": [_model_json(svc, name) for name in svc.settings.models]}
+
+
+@router.get("/models/{model:path}")
+def get_model(model: str, request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
+    """One served model."""
+    client_team(request)
+    if model not in svc.settings.models:
+        raise NotFound(f"model {model!r} is not served here; see GET /v1/models")
+    return _model_json(svc, model)
+
+
+def _model_json(svc: Services, name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": int(svc.started_at), "owned_by": "stoker"}
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(request: Request,
+                           svc: Services = Depends(services)) -> JSONResponse | StreamingResponse:
+    """A chat completion through the queue, in the online tier."""
+    return await _online(request, svc, CHAT_COMPLETIONS)
+
+
+@router.post("/completions", response_model=None)
+async def completions(request: Request,
+                      svc: Services = Depends(services)) -> JSONResponse | StreamingResponse:
+    """A text completion through the queue, in the online tier."""
+    return await _online(request, svc, COMPLETIONS)
+
+
+async def _online(request: Request, svc: Services,
+                  endpoint: str) -> JSONResponse | StreamingResponse:
+    team = client_team(request)
+    raw = parse_json(decode_utf8(await request.body()))
+    if not isinstance(raw, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    stream = raw.get("stream") is True
+    include_usage = bool((raw.get("stream_options") or {}).get("include_usage")) \
+        if isinstance(raw.get("stream_options"), dict) else False
+    body = {k: v for k, v in raw.items() if k not in ("stream", "stream_options")}
+    try:
+        parsed_body = BODY_BY_ENDPOINT[endpoint].model_validate(body)
+    except ValidationError as exc:
+        raise Unprocessable(f"body: {describe(exc)}") from None
+    normalised = parsed_body.model_dump(mode="json", exclude_none=True)
+    request_in = NewRequest(custom_id="online", endpoint=endpoint, body=normalised)
+    model = resolve_model([request_in], default_model=svc.settings.default_model,
+                          known=set(svc.settings.models))
+    tier = tier_for(svc, team, svc.settings.scheduling.online_tier, 1)
+    submitted = await enqueue(svc, team=team, tier=tier,
+                              parsed=ParsedJob(model=model, requests=[request_in]),
+                              options=JobOptions())
+    job_id = submitted.job.id
+    if stream:
+        return StreamingResponse(
+            _event_stream(request, svc, job_id, endpoint, model, include_usage),
+            media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    row = await _answer(request, svc, job_id)
+    return JSONResponse(_response_body(row, endpoint, model))
+
+
+async def _answer(request: Request, svc: Services, job_id: str) -> ResultRow:
+    """Wait for the one request of ``job_id``; cancel it if the client leaves or time runs out."""
+    deadline = svc.clock.now() + svc.settings.limits.online_timeout_s
+    while True:
+        job = await run_in_threadpool(svc.store.get_job, job_id)
+        if job.status in JOB_TERMINAL:
+            break
+        remaining = deadline - svc.clock.now()
+        if remaining <= 0 or await request.is_disconnected():
+            await run_in_threadpool(svc.store.cancel_job, job_id, now=svc.clock.now())
+            raise Timeout(f"no answer within {svc.settings.limits.online_timeout_s:.0f}s; the "
+                          "request was cancelled. The pool may be saturated: try again later")
+        await svc.dispatcher.wait_progress(min(remaining, _DISCONNECT_CHECK_S))
+    (row,) = await run_in_threadpool(svc.store.job_results, job_id)
+    if row.status == RequestStatus.SUCCEEDED:
+        return row
+    if row.status == RequestStatus.FAILED and row.finish_reason == "error":
+        raise Unprocessable(row.error or "the model cannot take this request")
+    raise ModelFailed(f"the model failed this request after {row.attempts} attempts: "
+                      f"{row.error or 'no answer'}")
+
+
+def _response_body(row: ResultRow, endpoint: str, model: str) -> dict[str, Any]:
+    return completion_response_body(
+        endpoint=endpoint, request_id=row.request_id, model=model,
+        created=int(row.finished_at or 0), text=row.text or "",
+        finish_reason=row.finish_reason or "stop", prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens)
+
+
+def _sse(data: dict[str, Any] | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+async def _event_stream(request: Request, svc: Services, job_id: str, endpoint: str,
+                        model: str, include_usage: bool) -> AsyncIterator[str]:
+    chat = endpoint == CHAT_COMPLETIONS
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    chunk_id = f"{'chatcmpl' if chat else 'cmpl'}-{job_id}"
+    created = int(svc.clock.now())
+
+    def chunk(delta: dict[str, Any] | None, text: str | None, finish: str | None,
+              **extra: Any) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
+        if chat:
+            choice["delta"] = delta or {}
+        else:
+            choice["text"] = text or ""
+        return {"id": chunk_id, "object": kind, "created": created, "model": model,
+                "choices": [choice], **extra}
+
+    if chat:
+        yield _sse(chunk({"role": "assistant", "content": ""}, None, None))
+    try:
+        row = await _answer(request, svc, job_id)
+    except StokerError as exc:
+        # The status line is sent already: the error travels as an event, as OpenAI does.
+        yield _sse({"error": {"message": exc.message, "type": error_type(exc.status_code),
+                              "code": exc.code, "param": None}})
+        return
+    yield _sse(chunk({"content": row.text or ""}, row.text or "", None))
+    yield _sse(chunk({}, "", row.finish_reason or "stop"))
+    if include_usage:
+        yield _sse({"id": chunk_id, "object": kind, "created": created, "model": model,
+                    "choices": [], "usage": usage(row.prompt_tokens, row.completion_tokens)})
+    yield _sse("[DONE]")
