@@ -33,10 +33,24 @@ def ensure_default_model(settings: Settings) -> None:
         create_tiny_model(path)
 
 
+def provider_keys(settings: Settings) -> dict[str, str]:
+    """Each remote model's key, read from the environment or the file its config names."""
+    keys = {}
+    for name, spec in settings.models.items():
+        if spec.is_remote:
+            key = spec.read_api_key()
+            if key is not None:
+                keys[name] = key
+    return keys
+
+
 def serve(settings: Settings, *, on_ready: threading.Event | None = None,
           stop: threading.Event | None = None) -> None:
     """Run the API and the local pool until SIGINT/SIGTERM (or ``stop``) then drain and exit."""
     ensure_default_model(settings)
+    # Provider keys are read first: a missing one stops the start with a clear message.
+    keys = provider_keys(settings)
+    runner_token = settings.runner_token.get_secret_value() if settings.runner_token else None
     store = open_store(settings.store.get_secret_value() if settings.store else None,
                        sqlite_path=settings.database_path)
     app = create_app(settings, store, SystemClock())
@@ -52,19 +66,22 @@ def serve(settings: Settings, *, on_ready: threading.Event | None = None,
         time.sleep(0.05)
     url = f"http://{settings.host}:{settings.port}"
     log.info("Stoker API on %s", url)
-    pool = LocalPool(url, settings.default_model, settings.data_dir / "logs",
-                     runner_token=(settings.runner_token.get_secret_value()
-                                   if settings.runner_token else None))
+    pools = [(LocalPool(url, name, settings.data_dir / "logs", runner_token=runner_token,
+                        provider_key=keys.get(name), local_model=not spec.is_remote),
+              settings.runners_for(name))
+             for name, spec in settings.models.items() if settings.runners_for(name) > 0]
     stop = stop or threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        pool.start(settings.pool.size)
+        for pool, count in pools:
+            pool.start(count)
         if on_ready is not None:
             on_ready.set()
         stop.wait()
-        log.info("draining %d runners", len(pool.processes))
-        pool.drain(timeout_s=settings.leases.ttl_s + 30)
+        log.info("draining %d runners", sum(len(pool.processes) for pool, _ in pools))
+        for pool, _ in pools:
+            pool.drain(timeout_s=settings.leases.ttl_s + 30)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

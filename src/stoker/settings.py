@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stoker.core.tiers import DEFAULT_TIERS
 from stoker.errors import InvalidRequest
@@ -29,15 +38,76 @@ class BatchingSettings(_Strict):
     max_wait_ms: int = Field(200, ge=0, le=600_000)
 
 
+REMOTE_BACKENDS = ("openai", "anthropic")
+
+
 class ModelSettings(_Strict):
-    """One model the pool serves. ``path`` is a local checkpoint directory."""
+    """One model the pool serves, under its public name.
+
+    ``transformers``: a local checkpoint directory (``path``). ``openai`` (any OpenAI-compatible
+    endpoint: vLLM, SGLang, another Stoker, a hosted API) and ``anthropic`` (the Messages API):
+    ``base_url``, the provider's name for the model (``remote_model``, default the public
+    name) and the key, read from ``api_key_env`` or ``api_key_file`` and sent to ``base_url``
+    only.
+    """
 
     path: Path | None = None
-    backend: Literal["transformers"] = "transformers"
+    backend: Literal["transformers", "openai", "anthropic"] = "transformers"
     batching: BatchingSettings | None = None
     max_new_tokens: int = Field(512, ge=1, le=131_072)
     device: str = "cpu"
     revision: str | None = None
+    base_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    remote_model: str | None = Field(None, min_length=1, max_length=256)
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    api_key_file: Path | None = None
+    #: Requests a remote runner keeps in flight at once (its batch is sent concurrently).
+    max_concurrency: int = Field(8, ge=1, le=1024)
+    timeout_s: float = Field(120.0, gt=0, le=3600)
+    #: Tries per request on a provider 429/5xx/connection error before it counts as an attempt.
+    max_retries: int = Field(4, ge=0, le=20)
+    #: The longest wait between those tries (a provider's Retry-After is capped by it).
+    max_backoff_s: float = Field(30.0, gt=0, le=600)
+    #: Runner processes `stoker serve` starts for this model (default: pool.size for the
+    #: default model, 1 for a remote one, 0 otherwise).
+    runners: int | None = Field(None, ge=0, le=64)
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> ModelSettings:
+        remote = self.backend in REMOTE_BACKENDS
+        if remote and self.base_url is None:
+            raise ValueError(f"backend {self.backend!r} needs base_url")
+        if not remote and (self.base_url or self.api_key_env or self.api_key_file):
+            raise ValueError("base_url and api keys belong to remote backends (openai, "
+                             "anthropic); a transformers model has a local path")
+        if self.api_key_env and self.api_key_file:
+            raise ValueError("give api_key_env or api_key_file, not both")
+        return self
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether a provider endpoint, not a local checkpoint, runs this model."""
+        return self.backend in REMOTE_BACKENDS
+
+    def read_api_key(self) -> str | None:
+        """The provider key, from the environment or the file named in config (never logged,
+        never in an error message)."""
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env, "").strip()
+            if not key:
+                raise InvalidRequest(f"environment variable {self.api_key_env} (api_key_env) "
+                                     "is not set")
+            return key
+        if self.api_key_file:
+            try:
+                key = self.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise InvalidRequest(f"cannot read api_key_file {self.api_key_file}: "
+                                     f"{exc.strerror}") from None
+            if not key:
+                raise InvalidRequest(f"api_key_file {self.api_key_file} is empty")
+            return key
+        return None
 
 
 class PoolSettings(_Strict):
@@ -155,6 +225,15 @@ class Settings(_Strict):
         """Where the checkpoint of model ``name`` lives."""
         spec = self.models[name]
         return spec.path if spec.path is not None else self.data_dir / "models" / name
+
+    def runners_for(self, name: str) -> int:
+        """How many runner processes `stoker serve` starts for model ``name``."""
+        spec = self.models[name]
+        if spec.runners is not None:
+            return spec.runners
+        if name == self.default_model:
+            return self.pool.size
+        return 1 if spec.is_remote else 0
 
     def batching_for(self, name: str) -> BatchingSettings:
         """The batching limits of model ``name``: its own, else the server's."""

@@ -53,7 +53,7 @@ def upload(client: openai.OpenAI, lines: list[str]) -> str:
     return client.files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch").id
 
 
-def play_runner(store: SQLiteStore, *, fail: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def play_runner(store: SQLiteStore, *, fail: frozenset[str] = frozenset()) -> None:
     """Lease everything queued for MODEL and report it, as a runner would."""
     now = time.time()
     runner = store.register_runner(name="t", model=MODEL, pid=None, host="h",
@@ -108,7 +108,7 @@ def test_batch_round_trip_with_invalid_lines(api: tuple[TestClient, SQLiteStore]
     assert batch.expires_at == batch.created_at + 24 * 3600
     assert batch.metadata == {"suite": "smoke-7"}
     assert batch.output_file_id is None
-    play_runner(store, fail={"refused"})
+    play_runner(store, fail=frozenset({"refused"}))
     done = client.batches.retrieve(batch.id)
     assert done.status == "completed"
     assert done.completed_at is not None

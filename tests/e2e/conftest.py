@@ -54,17 +54,22 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, runners: int) -> None:
+    def start(self, *, runners: int, env: dict[str, str] | None = None,
+              expect: int | None = None) -> None:
+        """Start serve with ``runners`` local runners of the default model; wait until
+        ``expect`` runners in all (default: ``runners``) are idle."""
         seen = {r["id"] for r in self._runners_or_empty()}
         log = (self.data_dir / "serve.log").open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stoker.cli", "serve", "--config", str(self.config),
              "--runners", str(runners)],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir,
+            env={**os.environ, **(env or {})},
         )
         # Rows left by an earlier, killed server do not count: only this start's runners.
+        want = runners if expect is None else expect
         wait_until(lambda: len([r for r in self.idle_runners() if r["id"] not in seen])
-                   >= runners, timeout_s=120, what=f"{runners} idle runners", every_s=0.2)
+                   >= want, timeout_s=120, what=f"{want} idle runners", every_s=0.2)
 
     def _runners_or_empty(self) -> list[dict[str, Any]]:
         try:

@@ -10,7 +10,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from stoker import __version__
-from stoker.api import jobs, openai_batches, openai_files, openai_online, runners
+from stoker.api import (
+    anthropic_messages,
+    jobs,
+    openai_batches,
+    openai_files,
+    openai_online,
+    runners,
+)
 from stoker.api.body import BodySizeLimit
 from stoker.api.dispatch import Dispatcher, LeaseTerms, Reaper
 from stoker.api.errors import install_error_handlers
@@ -20,6 +27,7 @@ from stoker.api.teams import TeamDirectory
 from stoker.clock import Clock
 from stoker.settings import Settings
 from stoker.store import Store
+from stoker.store.sql import COUNTERS
 
 
 def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
@@ -61,11 +69,17 @@ def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
     app.include_router(openai_online.router)
     app.include_router(openai_files.router)
     app.include_router(openai_batches.router)
+    app.include_router(anthropic_messages.router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
         """Liveness: the process answers and the store is readable."""
         store.queue_depth()
         return {"status": "ok", "version": __version__}
+
+    @app.get("/api/counters", tags=["ops"])
+    def counters() -> dict[str, int]:
+        """Event counters: duplicate results, expired leases, cache hits, provider 429s."""
+        return {name: store.counter(name) for name in COUNTERS}
 
     return app

@@ -82,6 +82,18 @@ async def _online(request: Request, svc: Services,
     include_usage = bool((raw.get("stream_options") or {}).get("include_usage")) \
         if isinstance(raw.get("stream_options"), dict) else False
     body = {k: v for k, v in raw.items() if k not in ("stream", "stream_options")}
+    job_id, model = await submit_online(svc, team, endpoint, body)
+    if stream:
+        return StreamingResponse(
+            _event_stream(request, svc, job_id, endpoint, model, include_usage),
+            media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    row = await answer(request, svc, job_id)
+    return JSONResponse(_response_body(row, endpoint, model))
+
+
+async def submit_online(svc: Services, team: str, endpoint: str,
+                        body: dict[str, Any]) -> tuple[str, str]:
+    """Validate one online request and queue it in the online tier: (job id, model)."""
     try:
         parsed_body = BODY_BY_ENDPOINT[endpoint].model_validate(body)
     except ValidationError as exc:
@@ -94,16 +106,10 @@ async def _online(request: Request, svc: Services,
     submitted = await enqueue(svc, team=team, tier=tier,
                               parsed=ParsedJob(model=model, requests=[request_in]),
                               options=JobOptions())
-    job_id = submitted.job.id
-    if stream:
-        return StreamingResponse(
-            _event_stream(request, svc, job_id, endpoint, model, include_usage),
-            media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    row = await _answer(request, svc, job_id)
-    return JSONResponse(_response_body(row, endpoint, model))
+    return submitted.job.id, model
 
 
-async def _answer(request: Request, svc: Services, job_id: str) -> ResultRow:
+async def answer(request: Request, svc: Services, job_id: str) -> ResultRow:
     """Wait for the one request of ``job_id``; cancel it if the client leaves or time runs out."""
     deadline = svc.clock.now() + svc.settings.limits.online_timeout_s
     while True:
@@ -157,7 +163,7 @@ async def _event_stream(request: Request, svc: Services, job_id: str, endpoint: 
     if chat:
         yield _sse(chunk({"role": "assistant", "content": ""}, None, None))
     try:
-        row = await _answer(request, svc, job_id)
+        row = await answer(request, svc, job_id)
     except StokerError as exc:
         # The status line is sent already: the error travels as an event, as OpenAI does.
         yield _sse({"error": {"message": exc.message, "type": error_type(exc.status_code),

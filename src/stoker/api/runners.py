@@ -13,7 +13,9 @@ from stoker.api.render import runner_json
 from stoker.api.services import Services, require_runner, services
 from stoker.core.model import RunnerState
 from stoker.errors import LeaseLost, ModelNotFound
+from stoker.settings import ModelSettings
 from stoker.store import RequestOutcome
+from stoker.store.sql import PROVIDER_RATE_LIMITS
 
 router = APIRouter(prefix="/api/runners", tags=["runners"])
 protocol = APIRouter(prefix="/api/runners", tags=["runner protocol"],
@@ -59,6 +61,8 @@ class CompleteIn(_In):
     started_at: float
     ended_at: float
     results: list[ResultIn] = Field(max_length=4096)
+    #: Provider 429s the batch met (retried inside the runner), for the counters.
+    provider_rate_limits: int = Field(0, ge=0)
 
 
 async def _read(request: Request, schema: type[_In]) -> Any:
@@ -102,7 +106,18 @@ async def register(request: Request, svc: Services = Depends(services)) -> dict[
         "heartbeat_interval_s": max(0.2, leases.ttl_s / 3),
         "long_poll_s": leases.long_poll_s,
         "model_path": str(settings.model_path(body.model)),
+        "backend": backend_terms(body.model, settings.models[body.model]),
     }
+
+
+def backend_terms(name: str, spec: ModelSettings) -> dict[str, Any]:
+    """What a runner needs to reach its model: never the key, which the runner's host holds."""
+    if not spec.is_remote:
+        return {"kind": spec.backend}
+    return {"kind": spec.backend, "base_url": spec.base_url,
+            "remote_model": spec.remote_model or name, "max_concurrency": spec.max_concurrency,
+            "timeout_s": spec.timeout_s, "max_retries": spec.max_retries,
+            "max_backoff_s": spec.max_backoff_s}
 
 
 @protocol.post("/{runner_id}/state")
@@ -169,6 +184,9 @@ async def complete(runner_id: str, request: Request,
         svc.store.complete, body.lease_id, runner_id, outcomes,
         started_at=body.started_at, ended_at=body.ended_at, now=now,
     )
+    if body.provider_rate_limits:
+        await run_in_threadpool(svc.store.count_event, PROVIDER_RATE_LIMITS,
+                                by=body.provider_rate_limits)
     # The store put a runner with no open lease back to idle in the same transaction.
     if summary.requeued:
         runner = await run_in_threadpool(svc.store.get_runner, runner_id)

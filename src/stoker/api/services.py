@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from stoker.clock import Clock
 from stoker.core.batching import SchedulingPolicy
 from stoker.core.model import Tier
 from stoker.errors import Unauthorized
-from stoker.settings import Settings
+from stoker.settings import ModelSettings, Settings
 from stoker.store import Store
 
 
@@ -42,13 +43,27 @@ def services(request: Request) -> Services:
 
 def model_revisions(settings: Settings) -> dict[str, str]:
     """Each model's revision, part of every result-cache fingerprint."""
-    return {name: model_revision(settings.model_path(name), spec.revision)
+    return {name: (remote_revision(name, spec) if spec.is_remote
+                   else model_revision(settings.model_path(name), spec.revision))
             for name, spec in settings.models.items()}
+
+
+def remote_revision(name: str, spec: ModelSettings) -> str:
+    """A remote model's revision: the declared one, else its endpoint and provider name, so
+    pointing the name at another model or provider never serves the old model's answers."""
+    if spec.revision:
+        return spec.revision
+    raw = f"{spec.backend}|{spec.base_url}|{spec.remote_model or name}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 def client_team(request: Request) -> str:
     """The team a client request acts for (401 without a valid token once teams exist)."""
-    return services(request).teams.authenticate(request.headers.get("authorization"))
+    authorization = request.headers.get("authorization")
+    if authorization is None and (api_key := request.headers.get("x-api-key")):
+        # Anthropic's SDK and tools send the key this way.
+        authorization = f"Bearer {api_key}"
+    return services(request).teams.authenticate(authorization)
 
 
 def require_runner(request: Request) -> None:

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stoker.runner.loop import PROVIDER_KEY_ENV
+
 log = logging.getLogger("stoker.pool")
 
 PR_SET_PDEATHSIG = 1
@@ -34,6 +36,10 @@ class LocalPool:
     model: str
     log_dir: Path
     runner_token: str | None = None
+    #: Set for a remote model's runners: the provider key, passed in their environment only.
+    provider_key: str | None = field(default=None, repr=False)
+    #: Local models share the machine's cores; remote ones load no torch at all.
+    local_model: bool = True
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self, count: int) -> None:
@@ -43,10 +49,14 @@ class LocalPool:
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
         if self.runner_token:
             env["STOKER_RUNNER_TOKEN"] = self.runner_token
+        if self.provider_key:
+            env[PROVIDER_KEY_ENV] = self.provider_key
         for _ in range(count):
-            name = f"local-{len(self.processes)}"
+            name = f"local-{self.model}-{len(self.processes)}"
             cmd = [sys.executable, "-m", "stoker.cli", "runner", "--server", self.server_url,
-                   "--model", self.model, "--name", name, "--threads", str(threads)]
+                   "--model", self.model, "--name", name]
+            if self.local_model:
+                cmd += ["--threads", str(threads)]
             with (self.log_dir / f"runner-{name}.log").open("ab") as out:
                 proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True,

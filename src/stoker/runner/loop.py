@@ -38,11 +38,29 @@ class RunnerOptions:
     device: str = "cpu"
 
 
-def load_backend(path: Path, device: str) -> Backend:
-    """Load a local checkpoint with the transformers backend."""
-    from stoker.runner.backends.transformers import TransformersBackend
+#: The environment variable a runner of a remote model reads its provider key from.
+PROVIDER_KEY_ENV = "STOKER_PROVIDER_API_KEY"
 
-    return TransformersBackend(path, device=device)
+
+def load_backend(terms: dict[str, Any], checkpoint: Path | None, device: str) -> Backend:
+    """The backend the server's registration terms name: a local checkpoint with
+    transformers, or a provider endpoint (its key from ``STOKER_PROVIDER_API_KEY``)."""
+    spec = terms.get("backend") or {"kind": "transformers"}
+    if spec["kind"] == "transformers":
+        from stoker.runner.backends.transformers import TransformersBackend
+
+        return TransformersBackend(checkpoint or Path(terms["model_path"]), device=device)
+    from stoker.runner.backends.providers import AnthropicBackend, OpenAICompatibleBackend
+    from stoker.runner.backends.remote import RemoteEndpoint
+
+    # Taken out of the environment, so nothing this process starts inherits it.
+    key = os.environ.pop(PROVIDER_KEY_ENV, "").strip() or None
+    endpoint = RemoteEndpoint(
+        base_url=spec["base_url"], remote_model=spec["remote_model"], api_key=key,
+        max_concurrency=int(spec["max_concurrency"]), timeout_s=float(spec["timeout_s"]),
+        max_retries=int(spec["max_retries"]), max_backoff_s=float(spec["max_backoff_s"]))
+    kind = {"openai": OpenAICompatibleBackend, "anthropic": AnthropicBackend}[spec["kind"]]
+    return kind(endpoint)
 
 
 class Runner:
@@ -71,13 +89,11 @@ class Runner:
         )
         self._heartbeat_s = float(terms["heartbeat_interval_s"])
         self._long_poll_s = float(terms["long_poll_s"])
-        checkpoint = self.options.checkpoint or Path(terms["model_path"])
-        log.info("runner %s loading %s from %s", self.client.runner_id, self.options.model,
-                 checkpoint)
+        log.info("runner %s loading %s", self.client.runner_id, self.options.model)
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
         try:
-            backend = load_backend(checkpoint, self.options.device)
+            backend = load_backend(terms, self.options.checkpoint, self.options.device)
             if not self.drain.is_set():
                 self.client.set_state("idle")
             self._work(backend)
@@ -110,10 +126,11 @@ class Runner:
             self._current_lease = work.lease_id
         try:
             started = time.time()
-            results = run_requests(backend, work.requests)
+            results, rate_limited = run_requests(backend, work.requests)
             ended = time.time()
             try:
-                self.client.complete(work.lease_id, started, ended, results)
+                self.client.complete(work.lease_id, started, ended, results,
+                                     provider_rate_limits=rate_limited)
             except LeaseGone as exc:
                 log.warning("lease %s lost before reporting: %s", work.lease_id, exc)
         finally:
@@ -150,10 +167,13 @@ class Runner:
         return True
 
 
-def run_requests(backend: Backend, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run one leased batch as one backend call; one result dict per request, in order."""
+def run_requests(backend: Backend, requests: list[dict[str, Any]]
+                 ) -> tuple[list[dict[str, Any]], int]:
+    """Run one leased batch as one backend call: one result dict per request, in order, and
+    how many provider 429s it met."""
     results: dict[str, dict[str, Any]] = {}
     runnable: list[tuple[str, GenerationInput]] = []
+    rate_limited = 0
     for req in requests:
         try:
             runnable.append((req["id"], generation_input(req["endpoint"], req["body"])))
@@ -169,9 +189,10 @@ def run_requests(backend: Backend, requests: list[dict[str, Any]]) -> list[dict[
                             "retryable": True}
     else:
         for (rid, _), out in zip(runnable, outputs, strict=True):
+            rate_limited += out.rate_limited
             results[rid] = {
                 "request_id": rid, "text": out.text, "finish_reason": out.finish_reason,
                 "prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
-                "error": out.error, "retryable": False,
+                "error": out.error, "retryable": out.error is not None and out.retryable,
             }
-    return [results[req["id"]] for req in requests]
+    return [results[req["id"]] for req in requests], rate_limited

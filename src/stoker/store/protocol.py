@@ -294,6 +294,10 @@ class Store(Protocol):
         """A named event counter (e.g. ``duplicate_results``)."""
         ...
 
+    def count_event(self, name: str, *, by: int = 1) -> None:
+        """Add ``by`` to a named event counter (e.g. ``provider_rate_limits``)."""
+        ...
+
     # -- OpenAI-API files and batches ---------------------------------------------------------
 
     def create_file(self, *, team: str, purpose: str, filename: str, content: bytes,

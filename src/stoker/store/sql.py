@@ -51,6 +51,8 @@ from stoker.store.sql_openai import OpenAIObjectsSQL
 DUPLICATE_RESULTS = "duplicate_results"
 LEASES_EXPIRED = "leases_expired"
 CACHE_HITS = "cache_hits"
+PROVIDER_RATE_LIMITS = "provider_rate_limits"
+COUNTERS = (DUPLICATE_RESULTS, LEASES_EXPIRED, CACHE_HITS, PROVIDER_RATE_LIMITS)
 USAGE_SHARDS = 16
 
 
@@ -425,3 +427,8 @@ class SQLStore(OpenAIObjectsSQL):
         """A named event counter."""
         row = self._one("get_counter", name=name)
         return int(row[0]) if row else 0
+
+    def count_event(self, name: str, *, by: int = 1) -> None:
+        """Add ``by`` to a named event counter."""
+        with self._tx() as conn:
+            self._x(conn, "bump_counter", name=name, by=by)

@@ -36,7 +36,12 @@ class GenerationOutput:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    #: Set when this input failed; the others of the batch still count.
     error: str | None = None
+    #: Whether another attempt may succeed (a provider outage), or the input itself is refused.
+    retryable: bool = False
+    #: How many times a provider answered 429 while this input was being sent.
+    rate_limited: int = 0
 
 
 class Backend(Protocol):

@@ -1,0 +1,83 @@
+"""Provider backends: any OpenAI-compatible endpoint, and Anthropic's Messages API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stoker.runner.backends.protocol import GenerationInput, GenerationOutput
+from stoker.runner.backends.remote import ProviderCall, ProviderRefused, RemoteBackend
+
+ANTHROPIC_VERSION = "2023-06-01"
+_ANTHROPIC_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+                     "tool_use": "tool_calls", "refusal": "content_filter"}
+
+
+def _sampling(spec: GenerationInput) -> dict[str, Any]:
+    body: dict[str, Any] = {"max_tokens": spec.max_tokens, "temperature": spec.temperature,
+                            "top_p": spec.top_p}
+    if spec.stop:
+        body["stop"] = list(spec.stop)
+    return body
+
+
+class OpenAICompatibleBackend(RemoteBackend):
+    """``base_url`` is the API root that ``/chat/completions`` hangs off (e.g. ``…/v1``)."""
+
+    def build_call(self, spec: GenerationInput) -> ProviderCall:
+        """A chat completion for messages, a text completion for a prompt."""
+        body = {"model": self.endpoint.remote_model, **_sampling(spec)}
+        if spec.seed is not None:
+            body["seed"] = spec.seed
+        headers = {}
+        if self.endpoint.api_key:
+            headers["Authorization"] = f"Bearer {self.endpoint.api_key}"
+        if spec.messages is not None:
+            body["messages"] = [{"role": m.role, "content": m.content} for m in spec.messages]
+            return ProviderCall("/chat/completions", body, headers)
+        body["prompt"] = spec.prompt or ""
+        return ProviderCall("/completions", body, headers)
+
+    def parse_answer(self, data: Any) -> GenerationOutput:
+        """The first choice and the usage of a (chat) completion."""
+        choice = data["choices"][0]
+        text = choice["message"]["content"] if "message" in choice else choice["text"]
+        if not isinstance(text, str):
+            raise ProviderRefused("the first choice has no text")
+        used = data.get("usage") or {}
+        return GenerationOutput(text, str(choice.get("finish_reason") or "stop"),
+                                int(used.get("prompt_tokens", 0)),
+                                int(used.get("completion_tokens", 0)))
+
+
+class AnthropicBackend(RemoteBackend):
+    """``base_url`` is the API host (``https://api.anthropic.com``); calls ``/v1/messages``."""
+
+    def build_call(self, spec: GenerationInput) -> ProviderCall:
+        """System and developer messages become ``system``; a prompt is one user message."""
+        body: dict[str, Any] = {"model": self.endpoint.remote_model,
+                                "max_tokens": spec.max_tokens,
+                                # Anthropic takes temperatures up to 1.
+                                "temperature": min(spec.temperature, 1.0), "top_p": spec.top_p}
+        if spec.stop:
+            body["stop_sequences"] = list(spec.stop)
+        if spec.messages is not None:
+            system = [m.content for m in spec.messages if m.role in ("system", "developer")]
+            if system:
+                body["system"] = "\n\n".join(system)
+            body["messages"] = [{"role": m.role, "content": m.content} for m in spec.messages
+                                if m.role in ("user", "assistant")]
+        else:
+            body["messages"] = [{"role": "user", "content": spec.prompt or ""}]
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if self.endpoint.api_key:
+            headers["x-api-key"] = self.endpoint.api_key
+        return ProviderCall("/v1/messages", body, headers)
+
+    def parse_answer(self, data: Any) -> GenerationOutput:
+        """The text blocks of a message, its stop reason and usage."""
+        blocks = data["content"]
+        text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+        used = data.get("usage") or {}
+        finish = _ANTHROPIC_FINISH.get(str(data.get("stop_reason")), "stop")
+        return GenerationOutput(text, finish, int(used.get("input_tokens", 0)),
+                                int(used.get("output_tokens", 0)))
