@@ -32,6 +32,7 @@ from tests.e2e.conftest import Server, free_port, wait_until
 pytestmark = pytest.mark.timeout(600)
 
 EVALS = "evals-token-" + "e2e"
+OTHER = "other-team-token-e2e"
 RUNNER_TOKEN = "runner-token-e2e"
 
 
@@ -117,7 +118,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Ite
         **common, "models": {"tiny-llama": {"path": str(tiny_model_dir)}},
         "teams": {"gateway": {"token": keys["main"]},
                   "limited": {"token": keys["limited"],
-                              "quotas": {"requests_per_minute": 120}}}})
+                              "quotas": {"max_queued_requests": 2}}}})
     hits: list[str] = []
     evil = _Listener(hits)
     evil.start()
@@ -131,15 +132,16 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Ite
         "models": {
             "tiny-llama": {"path": str(tiny_model_dir)},
             "remote-tiny": {**remote, "api_key_file": str(key_file)},
-            "remote-limited": {**remote, "api_key_env": "E2E_LIMITED_KEY", "max_retries": 12,
-                               "max_backoff_s": 1.0},
+            "remote-limited": {**remote, "api_key_env": "E2E_LIMITED_KEY", "max_retries": 20,
+                               "max_backoff_s": 0.5},
             "remote-wrong-key": {**remote, "api_key_env": "E2E_WRONG_KEY", "max_retries": 0},
             "remote-claude": {"backend": "anthropic", "base_url": provider.url,
                               "remote_model": "tiny-llama", "api_key_env": "E2E_CLAUDE_KEY"},
             "remote-redirect": {**remote, "api_key_file": str(key_file), "max_retries": 0,
                                 "base_url": f"http://127.0.0.1:{redirector.server_port}/v1"},
         },
-        "teams": {"evals": {"token": EVALS}}})
+        "limits": {"max_body_bytes": 2 * 1024 * 1024},
+        "teams": {"evals": {"token": EVALS}, "other": {"token": OTHER}}})
     try:
         provider.start(runners=1)
         gateway.start(runners=1, expect=6, env={"E2E_LIMITED_KEY": keys["limited"],
@@ -228,6 +230,66 @@ def test_batch_round_trip(fleet: Fleet) -> None:
             is not None
 
 
+def test_cancel_mid_batch_keeps_what_ran(fleet: Fleet) -> None:
+    client = fleet.client()
+    lines = [json.dumps({"custom_id": f"c{i}", "method": "POST", "url": "/v1/completions",
+                         "body": {"model": "tiny-llama", "prompt": f"Story {i}:",
+                                  "max_tokens": 48, "temperature": 1}})
+             for i in range(400)]
+    file_id = client.files.create(file=("long.jsonl", io.BytesIO("\n".join(lines).encode())),
+                                  purpose="batch").id
+    batch = client.batches.create(input_file_id=file_id, endpoint="/v1/completions",
+                                  completion_window="24h")
+    wait_until(lambda: client.batches.retrieve(batch.id).request_counts.completed > 0,
+               timeout_s=120, what="the first results")
+    assert client.batches.cancel(batch.id).status in ("cancelling", "cancelled")
+    done = wait_until(lambda: (b := client.batches.retrieve(batch.id)).status == "cancelled"
+                      and b, timeout_s=120, what="the batch to be cancelled")
+    completed = done.request_counts.completed
+    assert 0 < completed < 400
+    outputs = client.files.content(done.output_file_id).text.splitlines()
+    errors = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
+    assert len(outputs) == completed
+    assert len(errors) == 400 - completed
+    assert {e["error"]["code"] for e in errors} == {"cancelled"}
+
+
+def test_malformed_lines_go_to_the_error_file(fleet: Fleet) -> None:
+    client = fleet.client()
+    good = json.dumps({"custom_id": "good", "method": "POST", "url": "/v1/chat/completions",
+                       "body": {"model": "tiny-llama", "max_tokens": 4,
+                                "messages": [{"role": "user", "content": "hi"}]}})
+    data = "\n".join([good, '{"custom_id": "broken", ', json.dumps({"custom_id": "nobody"})])
+    file_id = client.files.create(file=("mixed.jsonl", io.BytesIO(data.encode())),
+                                  purpose="batch").id
+    done = run_batch(client, file_id)
+    assert done.status == "completed"
+    assert (done.request_counts.total, done.request_counts.completed,
+            done.request_counts.failed) == (3, 1, 2)
+    errors = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
+    assert [e["error"]["code"] for e in errors] == ["invalid_json", "invalid_request"]
+    assert "line 2" in errors[0]["error"]["message"]
+
+
+def test_another_teams_file_is_404(fleet: Fleet) -> None:
+    ours, theirs = fleet.client(), fleet.client(token=OTHER)
+    file_id = batch_file(ours, "tiny-llama", 1)
+    with pytest.raises(openai.NotFoundError):
+        theirs.files.content(file_id)
+    with pytest.raises(openai.NotFoundError):
+        theirs.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
+                              completion_window="24h")
+
+
+def test_huge_upload_is_413(fleet: Fleet) -> None:
+    client = fleet.client()
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.files.create(file=("huge.jsonl", io.BytesIO(b"x" * (3 * 1024 * 1024))),
+                            purpose="batch")
+    assert caught.value.status_code == 413
+    assert "max_body_bytes" in caught.value.message or "limit" in caught.value.message
+
+
 def test_remote_model_answers_as_the_provider(fleet: Fleet) -> None:
     via_gateway = chat(fleet.client(), "remote-tiny", "Who are you?", seed=7)
     direct = chat(fleet.client(fleet.provider, fleet.keys["main"]), "tiny-llama",
@@ -261,10 +323,11 @@ def test_remote_batch_runs_on_the_provider(fleet: Fleet) -> None:
 
 def test_provider_rate_limits_are_retried_and_counted(fleet: Fleet) -> None:
     client = fleet.client()
-    # The provider lets this key through 120 requests at once, then 2/s: the rest get 429s.
-    done = run_batch(client, batch_file(client, "remote-limited", 150, temperature=1))
+    # The provider queues at most 2 of this key's requests; the gateway sends 8 at once, so
+    # the rest get 429s until the provider's runner takes the queued ones.
+    done = run_batch(client, batch_file(client, "remote-limited", 40, temperature=1))
     assert done.status == "completed"
-    assert done.request_counts.completed == 150
+    assert done.request_counts.completed == 40
     counters = httpx.get(f"{fleet.gateway.url}/api/counters", timeout=10).json()
     assert counters["provider_rate_limits"] > 0
 

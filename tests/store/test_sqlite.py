@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from stoker.store import NewJob, NewRequest
+from stoker.store.queries import load_migrations
 from stoker.store.sqlite import SQLiteStore
 
 
@@ -30,4 +31,4 @@ def test_migrations_apply_once_and_data_survives_reopen(tmp_path: Path) -> None:
     assert reopened.get_job(job.id).counts.queued == 1
     reopened.close()
     versions = sqlite3.connect(path).execute("SELECT version FROM schema_migrations").fetchall()
-    assert versions == [(1,)]
+    assert sorted(versions) == [(m.version,) for m in load_migrations("sqlite")]
