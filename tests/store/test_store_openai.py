@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from stoker.core.model import JobStatus
+from stoker.core.batching import Pick
+from stoker.core.model import JobStatus, RunnerState
 from stoker.errors import Conflict, NotFound
-from stoker.store import NewBatch, NewJob, NewRequest, Store
+from stoker.store import NewBatch, NewJob, NewRequest, RequestOutcome, Store
 
 MODEL = "tiny-llama"
 
@@ -108,3 +109,17 @@ def test_expiry_cancels_only_overdue_unfinished_batches(store: Store) -> None:
     assert store.get_job(due.job.id).counts.cancelled == 2
     assert store.get_openai_batch(later.batch_id).expired_at is None
     assert store.get_job(later.job.id).counts.queued == 2
+
+
+def test_job_tokens_sum_recorded_results(store: Store) -> None:
+    job = store.submit_job(batch_job(3, batch_spec(3)), now=1.0).job
+    assert store.job_tokens(job.id) == (0, 0)
+    r = store.register_runner(name="r", model=MODEL, pid=1, host="h", max_batch_size=2,
+                              max_wait_ms=0, now=1.0)
+    store.set_runner_state(r.id, RunnerState.IDLE, now=1.0)
+    got = store.lease_batch(r.id, MODEL, [Pick("batch", "default", 2)], ttl_s=10, now=2.0)
+    assert got is not None
+    store.complete(got[0].id, r.id, [RequestOutcome(q.id, text="x", finish_reason="stop",
+                                                    prompt_tokens=5, completion_tokens=7)
+                                     for q in got[1]], started_at=2, ended_at=3, now=3.0)
+    assert store.job_tokens(job.id) == (10, 14)

@@ -143,10 +143,7 @@ def _view(svc: Services, batch: OpenAIBatch) -> BatchView:
 
 def _view_json(svc: Services, batch: OpenAIBatch) -> dict[str, Any]:
     view = _view(svc, batch)
-    tokens = None
-    if view.finished and batch.job_id is not None:
-        rows = svc.store.job_results(batch.job_id)
-        tokens = (sum(r.prompt_tokens for r in rows), sum(r.completion_tokens for r in rows))
+    tokens = svc.store.job_tokens(batch.job_id) if batch.job_id is not None else None
     return batch_json(view, model=view.job.model if view.job else None, tokens=tokens)
 
 

@@ -76,7 +76,7 @@ class BatchView:
 
 def batch_json(view: BatchView, *, model: str | None,
                tokens: tuple[int, int] | None) -> dict[str, Any]:
-    """A batch as an OpenAI batch object; ``tokens`` is (prompt, completion) once finished."""
+    """A batch as an OpenAI batch object; ``tokens`` is (prompt, completion) so far."""
     b, job, status = view.batch, view.job, view.status
 
     def at(value: float | None) -> int | None:

@@ -79,8 +79,8 @@ async def _online(request: Request, svc: Services,
     if not isinstance(raw, dict):
         raise InvalidRequest("the body must be a JSON object")
     stream = raw.get("stream") is True
-    include_usage = bool((raw.get("stream_options") or {}).get("include_usage")) \
-        if isinstance(raw.get("stream_options"), dict) else False
+    options = raw.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
     body = {k: v for k, v in raw.items() if k not in ("stream", "stream_options")}
     job_id, model = await submit_online(svc, team, endpoint, body)
     if stream:

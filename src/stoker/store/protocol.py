@@ -200,6 +200,10 @@ class Store(Protocol):
         """Every request of the job in submission order, with its result if recorded."""
         ...
 
+    def job_tokens(self, job_id: str) -> tuple[int, int]:
+        """Prompt and completion tokens of the job's recorded results."""
+        ...
+
     def cancel_job(self, job_id: str, *, now: float) -> Job:
         """Cancel the job's queued requests; leased ones finish, results so far are kept."""
         ...

@@ -305,3 +305,7 @@ WHERE b.expired_at IS NULL AND b.failed_at IS NULL AND b.expires_at <= :now
 
 -- name: mark_openai_batch_expired
 UPDATE openai_batches SET expired_at = :now WHERE id = :id AND expired_at IS NULL;
+
+-- name: job_tokens
+SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)
+FROM results WHERE job_id = :job_id;

@@ -193,6 +193,11 @@ class SQLStore(OpenAIObjectsSQL):
         self.get_job(job_id)
         return [rows.result_from(r) for r in self._all("job_results", job_id=job_id)]
 
+    def job_tokens(self, job_id: str) -> tuple[int, int]:
+        """Prompt and completion tokens of the job's recorded results."""
+        prompt, completion = self._one("job_tokens", job_id=job_id)
+        return int(prompt), int(completion)
+
     def cancel_job(self, job_id: str, *, now: float) -> Job:
         """Cancel a job's queued requests; what is leased finishes and is kept."""
         self.get_job(job_id)
