@@ -227,6 +227,34 @@ def list_runners(server: ServerOpt = None, token: TokenOpt = None, as_json: Json
     out.print(table)
 
 
+@app.command()
+def report(
+    server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+    as_markdown: Annotated[bool, typer.Option("--markdown",
+                           help="Markdown, for a pull-request comment")] = False,
+    team: Annotated[str | None, typer.Option("--team")] = None,
+    tier: Annotated[str | None, typer.Option("--tier")] = None,
+    model: Annotated[str | None, typer.Option("--model")] = None,
+    hours: Annotated[float | None, typer.Option("--hours", help="window length")] = None,
+    since: Annotated[float | None, typer.Option("--since", help="window start, unix s")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="jobs shown")] = 20,
+) -> None:
+    """What work cost (per job, team, pool) and where money was wasted."""
+    from stoker.report import markdown, tables
+
+    def fetch(c: StokerClient) -> tuple[dict[str, Any], dict[str, Any]]:
+        return (c.cost(team=team, tier=tier, model=model, hours=hours, since=since),
+                c.waste(model=model, hours=hours, since=since))
+
+    cost, waste = _ask(server, token, fetch)
+    if as_json:
+        _print_json({"cost": cost, "waste": waste})
+    elif as_markdown:
+        sys.stdout.write(markdown(cost, waste, limit=limit))
+    else:
+        out.print(tables(cost, waste, limit=limit))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

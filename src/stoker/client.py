@@ -101,6 +101,18 @@ class StokerClient:
         """Cancel a job's queued requests."""
         return dict(self._ok(self._http.post(f"/api/jobs/{job_id}/cancel")).json())
 
+    def cost(self, **params: Any) -> dict[str, Any]:
+        """``GET /api/cost`` with filters (team, tier, model, since, until, hours)."""
+        query = {k: v for k, v in params.items() if v is not None}
+        found: dict[str, Any] = self._ok(self._http.get("/api/cost", params=query)).json()
+        return found
+
+    def waste(self, **params: Any) -> dict[str, Any]:
+        """``GET /api/waste`` with filters (model, since, until, hours)."""
+        query = {k: v for k, v in params.items() if v is not None}
+        found: dict[str, Any] = self._ok(self._http.get("/api/waste", params=query)).json()
+        return found
+
     def runners(self, *, include_stopped: bool = False) -> list[dict[str, Any]]:
         """The pool's runners."""
         params = {"include_stopped": "true"} if include_stopped else {}

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from stoker.accounting.prices import DEFAULT_RUNNER_CLASSES
 from stoker.core.tiers import DEFAULT_TIERS
 from stoker.errors import InvalidRequest
 
@@ -68,6 +69,12 @@ class ModelSettings(_Strict):
     max_retries: int = Field(4, ge=0, le=20)
     #: The longest wait between those tries (a provider's Retry-After is capped by it).
     max_backoff_s: float = Field(30.0, gt=0, le=600)
+    #: The runner class (accelerator and price) this model's runners run on.
+    runner_class: str = "cpu"
+    #: Declared size, for models whose checkpoint Stoker cannot read (remote, or not
+    #: safetensors); a local safetensors checkpoint is measured instead.
+    params: int | None = Field(None, ge=1)
+    dtype: str | None = None
     #: Runner processes `stoker serve` starts for this model (default: pool.size for the
     #: default model, 1 for a remote one, 0 otherwise).
     runners: int | None = Field(None, ge=0, le=64)
@@ -108,6 +115,24 @@ class ModelSettings(_Strict):
                 raise InvalidRequest(f"api_key_file {self.api_key_file} is empty")
             return key
         return None
+
+
+class RunnerClassSettings(_Strict):
+    """A runner class: its accelerator, accelerator memory and price per hour."""
+
+    accelerator: str = Field(min_length=1, max_length=64)
+    memory_gb: float = Field(gt=0, le=100_000)
+    price_per_hour_usd: float = Field(ge=0, le=100_000)
+
+
+class AccountingSettings(_Strict):
+    """How a batch's cost is shared among its requests, and the default report window."""
+
+    prompt_weight: float = Field(1.0, ge=0)
+    completion_weight: float = Field(1.0, ge=0)
+    #: The minimum a cold machine bills, in the one-job-at-a-time counterfactual.
+    min_billed_s: float = Field(60.0, ge=0)
+    default_window_h: float = Field(24.0, gt=0, le=24 * 366)
 
 
 class PoolSettings(_Strict):
@@ -220,6 +245,11 @@ class Settings(_Strict):
     teams: dict[str, TeamSettings] = Field(default_factory=dict)
     circuit_breaker: BreakerSettings | None = None
     scheduling: SchedulingSettings = SchedulingSettings()
+    #: Runner classes on top of the shipped price table (same name replaces).
+    runner_classes: dict[str, RunnerClassSettings] = Field(default_factory=dict)
+    accounting: AccountingSettings = AccountingSettings()
+    #: Sees every team's costs (the dashboard and reports); teams see their own.
+    operator_token: SecretStr | None = None
 
     def model_path(self, name: str) -> Path:
         """Where the checkpoint of model ``name`` lives."""
@@ -257,6 +287,11 @@ def _check_policy(settings: Settings) -> None:
     if unknown:
         raise InvalidRequest(f"unknown tiers named in config: {', '.join(unknown)}; "
                              f"tiers: {', '.join(sorted(tiers))}")
+    classes = set(settings.runner_classes) | {c.name for c in DEFAULT_RUNNER_CLASSES}
+    unknown_classes = sorted({m.runner_class for m in settings.models.values()} - classes)
+    if unknown_classes:
+        raise InvalidRequest(f"unknown runner_class in models: {', '.join(unknown_classes)}; "
+                             f"classes: {', '.join(sorted(classes))}")
     if settings.teams and settings.runner_token is None:
         raise InvalidRequest("with teams configured, set runner_token too, so that runner "
                              "endpoints are not open to every caller")

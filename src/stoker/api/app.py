@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stoker import __version__
 from stoker.api import (
     anthropic_messages,
+    cost,
     jobs,
     openai_batches,
     openai_files,
@@ -21,6 +25,7 @@ from stoker.api import (
 from stoker.api.body import BodySizeLimit
 from stoker.api.dispatch import Dispatcher, LeaseTerms, Reaper
 from stoker.api.errors import install_error_handlers
+from stoker.api.metrics import StokerMetrics
 from stoker.api.scheduling import build_policy, build_tiers
 from stoker.api.services import Services, model_revisions
 from stoker.api.teams import TeamDirectory
@@ -58,9 +63,10 @@ def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    metrics = StokerMetrics(store, settings, clock)
     app = FastAPI(title="Stoker", version=__version__, lifespan=lifespan)
     app.state.services = Services(settings, store, clock, dispatcher, tiers, teams, policy,
-                                  model_revisions(settings), clock.now())
+                                  model_revisions(settings), clock.now(), metrics)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
     app.include_router(jobs.router)
@@ -70,12 +76,24 @@ def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
     app.include_router(openai_files.router)
     app.include_router(openai_batches.router)
     app.include_router(anthropic_messages.router)
+    app.include_router(cost.router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, Any]:
         """Liveness: the process answers and the store is readable."""
         store.queue_depth()
         return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    def prometheus() -> Response:
+        """Prometheus text exposition."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/dashboard", tags=["ops"], include_in_schema=False)
+    def dashboard() -> HTMLResponse:
+        """The live dashboard page (it reads /api/dashboard)."""
+        page = resources.files("stoker.api").joinpath("static", "dashboard.html")
+        return HTMLResponse(page.read_text(encoding="utf-8"))
 
     @app.get("/api/counters", tags=["ops"])
     def counters() -> dict[str, int]:

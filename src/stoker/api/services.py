@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from stoker.api.dispatch import Dispatcher
+from stoker.api.metrics import StokerMetrics
 from stoker.api.result_cache import model_revision
 from stoker.api.teams import TeamDirectory
 from stoker.clock import Clock
@@ -33,6 +34,7 @@ class Services:
     revisions: dict[str, str]
     #: When this API process started (the ``created`` of /v1/models entries).
     started_at: float
+    metrics: StokerMetrics
 
 
 def services(request: Request) -> Services:

@@ -13,7 +13,7 @@ from stoker.api.result_cache import cache_key
 from stoker.api.services import Services
 from stoker.core.admission import AdmissionDecision, AdmissionState, TeamLoad, admit, initial_state
 from stoker.core.model import Tier
-from stoker.errors import Unprocessable
+from stoker.errors import RateLimited, Unprocessable
 from stoker.store import NewBatch, NewJob, Submission
 
 
@@ -52,7 +52,12 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
         return admit(len(new_job.requests), load, current, policy.quota, policy.breaker,
                      team=team, now=now)
 
-    submitted = await run_in_threadpool(svc.store.submit_job, new_job, now=now, admission=check)
+    try:
+        submitted = await run_in_threadpool(svc.store.submit_job, new_job, now=now,
+                                            admission=check)
+    except RateLimited:
+        svc.metrics.rejected.labels(team).inc()
+        raise
     svc.dispatcher.notify_work(submitted.job.model, submitted.job.counts.queued)
     if submitted.superseded:
         svc.dispatcher.notify_progress()

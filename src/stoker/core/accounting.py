@@ -108,10 +108,12 @@ class UsageRecords:
 
 @dataclass(frozen=True, slots=True)
 class CostConfig:
-    """How a batch's time is shared among its requests."""
+    """How a batch's time is shared among its requests, and how a cold machine bills."""
 
     prompt_weight: float = 1.0
     completion_weight: float = 1.0
+    #: The least a machine started for one job is billed (clouds bill a minimum, e.g. 60 s).
+    min_billed_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,8 +276,8 @@ def attribute_costs(records: UsageRecords, config: CostConfig, *, since: float,
         counterfactual = None
         rate = rates.get(job.model)
         if runner_class is not None and rate and job.job_id in tokens:
-            busy = cold.get(job.model, 0.0) + completion / rate
-            counterfactual = busy * runner_class.price_per_s_usd
+            billed = max(config.min_billed_s, cold.get(job.model, 0.0) + completion / rate)
+            counterfactual = billed * runner_class.price_per_s_usd
         start = first_start.get(job.job_id)
         jobs.append(JobCost(
             job_id=job.job_id, team=job.team, tier=job.tier, model=job.model,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from stoker.core.accounting import RunnerClass, UsageRecords
 from stoker.core.admission import AdmissionDecision, AdmissionState, TeamLoad
 from stoker.core.batching import Pick
 from stoker.core.model import (
@@ -140,6 +141,7 @@ class CompletionSummary:
     duplicates: int
     requeued: int
     failed: int
+    model: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +294,13 @@ class Store(Protocol):
 
     def job_batches(self, job_id: str) -> list[JobBatch]:
         """The batch passes whose recorded results belong to the job, oldest first."""
+        ...
+
+    def usage_records(self, *, since: float, until: float,
+                      classes: Mapping[str, RunnerClass],
+                      default_class: RunnerClass) -> UsageRecords:
+        """The state intervals, batches (with their recorded results) and jobs that overlap
+        ``[since, until)``; each runner gets its model's class from ``classes``."""
         ...
 
     def counter(self, name: str) -> int:

@@ -309,3 +309,23 @@ UPDATE openai_batches SET expired_at = :now WHERE id = :id AND expired_at IS NUL
 -- name: job_tokens
 SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)
 FROM results WHERE job_id = :job_id;
+
+-- Cost accounting ------------------------------------------------------------------------------
+
+-- name: usage_spans
+SELECT i.runner_id, r.model, i.state, i.started_at, i.ended_at
+FROM runner_intervals i JOIN runners r ON r.id = i.runner_id
+WHERE i.started_at < :until AND (i.ended_at IS NULL OR i.ended_at > :since);
+
+-- name: usage_batches
+SELECT id, runner_id, model, started_at, ended_at, request_count FROM batches
+WHERE started_at < :until AND ended_at >= :since;
+
+-- name: usage_results
+SELECT s.batch_id, s.request_id, s.job_id, s.prompt_tokens, s.completion_tokens
+FROM results s JOIN batches b ON b.id = s.batch_id
+WHERE b.started_at < :until AND b.ended_at >= :since;
+
+-- name: usage_jobs
+SELECT id, team, tier, model, created_at, finished_at, request_count FROM jobs
+WHERE created_at < :until AND (finished_at IS NULL OR finished_at >= :since);

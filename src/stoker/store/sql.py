@@ -47,6 +47,7 @@ from stoker.store.protocol import (
 )
 from stoker.store.sql_base import PROGRESS, WORK
 from stoker.store.sql_openai import OpenAIObjectsSQL
+from stoker.store.sql_usage import UsageSQL
 
 DUPLICATE_RESULTS = "duplicate_results"
 LEASES_EXPIRED = "leases_expired"
@@ -71,7 +72,7 @@ def _check_unique_custom_ids(job: NewJob) -> None:
         seen.add(req.custom_id)
 
 
-class SQLStore(OpenAIObjectsSQL):
+class SQLStore(OpenAIObjectsSQL, UsageSQL):
     """:class:`stoker.store.Store` over any connection that speaks our named queries."""
 
     # -- jobs ------------------------------------------------------------------------------
@@ -294,7 +295,7 @@ class SQLStore(OpenAIObjectsSQL):
             self._announce(conn, PROGRESS, "")
             if requeued:
                 self._announce(conn, WORK, lease[2])
-        return CompletionSummary(recorded, duplicates, requeued, failed)
+        return CompletionSummary(recorded, duplicates, requeued, failed, model=lease[2])
 
     def _record_results(self, conn: Any, final: Sequence[RequestOutcome], runner_id: str,
                         batch_id: str, now: float) -> int:
