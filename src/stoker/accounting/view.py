@@ -85,13 +85,13 @@ def job_json(job: JobCost) -> dict[str, Any]:
     return {"job_id": job.job_id, "team": job.team, "tier": job.tier, "model": job.model,
             "day": job.day, "requests": job.requests, "prompt_tokens": job.prompt_tokens,
             "completion_tokens": job.completion_tokens,
-            "direct_gpu_s": round(job.direct_gpu_s, 3),
-            "direct_cost_usd": round(job.direct_cost_usd, 6),
-            "loaded_gpu_s": round(job.loaded_gpu_s, 3),
-            "loaded_cost_usd": round(job.loaded_cost_usd, 6),
+            "direct_gpu_s": round(job.direct_gpu_s, 6),
+            "direct_cost_usd": round(job.direct_cost_usd, 9),
+            "loaded_gpu_s": round(job.loaded_gpu_s, 6),
+            "loaded_cost_usd": round(job.loaded_cost_usd, 9),
             "queue_wait_s": _round(job.queue_wait_s), "run_time_s": _round(job.run_time_s),
-            "counterfactual_cost_usd": _round(job.counterfactual_cost_usd, 6),
-            "saving_usd": _round(job.saving_usd, 6)}
+            "counterfactual_cost_usd": _round(job.counterfactual_cost_usd, 9),
+            "saving_usd": _round(job.saving_usd, 9)}
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -109,13 +109,13 @@ def totals_by(jobs: Iterable[JobCost], key: Callable[[JobCost], str]) -> dict[st
         row["direct_cost_usd"] += job.direct_cost_usd
         row["loaded_cost_usd"] += job.loaded_cost_usd
         row["counterfactual_cost_usd"] += job.counterfactual_cost_usd or 0.0
-    return {k: {name: round(v, 6) for name, v in row.items()} for k, row in sorted(sums.items())}
+    return {k: {name: round(v, 9) for name, v in row.items()} for k, row in sorted(sums.items())}
 
 
 def finding_json(finding: Finding) -> dict[str, Any]:
     """One waste finding."""
     return {"kind": finding.kind, "model": finding.model, "summary": finding.summary,
-            "advice": finding.advice, "waste_usd": round(finding.waste_usd, 6),
+            "advice": finding.advice, "waste_usd": round(finding.waste_usd, 9),
             "figure": dict(finding.figure)}
 
 
@@ -127,11 +127,11 @@ def report_json(view: CostView, *, team: str | None = None, tier: str | None = N
             and (tier is None or j.tier == tier) and (model is None or j.model == model)]
     return {
         "since": r.since, "until": r.until,
-        "totals": {"gpu_s": round(r.total_gpu_s, 3), "cost_usd": round(r.total_usd, 6),
-                   "attributed_gpu_s": round(r.attributed_gpu_s, 3),
-                   "attributed_cost_usd": round(r.attributed_usd, 6),
-                   "unattributed_gpu_s": round(r.unattributed_gpu_s, 3),
-                   "unattributed_cost_usd": round(r.unattributed_usd, 6)},
+        "totals": {"gpu_s": round(r.total_gpu_s, 6), "cost_usd": round(r.total_usd, 9),
+                   "attributed_gpu_s": round(r.attributed_gpu_s, 6),
+                   "attributed_cost_usd": round(r.attributed_usd, 9),
+                   "unattributed_gpu_s": round(r.unattributed_gpu_s, 6),
+                   "unattributed_cost_usd": round(r.unattributed_usd, 9)},
         "pools": [{"model": p.model, "seconds_by_state": dict(p.seconds_by_state),
                    "cost_by_state_usd": dict(p.cost_by_state_usd),
                    "utilization": round(view.utilization.get(p.model, 0.0), 4)}

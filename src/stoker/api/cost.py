@@ -77,7 +77,7 @@ async def waste(request: Request, model: str | None = None, since: float | None 
     found = [f for f in view.findings if model is None or f.model == model]
     return {"since": view.report.since, "until": view.report.until,
             "findings": [finding_json(f) for f in found],
-            "waste_usd": round(sum(f.waste_usd for f in found), 6),
+            "waste_usd": round(sum(f.waste_usd for f in found), 9),
             "utilization": {m: round(u, 4) for m, u in view.utilization.items()}}
 
 

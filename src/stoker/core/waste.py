@@ -148,7 +148,7 @@ def accelerator_finding(records: UsageRecords, pool: PoolFacts, time: PoolTime,
     return Finding(
         "accelerator_class", pool.model,
         f"{pool.model} runs on {current.accelerator} ({current.memory_gb:g} GB, "
-        f"${current.price_per_hour_usd:.3f}/h) but needs {need:.1f} GB: "
+        f"${current.price_per_hour_usd:.3f}/h) but needs {need:.3g} GB: "
         f"{cheapest.accelerator} ({cheapest.memory_gb:g} GB) fits at "
         f"${cheapest.price_per_hour_usd:.3f}/h",
         f"move the pool to runner class {cheapest.name!r}", saving,
