@@ -37,8 +37,8 @@ def recorded(server: Server, until: float) -> dict[str, Any]:
     """Sums straight from the store's tables."""
     with server.db() as db:
         by_state: dict[str, float] = {}
-        for state, start, end in db.execute(
-                "SELECT state, started_at, ended_at FROM runner_intervals WHERE state != 'stopped'"):
+        for state, start, end in db.execute("SELECT state, started_at, ended_at FROM "
+                                            "runner_intervals WHERE state != 'stopped'"):
             by_state[state] = by_state.get(state, 0.0) + min(end or until, until) - start
         batches = db.execute("SELECT COUNT(*), COALESCE(SUM(ended_at - started_at), 0), "
                              "COALESCE(SUM(completion_tokens), 0), "
