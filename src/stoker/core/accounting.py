@@ -18,7 +18,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from stoker.core.model import RunnerState
@@ -176,7 +176,6 @@ class CostReport:
     attributed_gpu_s: float
     total_usd: float
     attributed_usd: float
-    request_shares_usd: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def unattributed_gpu_s(self) -> float:
@@ -235,70 +234,81 @@ def _direct_scale(records: UsageRecords, seconds: Mapping[str, Mapping[RunnerSta
     return scale
 
 
-def attribute_costs(records: UsageRecords, config: CostConfig, *, since: float,
-                    until: float) -> CostReport:
-    """Split every recorded runner-second in ``[since, until)`` among jobs (see the module)."""
+@dataclass
+class _Tally:
+    """What the batches say about one job, gathered in one pass."""
+
+    direct_s: float = 0.0
+    direct_usd: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    first_start: float = float("inf")
+    last_end: float = float("-inf")
+
+
+def _tally_batches(records: UsageRecords, config: CostConfig, scale: Mapping[str, float],
+                   since: float, until: float) -> dict[str, _Tally]:
     runners = {r.runner_id: r for r in records.runners}
-    seconds = _runner_seconds(records, since, until)
-    scale = _direct_scale(records, seconds, since, until)
-    direct_s: dict[str, float] = defaultdict(float)
-    direct_usd: dict[str, float] = defaultdict(float)
-    shares_usd: dict[str, float] = {}
-    tokens: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    first_start: dict[str, float] = {}
-    last_end: dict[str, float] = {}
+    tallies: dict[str, _Tally] = defaultdict(_Tally)
     for b in records.batches:
         runner = runners.get(b.runner_id)
         duration = clip(b.started_at, b.ended_at, since, until) * scale.get(b.runner_id, 0.0)
         shares = request_shares(b, config)
         for r in b.requests:
-            tokens[r.job_id][0] += r.prompt_tokens
-            tokens[r.job_id][1] += r.completion_tokens
-            first_start[r.job_id] = min(first_start.get(r.job_id, b.started_at), b.started_at)
-            last_end[r.job_id] = max(last_end.get(r.job_id, b.ended_at), b.ended_at)
-            if runner is None:
-                continue
-            part_s = duration * shares[r.request_id]
-            direct_s[r.job_id] += part_s
-            direct_usd[r.job_id] += part_s * runner.runner_class.price_per_s_usd
-            shares_usd[r.request_id] = part_s * runner.runner_class.price_per_s_usd
+            t = tallies[r.job_id]
+            t.prompt_tokens += r.prompt_tokens
+            t.completion_tokens += r.completion_tokens
+            t.first_start = min(t.first_start, b.started_at)
+            t.last_end = max(t.last_end, b.ended_at)
+            if runner is not None:
+                part_s = duration * shares[r.request_id]
+                t.direct_s += part_s
+                t.direct_usd += part_s * runner.runner_class.price_per_s_usd
+    return tallies
+
+
+def attribute_costs(records: UsageRecords, config: CostConfig, *, since: float,
+                    until: float) -> CostReport:
+    """Split every recorded runner-second in ``[since, until)`` among jobs (see the module)."""
+    seconds = _runner_seconds(records, since, until)
+    tallies = _tally_batches(records, config, _direct_scale(records, seconds, since, until),
+                             since, until)
     pools = _pool_times(records, seconds)
-    overhead = _overhead_shares(records, pools, direct_usd, seconds)
+    overhead = _overhead_shares(records, pools, {j: t.direct_usd for j, t in tallies.items()})
     rates = single_stream_rates(records.batches)
     cold = cold_start_by_model(records)
+    classes = {r.model: r.runner_class for r in records.runners}
     jobs = []
     for job in records.jobs:
-        if job.job_id not in tokens and job.created_at >= until:
+        tally = tallies.get(job.job_id)
+        if tally is None and job.created_at >= until:
             continue
+        t = tally or _Tally()
         extra_s, extra_usd = overhead.get(job.job_id, (0.0, 0.0))
-        runner_class = _class_of(records, job.model)
-        prompt, completion = tokens.get(job.job_id, [0, 0])
         counterfactual = None
-        rate = rates.get(job.model)
-        if runner_class is not None and rate and job.job_id in tokens:
-            billed = max(config.min_billed_s, cold.get(job.model, 0.0) + completion / rate)
+        runner_class, rate = classes.get(job.model), rates.get(job.model)
+        if runner_class is not None and rate and tally is not None:
+            billed = max(config.min_billed_s,
+                         cold.get(job.model, 0.0) + t.completion_tokens / rate)
             counterfactual = billed * runner_class.price_per_s_usd
-        start = first_start.get(job.job_id)
+        ran = tally is not None
         jobs.append(JobCost(
             job_id=job.job_id, team=job.team, tier=job.tier, model=job.model,
-            day=utc_day(job.created_at), requests=job.requests, prompt_tokens=prompt,
-            completion_tokens=completion, direct_gpu_s=direct_s.get(job.job_id, 0.0),
-            direct_cost_usd=direct_usd.get(job.job_id, 0.0),
-            loaded_gpu_s=direct_s.get(job.job_id, 0.0) + extra_s,
-            loaded_cost_usd=direct_usd.get(job.job_id, 0.0) + extra_usd,
-            queue_wait_s=(start - job.created_at) if start is not None else None,
-            run_time_s=(last_end[job.job_id] - start) if start is not None else None,
+            day=utc_day(job.created_at), requests=job.requests, prompt_tokens=t.prompt_tokens,
+            completion_tokens=t.completion_tokens, direct_gpu_s=t.direct_s,
+            direct_cost_usd=t.direct_usd, loaded_gpu_s=t.direct_s + extra_s,
+            loaded_cost_usd=t.direct_usd + extra_usd,
+            queue_wait_s=t.first_start - job.created_at if ran else None,
+            run_time_s=t.last_end - t.first_start if ran else None,
             counterfactual_cost_usd=counterfactual))
-    total_s = sum(sum(by_state.values()) for by_state in seconds.values())
-    total_usd = sum(p.total_usd for p in pools.values())
-    attributed_s = sum(direct_s.values()) + sum(s for s, _ in overhead.values())
-    attributed_usd = sum(direct_usd.values()) + sum(u for _, u in overhead.values())
-    return CostReport(since, until, tuple(jobs), tuple(pools.values()), total_s, attributed_s,
-                      total_usd, attributed_usd, shares_usd)
-
-
-def _class_of(records: UsageRecords, model: str) -> RunnerClass | None:
-    return next((r.runner_class for r in records.runners if r.model == model), None)
+    return CostReport(
+        since, until, tuple(jobs), tuple(pools.values()),
+        total_gpu_s=sum(sum(by_state.values()) for by_state in seconds.values()),
+        attributed_gpu_s=sum(t.direct_s for t in tallies.values())
+        + sum(s for s, _ in overhead.values()),
+        total_usd=sum(p.total_usd for p in pools.values()),
+        attributed_usd=sum(t.direct_usd for t in tallies.values())
+        + sum(u for _, u in overhead.values()))
 
 
 def _pool_times(records: UsageRecords, seconds: Mapping[str, Mapping[RunnerState, float]]
@@ -313,9 +323,7 @@ def _pool_times(records: UsageRecords, seconds: Mapping[str, Mapping[RunnerState
 
 
 def _overhead_shares(records: UsageRecords, pools: Mapping[str, PoolTime],
-                     direct_usd: Mapping[str, float],
-                     seconds: Mapping[str, Mapping[RunnerState, float]]
-                     ) -> dict[str, tuple[float, float]]:
+                     direct_usd: Mapping[str, float]) -> dict[str, tuple[float, float]]:
     """Each job's share of its pool's starting and idle time: (seconds, USD)."""
     job_model = {j.job_id: j.model for j in records.jobs}
     by_model: dict[str, dict[str, float]] = defaultdict(dict)
