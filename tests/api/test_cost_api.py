@@ -68,7 +68,7 @@ def test_a_backwards_window_is_422(api: API) -> None:
 
 
 def test_metrics_count_refusals_and_batches(api: API) -> None:
-    client, store = api
+    client = api[0]
     assert client.post("/api/jobs", json={"requests": [line("x"), line("y")]},
                        headers=A).status_code == 201
     assert client.post("/api/jobs", json={"requests": [line("z"), line("w")]},
