@@ -65,9 +65,11 @@ class PostgresStore(SQLStore):
                                  (migration.version, migration.name))
 
     @contextmanager
-    def _tx(self) -> Iterator[psycopg.Connection[Any]]:
+    def _tx(self, *, durable: bool = True) -> Iterator[psycopg.Connection[Any]]:
         try:
             with self._pool.connection() as conn, conn.transaction():
+                if not durable:
+                    conn.execute("SET LOCAL synchronous_commit = off")
                 yield conn
         except psycopg.OperationalError as exc:
             # A lost connection, a restart, a deadlock: nothing was committed; try again.

@@ -6,11 +6,19 @@ INSERT INTO jobs (id, team, tier, model, created_at, request_count, metadata, id
 VALUES (:id, :team, :tier, :model, :created_at, :request_count, :metadata, :idempotency_key,
         :concurrency_group);
 
--- name: insert_request
+-- name: insert_requests
+-- Every request of a job in one statement, from a JSON array of objects.
 INSERT INTO requests (id, job_id, idx, custom_id, model, tier, team, priority, endpoint, body,
                       status, attempts, max_attempts, enqueued_at, finished_at, cache_key)
-VALUES (:id, :job_id, :idx, :custom_id, :model, :tier, :team, :priority, :endpoint, :body,
-        :status, 0, :max_attempts, :enqueued_at, :finished_at, :cache_key);
+SELECT json_extract(value, '$.id'), json_extract(value, '$.job_id'),
+       json_extract(value, '$.idx'), json_extract(value, '$.custom_id'),
+       json_extract(value, '$.model'), json_extract(value, '$.tier'),
+       json_extract(value, '$.team'), json_extract(value, '$.priority'),
+       json_extract(value, '$.endpoint'), json_extract(value, '$.body'),
+       json_extract(value, '$.status'), 0, json_extract(value, '$.max_attempts'),
+       json_extract(value, '$.enqueued_at'), json_extract(value, '$.finished_at'),
+       json_extract(value, '$.cache_key')
+FROM json_each(:rows) ORDER BY key;
 
 -- name: get_job
 SELECT id, team, tier, model, created_at, cancelled_at, finished_at, metadata, idempotency_key,
@@ -106,12 +114,15 @@ WHERE lease_id = :lease_id AND status = 'leased' AND attempts >= max_attempts;
 -- name: jobs_of_lease
 SELECT DISTINCT job_id FROM requests WHERE lease_id = :lease_id;
 
--- name: insert_result
+-- name: insert_results
+-- A batch's results, from a JSON array of outcomes; a request with a result keeps it.
 INSERT INTO results (request_id, job_id, text, finish_reason, prompt_tokens, completion_tokens,
                      error, runner_id, batch_id, created_at)
-SELECT id, job_id, :text, :finish_reason, :prompt_tokens, :completion_tokens, :error,
-       :runner_id, :batch_id, :now
-FROM requests WHERE id = :request_id
+SELECT r.id, r.job_id, json_extract(o.value, '$.text'), json_extract(o.value, '$.finish_reason'),
+       json_extract(o.value, '$.prompt_tokens'), json_extract(o.value, '$.completion_tokens'),
+       json_extract(o.value, '$.error'), :runner_id, :batch_id, :now
+FROM json_each(:outcomes) o JOIN requests r ON r.id = json_extract(o.value, '$.request_id')
+WHERE true
 ON CONFLICT (request_id) DO NOTHING;
 
 -- name: insert_cached_result
@@ -124,8 +135,12 @@ SELECT text, finish_reason, prompt_tokens, completion_tokens FROM result_cache W
 
 -- name: cache_store
 INSERT INTO result_cache (key, text, finish_reason, prompt_tokens, completion_tokens, created_at)
-SELECT cache_key, :text, :finish_reason, :prompt_tokens, :completion_tokens, :now
-FROM requests WHERE id = :request_id AND cache_key IS NOT NULL
+SELECT r.cache_key, COALESCE(json_extract(o.value, '$.text'), ''),
+       COALESCE(json_extract(o.value, '$.finish_reason'), 'stop'),
+       json_extract(o.value, '$.prompt_tokens'), json_extract(o.value, '$.completion_tokens'),
+       :now
+FROM json_each(:outcomes) o JOIN requests r ON r.id = json_extract(o.value, '$.request_id')
+WHERE r.cache_key IS NOT NULL AND json_extract(o.value, '$.error') IS NULL
 ON CONFLICT (key) DO NOTHING;
 
 -- name: team_tokens_on
@@ -144,9 +159,15 @@ ON CONFLICT (team) DO UPDATE SET
     window_start = excluded.window_start, window_submissions = excluded.window_submissions,
     tripped_until = excluded.tripped_until;
 
--- name: finish_request
-UPDATE requests SET status = :status, lease_id = NULL, last_error = :error, finished_at = :now
-WHERE id = :id AND status NOT IN ('succeeded', 'failed');
+-- name: finish_requests
+-- First results finish their requests; a repeat finds its request finished already.
+UPDATE requests SET
+    status = CASE WHEN json_extract(o.value, '$.error') IS NULL THEN 'succeeded'
+                  ELSE 'failed' END,
+    lease_id = NULL, last_error = json_extract(o.value, '$.error'), finished_at = :now
+FROM json_each(:outcomes) o
+WHERE requests.id = json_extract(o.value, '$.request_id')
+  AND requests.status NOT IN ('succeeded', 'failed');
 
 -- name: requeue_request
 UPDATE requests SET status = 'queued', lease_id = NULL, last_error = :error

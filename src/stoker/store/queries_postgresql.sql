@@ -17,3 +17,45 @@ SELECT state FROM runners WHERE id = :id FOR UPDATE;
 -- name: get_admission
 SELECT bucket, bucket_at, window_start, window_submissions, tripped_until
 FROM team_admission WHERE team = :team FOR UPDATE;
+
+-- name: insert_requests
+INSERT INTO requests (id, job_id, idx, custom_id, model, tier, team, priority, endpoint, body,
+                      status, attempts, max_attempts, enqueued_at, finished_at, cache_key)
+SELECT id, job_id, idx, custom_id, model, tier, team, priority, endpoint, body, status, 0,
+       max_attempts, enqueued_at, finished_at, cache_key
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+    id TEXT, job_id TEXT, idx INTEGER, custom_id TEXT, model TEXT, tier TEXT, team TEXT,
+    priority INTEGER, endpoint TEXT, body TEXT, status TEXT, max_attempts INTEGER,
+    enqueued_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, cache_key TEXT)
+ORDER BY idx;
+
+-- name: insert_results
+INSERT INTO results (request_id, job_id, text, finish_reason, prompt_tokens, completion_tokens,
+                     error, runner_id, batch_id, created_at)
+SELECT r.id, r.job_id, o.text, o.finish_reason, o.prompt_tokens, o.completion_tokens, o.error,
+       :runner_id, :batch_id, :now
+FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(
+    request_id TEXT, text TEXT, finish_reason TEXT, prompt_tokens INTEGER,
+    completion_tokens INTEGER, error TEXT)
+JOIN requests r ON r.id = o.request_id
+ORDER BY r.id
+ON CONFLICT (request_id) DO NOTHING;
+
+-- name: cache_store
+INSERT INTO result_cache (key, text, finish_reason, prompt_tokens, completion_tokens, created_at)
+SELECT r.cache_key, COALESCE(o.text, ''), COALESCE(o.finish_reason, 'stop'), o.prompt_tokens,
+       o.completion_tokens, :now
+FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(
+    request_id TEXT, text TEXT, finish_reason TEXT, prompt_tokens INTEGER,
+    completion_tokens INTEGER, error TEXT)
+JOIN requests r ON r.id = o.request_id
+WHERE r.cache_key IS NOT NULL AND o.error IS NULL
+ORDER BY r.cache_key
+ON CONFLICT (key) DO NOTHING;
+
+-- name: finish_requests
+UPDATE requests r SET
+    status = CASE WHEN o.error IS NULL THEN 'succeeded' ELSE 'failed' END,
+    lease_id = NULL, last_error = o.error, finished_at = :now
+FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(request_id TEXT, error TEXT)
+WHERE r.id = o.request_id AND r.status NOT IN ('succeeded', 'failed');

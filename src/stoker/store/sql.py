@@ -20,7 +20,6 @@ from stoker.core.model import (
     Lease,
     QueueGroup,
     Request,
-    RequestStatus,
     Runner,
     RunnerInterval,
     RunnerState,
@@ -156,7 +155,9 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL):
                     hit = self._x(conn, "cache_lookup", key=r.cache_key).fetchone()
                     if hit is not None:
                         hits[i] = hit
-        self._xmany(conn, "insert_request", [
+        # One statement for the whole job, so the queue summary is updated once (PostgreSQL's
+        # trigger is per statement), late in the transaction.
+        self._x(conn, "insert_requests", rows=json.dumps([
             {"id": ids[i], "job_id": job_id, "idx": i, "custom_id": r.custom_id,
              "model": job.model, "tier": job.tier, "team": job.team, "priority": job.priority,
              "endpoint": r.endpoint, "body": json.dumps(r.body),
@@ -165,7 +166,7 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL):
              "max_attempts": job.max_attempts, "enqueued_at": now,
              "cache_key": r.cache_key if job.use_cache else None}
             for i, r in enumerate(job.requests)
-        ])
+        ]))
         if hits:
             self._xmany(conn, "insert_cached_result", [
                 {"request_id": ids[i], "job_id": job_id, "text": h[0], "finish_reason": h[1],
@@ -222,7 +223,9 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL):
     ) -> tuple[Lease, list[Request]] | None:
         """Lease the oldest queued requests of each pick, all in one transaction."""
         lease_id = new_id("lease")
-        with self._tx() as conn:
+        # Not flushed before returning: a grant lost in a database crash leaves its requests
+        # queued, and the runner's report is refused (LeaseLost), so they simply run again.
+        with self._tx(durable=False) as conn:
             # One fixed order of groups, so concurrent leases never wait on each other in a
             # circle (PostgreSQL locks each group's summary row).
             taken = sum(
@@ -244,7 +247,7 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL):
 
     def renew_lease(self, lease_id: str, runner_id: str, *, ttl_s: float, now: float) -> float:
         """Push a live lease's expiry to ``now + ttl_s``."""
-        with self._tx() as conn:
+        with self._tx(durable=False) as conn:
             n = self._x(conn, "renew_lease", id=lease_id, runner_id=runner_id, now=now,
                         expires_at=now + ttl_s).rowcount
         if n == 0:
@@ -300,24 +303,19 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL):
     def _record_results(self, conn: Any, final: Sequence[RequestOutcome], runner_id: str,
                         batch_id: str, now: float) -> int:
         """Insert the first result of each request (repeats are ignored) and finish them."""
-        recorded = self._xmany(conn, "insert_result", [
+        outcomes = json.dumps([
             {"request_id": o.request_id, "text": o.text, "finish_reason": o.finish_reason,
              "prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens,
-             "error": o.error, "runner_id": runner_id, "batch_id": batch_id, "now": now}
-            for o in final])
-        # A repeat finds its request already finished, so this changes only first results.
-        self._xmany(conn, "finish_request", [
-            {"id": o.request_id, "error": o.error, "now": now,
-             "status": (RequestStatus.FAILED if o.error is not None
-                        else RequestStatus.SUCCEEDED).value}
-            for o in final])
+             "error": o.error} for o in final])
+        # One statement each for the whole batch (PostgreSQL's queue trigger is per statement).
+        recorded = self._x(conn, "insert_results", outcomes=outcomes, runner_id=runner_id,
+                           batch_id=batch_id, now=now).rowcount if final else 0
+        if final:
+            self._x(conn, "finish_requests", outcomes=outcomes, now=now)
         self._x(conn, "add_batch_usage", batch_id=batch_id, day=utc_day(now),
                 shard=int(batch_id[-4:], 16) % USAGE_SHARDS)
-        self._xmany(conn, "cache_store", [
-            {"request_id": o.request_id, "text": o.text or "",
-             "finish_reason": o.finish_reason or "stop", "prompt_tokens": o.prompt_tokens,
-             "completion_tokens": o.completion_tokens, "now": now}
-            for o in final if o.error is None])
+        if final:
+            self._x(conn, "cache_store", outcomes=outcomes, now=now)
         return recorded
 
     def _runner_done_with_batch(self, conn: Any, runner_id: str, now: float) -> None:
@@ -400,7 +398,7 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL):
     def touch_runner(self, runner_id: str, *, now: float) -> Runner:
         """Record a heartbeat; the runner comes back without its batch count (0), which the
         hot paths that call this do not need."""
-        with self._tx() as conn:
+        with self._tx(durable=False) as conn:
             row = self._x(conn, "touch_runner", id=runner_id, now=now).fetchone()
         if row is None:
             raise NotFound(f"no runner {runner_id!r}")

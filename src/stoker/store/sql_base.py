@@ -23,7 +23,10 @@ class SQLBase:
     #: Errors a unique index raises in this dialect.
     integrity_errors: tuple[type[Exception], ...] = ()
 
-    def _tx(self) -> AbstractContextManager[Any]:
+    def _tx(self, *, durable: bool = True) -> AbstractContextManager[Any]:
+        """A transaction. ``durable=False`` may return before its commit is flushed, for
+        writes whose loss in a database crash only means work runs again (lease grants,
+        heartbeats), never for accepted jobs or results."""
         raise NotImplementedError
 
     def _x(self, conn: Any, query: str, /, **params: Any) -> Any:

@@ -49,7 +49,8 @@ class SQLiteBase:
                 )
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        # One connection, synchronous=FULL: every commit is flushed, ``durable`` or not.
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
