@@ -14,6 +14,7 @@ from typing import Any
 #: Announcement channels: work arrived for a model; jobs moved.
 WORK = "stoker_work"
 PROGRESS = "stoker_progress"
+LEASES_EXPIRED = "leases_expired"
 
 
 class SQLBase:
@@ -63,3 +64,14 @@ class SQLBase:
         self._x(conn, "cancel_queued_requests", job_id=job_id, now=now)
         self._finish_jobs(conn, {job_id}, now)
         self._announce(conn, PROGRESS, "")
+
+    def _release_lease(self, conn: Any, lease_id: str, now: float,
+                       outcome: str) -> None:
+        """Requeue a lease's requests (failing those out of attempts) and close it."""
+        jobs = {j for (j,) in self._x(conn, "jobs_of_lease", lease_id=lease_id).fetchall()}
+        error = f"lease {outcome}: the runner did not report in time"
+        self._x(conn, "fail_exhausted_leased", lease_id=lease_id, error=error, now=now)
+        self._x(conn, "requeue_leased", lease_id=lease_id, error=error)
+        self._x(conn, "release_lease", id=lease_id, now=now, outcome=outcome)
+        self._x(conn, "bump_counter", name=LEASES_EXPIRED, by=1)
+        self._finish_jobs(conn, jobs, now)
