@@ -77,9 +77,9 @@ class StokerClient:
             "/api/jobs", content=data, params=params, headers=headers)).json())
 
     def submit(self, requests: list[dict[str, Any]], *, tier: str | None = None,
-               metadata: dict[str, str] | None = None) -> dict[str, Any]:
+               metadata: dict[str, str] | None = None, cache: bool = True) -> dict[str, Any]:
         """Submit request lines (OpenAI Batch input format) as one job."""
-        payload: dict[str, Any] = {"requests": requests}
+        payload: dict[str, Any] = {"requests": requests, "cache": cache}
         if tier:
             payload["tier"] = tier
         if metadata:

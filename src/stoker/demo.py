@@ -19,6 +19,7 @@ from rich.table import Table
 
 from stoker.cli import wait_with_progress
 from stoker.client import StokerClient
+from stoker.report import usd
 
 QUESTIONS = [
     "What is the capital of France?", "Summarise why batching helps GPUs.",
@@ -79,6 +80,13 @@ def _show(client: StokerClient, job: dict[str, Any], wall_s: float) -> None:
         f"{len(batches['data'])} batches, average batch size "
         f"[bold]{batches['average_batch_size']:.1f}[/bold], {tokens / wall_s:.0f} generated tok/s"
     )
+    cost = next((j for j in client.cost(hours=1)["jobs"] if j["job_id"] == job["id"]), None)
+    if cost is not None:
+        console.print(
+            f"what it cost (runner class cpu): [bold]{usd(cost['direct_cost_usd'])}[/bold] "
+            f"direct, {usd(cost['loaded_cost_usd'])} with the pool's idle and start-up time; "
+            f"one prompt at a time on a cold machine: "
+            f"{usd(cost['counterfactual_cost_usd'])} (`stoker report`, /dashboard)")
 
 
 def main() -> None:
@@ -98,7 +106,8 @@ def main() -> None:
             console.print("warm pool ready:", ", ".join(
                 f"{r['name']} (pid {r['pid']}, {r['state']})" for r in client.runners()))
             start = time.monotonic()
-            job = client.submit(_requests(), tier="batch")
+            # Not from the cache: every run of the demo shows the pool at work.
+            job = client.submit(_requests(), tier="batch", cache=False)
             console.print(f"submitted job [bold]{job['id']}[/bold] with 64 prompts")
             job = wait_with_progress(client, job)
             _show(client, job, time.monotonic() - start)

@@ -14,8 +14,10 @@ def usd(value: float | None) -> str:
     """Dollars with enough digits for sub-cent jobs."""
     if value is None:
         return "–"
-    sign = "-" if value < 0 else ""
-    return f"{sign}${abs(value):,.2f}" if abs(value) >= 1 else f"{sign}${abs(value):.4f}"
+    sign, size = "-" if value < 0 else "", abs(value)
+    if size >= 1:
+        return f"{sign}${size:,.2f}"
+    return f"{sign}${size:.4f}" if size >= 0.01 or size == 0 else f"{sign}${size:.6f}"
 
 
 def seconds(value: float | None) -> str:
