@@ -83,7 +83,9 @@ def test_metrics_count_refusals_and_batches(api: API) -> None:
         "lease_id": work["lease"]["id"], "started_at": 1.0, "ended_at": 2.0,
         "results": [{"request_id": r["id"], "text": "t", "finish_reason": "stop",
                      "prompt_tokens": 2, "completion_tokens": 5} for r in work["requests"]]})
-    text = client.get("/metrics").text
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=A).status_code == 401
+    text = client.get("/metrics", headers=OPERATOR).text
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for f in text_string_to_metric_families(text) for s in f.samples}
     assert samples[("stoker_rejected_submissions_total", (("team", "a"),))] == 1

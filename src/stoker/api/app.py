@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -27,7 +27,7 @@ from stoker.api.dispatch import Dispatcher, LeaseTerms, Reaper
 from stoker.api.errors import install_error_handlers
 from stoker.api.metrics import StokerMetrics
 from stoker.api.scheduling import build_policy, build_tiers
-from stoker.api.services import Services, model_revisions
+from stoker.api.services import Services, model_revisions, require_operator
 from stoker.api.teams import TeamDirectory
 from stoker.clock import Clock
 from stoker.settings import Settings
@@ -85,8 +85,9 @@ def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
-    def prometheus() -> Response:
-        """Prometheus text exposition."""
+    def prometheus(request: Request) -> Response:
+        """Prometheus text exposition (with an operator token set, it must be presented)."""
+        require_operator(request, settings)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/dashboard", tags=["ops"], include_in_schema=False)

@@ -6,7 +6,6 @@ when no teams are configured, sees every team.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -14,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stoker.accounting.view import CostView, cost_view, finding_json, report_json
 from stoker.api.render import runner_json
-from stoker.api.services import Services, client_team, services
+from stoker.api.services import Services, bearer_matches, client_team, services
 from stoker.core.model import RunnerState
 from stoker.errors import Unprocessable
 
@@ -26,9 +25,7 @@ def cost_scope(request: Request, svc: Services) -> str | None:
     if not svc.teams.configured:
         return None
     expected = svc.settings.operator_token
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if expected is not None and scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), expected.get_secret_value().encode()):
+    if expected is not None and bearer_matches(request, expected.get_secret_value()):
         return None
     return client_team(request)
 

@@ -71,9 +71,19 @@ def client_team(request: Request) -> str:
 def require_runner(request: Request) -> None:
     """Runner endpoints need the runner token when one is configured."""
     expected = services(request).settings.runner_token
-    if expected is None:
-        return
+    if expected is not None and not bearer_matches(request, expected.get_secret_value()):
+        raise Unauthorized("runner endpoints need 'Authorization: Bearer <runner token>'")
+
+
+def bearer_matches(request: Request, expected: str) -> bool:
+    """Whether the request carries ``Authorization: Bearer <expected>`` (constant time)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     given = token.strip() if scheme.lower() == "bearer" else ""
-    if not given or not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-        raise Unauthorized("runner endpoints need 'Authorization: Bearer <runner token>'")
+    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def require_operator(request: Request, settings: Settings) -> None:
+    """With an operator token configured, only its bearer may pass."""
+    if settings.operator_token is not None and not bearer_matches(
+            request, settings.operator_token.get_secret_value()):
+        raise Unauthorized("this endpoint needs 'Authorization: Bearer <operator token>'")
