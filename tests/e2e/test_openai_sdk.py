@@ -211,6 +211,29 @@ def test_streaming_gives_the_same_text_as_a_plain_call(fleet: Fleet) -> None:
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
 
 
+def test_online_calls_go_before_queued_batch_work(fleet: Fleet) -> None:
+    client = fleet.client()
+    lines = [json.dumps({"custom_id": f"w{i}", "method": "POST", "url": "/v1/completions",
+                         "body": {"model": "tiny-llama", "prompt": f"Tale {i}:",
+                                  "max_tokens": 48, "temperature": 1}})
+             for i in range(320)]
+    file_id = client.files.create(file=("work.jsonl", io.BytesIO("\n".join(lines).encode())),
+                                  purpose="batch").id
+    batch = client.batches.create(input_file_id=file_id, endpoint="/v1/completions",
+                                  completion_window="24h")
+    wait_until(lambda: client.batches.retrieve(batch.id).request_counts.completed > 0,
+               timeout_s=120, what="the batch to start")
+    reply = client.chat.completions.create(
+        model="tiny-llama", messages=[{"role": "user", "content": "Am I first?"}],
+        max_tokens=8, temperature=1)
+    during = client.batches.retrieve(batch.id)
+    assert reply.choices[0].message.content is not None
+    # The online call was answered while most of the batch still waited in the queue.
+    assert during.status == "in_progress"
+    assert during.request_counts.completed < 320 - 32
+    client.batches.cancel(batch.id)
+
+
 def test_unknown_model_is_404(fleet: Fleet) -> None:
     with pytest.raises(openai.NotFoundError, match="gpt-9"):
         chat(fleet.client(), "gpt-9", "hi")
