@@ -52,7 +52,7 @@ def serve(settings: Settings, *, on_ready: threading.Event | None = None,
     keys = provider_keys(settings)
     runner_token = settings.runner_token.get_secret_value() if settings.runner_token else None
     store = open_store(settings.store.get_secret_value() if settings.store else None,
-                       sqlite_path=settings.database_path)
+                       sqlite_path=settings.database_path, pool_size=settings.store_pool_size)
     app = create_app(settings, store, SystemClock())
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                             timeout_graceful_shutdown=5)

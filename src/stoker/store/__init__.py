@@ -18,15 +18,15 @@ from stoker.store.protocol import (
 )
 
 
-def open_store(url: str | None, *, sqlite_path: Path) -> Store:
-    """The store a URL names: PostgreSQL for ``postgresql://…``, else SQLite at
-    ``sqlite_path``."""
+def open_store(url: str | None, *, sqlite_path: Path, pool_size: int = 8) -> Store:
+    """The store a URL names: PostgreSQL for ``postgresql://…`` (at most ``pool_size``
+    connections), else SQLite at ``sqlite_path``."""
     if url is not None:
         from stoker.store.postgres import PostgresStore, is_postgres_url
 
         if not is_postgres_url(url):
             raise InvalidRequest("store must be a postgresql:// URL (or left out for SQLite)")
-        return PostgresStore(url)
+        return PostgresStore(url, max_size=pool_size)
     from stoker.store.sqlite import SQLiteStore
 
     return SQLiteStore(sqlite_path)

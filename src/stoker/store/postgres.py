@@ -38,7 +38,7 @@ class PostgresStore(SQLStore):
 
     integrity_errors = (psycopg.errors.UniqueViolation,)
 
-    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 32) -> None:
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 8) -> None:
         self._url = url
         self._q = load_queries("postgresql")
         self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size,
