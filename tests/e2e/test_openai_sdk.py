@@ -180,6 +180,21 @@ def run_batch(client: openai.OpenAI, file_id: str, timeout_s: float = 240) -> An
                       timeout_s=timeout_s, what=f"batch {batch.id}", every_s=0.3)
 
 
+def start_long_batch(client: openai.OpenAI, n: int) -> Any:
+    """A batch of ``n`` sampled 48-token completions, once its first results are in."""
+    lines = [json.dumps({"custom_id": f"c{i}", "method": "POST", "url": "/v1/completions",
+                         "body": {"model": "tiny-llama", "prompt": f"Story {i}:",
+                                  "max_tokens": 48, "temperature": 1}})
+             for i in range(n)]
+    file_id = client.files.create(file=("long.jsonl", io.BytesIO("\n".join(lines).encode())),
+                                  purpose="batch").id
+    batch = client.batches.create(input_file_id=file_id, endpoint="/v1/completions",
+                                  completion_window="24h")
+    wait_until(lambda: client.batches.retrieve(batch.id).request_counts.completed > 0,
+               timeout_s=120, what="the batch's first results")
+    return batch
+
+
 def test_models_lists_every_served_model(fleet: Fleet) -> None:
     names = {m.id for m in fleet.client().models.list()}
     assert names == {"tiny-llama", "remote-tiny", "remote-limited", "remote-wrong-key",
@@ -213,16 +228,7 @@ def test_streaming_gives_the_same_text_as_a_plain_call(fleet: Fleet) -> None:
 
 def test_online_calls_go_before_queued_batch_work(fleet: Fleet) -> None:
     client = fleet.client()
-    lines = [json.dumps({"custom_id": f"w{i}", "method": "POST", "url": "/v1/completions",
-                         "body": {"model": "tiny-llama", "prompt": f"Tale {i}:",
-                                  "max_tokens": 48, "temperature": 1}})
-             for i in range(320)]
-    file_id = client.files.create(file=("work.jsonl", io.BytesIO("\n".join(lines).encode())),
-                                  purpose="batch").id
-    batch = client.batches.create(input_file_id=file_id, endpoint="/v1/completions",
-                                  completion_window="24h")
-    wait_until(lambda: client.batches.retrieve(batch.id).request_counts.completed > 0,
-               timeout_s=120, what="the batch to start")
+    batch = start_long_batch(client, 320)
     reply = client.chat.completions.create(
         model="tiny-llama", messages=[{"role": "user", "content": "Am I first?"}],
         max_tokens=8, temperature=1)
@@ -255,16 +261,7 @@ def test_batch_round_trip(fleet: Fleet) -> None:
 
 def test_cancel_mid_batch_keeps_what_ran(fleet: Fleet) -> None:
     client = fleet.client()
-    lines = [json.dumps({"custom_id": f"c{i}", "method": "POST", "url": "/v1/completions",
-                         "body": {"model": "tiny-llama", "prompt": f"Story {i}:",
-                                  "max_tokens": 48, "temperature": 1}})
-             for i in range(400)]
-    file_id = client.files.create(file=("long.jsonl", io.BytesIO("\n".join(lines).encode())),
-                                  purpose="batch").id
-    batch = client.batches.create(input_file_id=file_id, endpoint="/v1/completions",
-                                  completion_window="24h")
-    wait_until(lambda: client.batches.retrieve(batch.id).request_counts.completed > 0,
-               timeout_s=120, what="the first results")
+    batch = start_long_batch(client, 400)
     assert client.batches.cancel(batch.id).status in ("cancelling", "cancelled")
     done = wait_until(lambda: (b := client.batches.retrieve(batch.id)).status == "cancelled"
                       and b, timeout_s=120, what="the batch to be cancelled")
