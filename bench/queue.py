@@ -220,7 +220,13 @@ def direct(store_url: str | None, seconds: float, runners: int) -> dict[str, Any
                                for q in got[1]], started_at=now, ended_at=now, now=now)
                 done.append(len(got[1]))
 
-        threads = [threading.Thread(target=client)] + [
+        def reaper() -> None:
+            # As the API's reaper does: expire leases and fold the queue summary each second.
+            while time.time() < stop:
+                store.expire_leases(now=time.time())
+                time.sleep(1.0)
+
+        threads = [threading.Thread(target=client), threading.Thread(target=reaper)] + [
             threading.Thread(target=runner) for _ in range(min(runners, 8))]
         for t in threads:
             t.start()

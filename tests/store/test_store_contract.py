@@ -277,3 +277,19 @@ def test_leased_requests_count_as_batch_in_hand(store: Store) -> None:
     rid = runner(store)
     lease_all(store, rid, now=2.0)
     assert store.get_runner(rid).leased_requests == 3
+
+
+def test_the_queue_summary_reads_the_same_before_and_after_upkeep(store: Store) -> None:
+    # PostgreSQL folds pending summary changes in when the reaper runs; reads must not see it.
+    first = submit(store, new_job(5), now=1.0)
+    submit(store, new_job(4, tier="smoke", priority=80), now=2.0)
+    r = runner(store)
+    lease_id, leased = lease_all(store, r, now=3.0, limit=3)
+    store.complete(lease_id, r, [ok(rid) for rid in leased], started_at=3, ended_at=4, now=4.0)
+    store.cancel_job(first.id, now=5.0)
+    before = sorted(store.queue_groups(MODEL), key=lambda g: g.tier)
+    depth = store.queue_depth()
+    store.expire_leases(now=6.0)
+    assert sorted(store.queue_groups(MODEL), key=lambda g: g.tier) == before
+    assert store.queue_depth() == depth
+    assert [(g.tier, g.queued, g.head_enqueued_at) for g in before] == [("smoke", 1, 2.0)]

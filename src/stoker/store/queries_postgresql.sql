@@ -59,3 +59,44 @@ UPDATE requests r SET
     lease_id = NULL, last_error = o.error, finished_at = :now
 FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(request_id TEXT, error TEXT)
 WHERE r.id = o.request_id AND r.status NOT IN ('succeeded', 'failed');
+
+-- The summary is the folded counts plus the deltas not folded yet (migration 0005). A group
+-- with departures not yet folded has its head looked up (one probe of the queue index).
+
+-- name: queue_groups
+SELECT tier, team, queued,
+       CASE WHEN departed THEN (SELECT MIN(r.enqueued_at) FROM requests r
+                                WHERE r.model = :model AND r.tier = s.tier
+                                  AND r.team = s.team AND r.status = 'queued')
+            ELSE head END
+FROM (SELECT tier, team, SUM(queued)::INTEGER AS queued, MIN(head) AS head,
+             BOOL_OR(queued < 0) AS departed
+      FROM (SELECT tier, team, queued, CASE WHEN queued > 0 THEN head_enqueued_at END AS head
+            FROM queue_groups WHERE model = :model
+            UNION ALL
+            SELECT tier, team, delta, head FROM queue_group_deltas WHERE model = :model) AS g
+      GROUP BY tier, team HAVING SUM(queued) > 0) AS s;
+
+-- name: queue_depth_by_model
+SELECT model, tier, SUM(queued)::INTEGER FROM (
+    SELECT model, tier, queued FROM queue_groups
+    UNION ALL SELECT model, tier, delta FROM queue_group_deltas) AS g
+GROUP BY model, tier HAVING SUM(queued) > 0;
+
+-- name: team_queued
+SELECT COALESCE(SUM(queued), 0) FROM (
+    SELECT queued FROM queue_groups WHERE team = :team
+    UNION ALL SELECT delta FROM queue_group_deltas WHERE team = :team) AS g;
+
+-- name: fold_queue_summary
+WITH taken AS (DELETE FROM queue_group_deltas RETURNING model, tier, team, delta, head),
+     summed AS (SELECT model, tier, team, SUM(delta)::INTEGER AS delta,
+                       MIN(head) FILTER (WHERE delta > 0) AS head
+                FROM taken GROUP BY model, tier, team)
+INSERT INTO queue_groups (model, tier, team, queued, head_enqueued_at)
+SELECT model, tier, team, delta, head FROM summed ORDER BY model, tier, team
+ON CONFLICT (model, tier, team) DO UPDATE SET
+    queued = queue_groups.queued + EXCLUDED.queued,
+    head_enqueued_at = (SELECT MIN(r.enqueued_at) FROM requests r
+                        WHERE r.model = EXCLUDED.model AND r.tier = EXCLUDED.tier
+                          AND r.team = EXCLUDED.team AND r.status = 'queued');

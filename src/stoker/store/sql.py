@@ -321,7 +321,10 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
             self._x(conn, "open_interval", runner_id=runner_id, state="idle", now=now)
 
     def expire_leases(self, *, now: float) -> list[str]:
-        """Requeue (or fail, past max attempts) the requests of every expired lease."""
+        """Requeue (or fail, past max attempts) the requests of every expired lease, and fold
+        the queue summary's pending changes in (PostgreSQL)."""
+        with self._tx(durable=False) as conn:
+            self._x(conn, "fold_queue_summary")
         models: set[str] = set()
         with self._tx() as conn:
             for (lease_id,) in self._x(conn, "expired_leases", now=now).fetchall():
