@@ -192,8 +192,7 @@ async def complete(runner_id: str, request: Request,
                                 by=body.provider_rate_limits)
     # The store put a runner with no open lease back to idle in the same transaction.
     if summary.requeued:
-        runner = await run_in_threadpool(svc.store.get_runner, runner_id)
-        svc.dispatcher.notify(runner.model, wake=1)
+        svc.dispatcher.notify(summary.model, wake=1)
     svc.dispatcher.notify_progress()
     return {"recorded": summary.recorded, "duplicates": summary.duplicates,
             "requeued": summary.requeued, "failed": summary.failed}

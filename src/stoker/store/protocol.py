@@ -141,7 +141,7 @@ class CompletionSummary:
     duplicates: int
     requeued: int
     failed: int
-    model: str = ""
+    model: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ the tries run out the input fails as retryable, so the queue's attempt limit dec
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -84,7 +83,6 @@ class RemoteBackend:
         self._pool = ThreadPoolExecutor(max_workers=endpoint.max_concurrency,
                                         thread_name_prefix="provider")
         self._sleep = sleep
-        self._lock = threading.Lock()
 
     @property
     def max_context_tokens(self) -> int:
