@@ -67,14 +67,19 @@ class CostView:
     utilization: dict[str, float]
 
 
-def cost_view(store: Store, settings: Settings, *, since: float, until: float) -> CostView:
-    """Attribute the window's recorded runner time and find its waste."""
-    classes = model_classes(settings)
-    records = store.usage_records(since=since, until=until, classes=classes,
+def cost_report(store: Store, settings: Settings, *, since: float,
+                until: float) -> tuple[UsageRecords, CostReport]:
+    """The window's records and their attribution (no waste findings)."""
+    records = store.usage_records(since=since, until=until, classes=model_classes(settings),
                                   default_class=runner_classes(settings)["cpu"])
     acc = settings.accounting
     config = CostConfig(acc.prompt_weight, acc.completion_weight, acc.min_billed_s)
-    report = attribute_costs(records, config, since=since, until=until)
+    return records, attribute_costs(records, config, since=since, until=until)
+
+
+def cost_view(store: Store, settings: Settings, *, since: float, until: float) -> CostView:
+    """Attribute the window's recorded runner time and find its waste."""
+    records, report = cost_report(store, settings, since=since, until=until)
     findings = find_waste(records, report, pool_facts(settings), footprints(settings),
                           list(runner_classes(settings).values()))
     return CostView(records, report, findings, utilization(report))

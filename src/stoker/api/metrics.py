@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from stoker.accounting.view import cost_view
+from stoker.accounting.view import cost_report
 from stoker.clock import Clock
 from stoker.settings import Settings
 from stoker.store import Store
@@ -63,9 +63,9 @@ class StoreCollector(Collector):
         now = self._clock.now()
         with self._lock:
             if now - self._cost_at >= COST_REFRESH_S:
-                view = cost_view(self._store, self._settings, since=0.0, until=now)
+                _, report = cost_report(self._store, self._settings, since=0.0, until=now)
                 sums: dict[tuple[str, str], float] = defaultdict(float)
-                for job in view.report.jobs:
+                for job in report.jobs:
                     sums[(job.team, job.tier)] += job.direct_cost_usd
                 self._cost, self._cost_at = dict(sums), now
             return self._cost

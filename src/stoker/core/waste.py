@@ -3,7 +3,6 @@ what it cost, and what to change."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -229,8 +228,5 @@ def find_waste(records: UsageRecords, report: CostReport, pools: Sequence[PoolFa
 
 def utilization(report: CostReport) -> dict[str, float]:
     """Per model, the busy share of its runners' recorded time."""
-    shares: dict[str, float] = defaultdict(float)
-    for pool in report.pools:
-        busy = pool.seconds_by_state.get(RunnerState.BUSY.value, 0.0)
-        shares[pool.model] = busy / pool.total_s if pool.total_s else 0.0
-    return dict(shares)
+    return {pool.model: (pool.seconds_by_state.get(RunnerState.BUSY.value, 0.0) / pool.total_s
+                         if pool.total_s else 0.0) for pool in report.pools}
