@@ -100,6 +100,13 @@ BODY_BY_ENDPOINT: dict[str, type[ChatCompletionBody] | type[CompletionBody]] = {
 }
 
 
+def normalised_body(endpoint: str, body: Any) -> tuple[dict[str, Any], bool]:
+    """Validate a request body for ``endpoint``: the body as stored (defaults filled in, nulls
+    left out) and whether it asks to stream. Raises pydantic's ValidationError."""
+    parsed = BODY_BY_ENDPOINT[endpoint].model_validate(body)
+    return parsed.model_dump(mode="json", exclude_none=True), parsed.stream
+
+
 class BatchInputLine(BaseModel):
     """One line of an OpenAI Batch input file."""
 

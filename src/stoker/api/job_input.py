@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stoker.api.body import describe, jsonl_lines, parse_json
 from stoker.errors import InvalidRequest, ModelNotFound, Unprocessable
-from stoker.openai_format import BODY_BY_ENDPOINT, BatchInputLine
+from stoker.openai_format import BatchInputLine, normalised_body
 from stoker.store import NewRequest
 
 # A job's problems are listed up to this many, so one bad file gives one useful answer.
@@ -45,15 +45,14 @@ class ParsedJob:
 def _line_problem(number: int, raw: Any, problems: list[str]) -> NewRequest | None:
     try:
         line = BatchInputLine.model_validate(raw)
-        body = BODY_BY_ENDPOINT[line.url].model_validate(line.body)
+        body, stream = normalised_body(line.url, line.body)
     except ValidationError as exc:
         problems.append(f"line {number}: {describe(exc)}")
         return None
-    if body.stream:
+    if stream:
         problems.append(f"line {number}: stream is not supported in a job")
         return None
-    normalised = body.model_dump(mode="json", exclude_none=True)
-    return NewRequest(custom_id=line.custom_id, endpoint=line.url, body=normalised)
+    return NewRequest(custom_id=line.custom_id, endpoint=line.url, body=body)
 
 
 def parse_lines(items: list[tuple[int, Any]], *, max_requests: int) -> list[NewRequest]:

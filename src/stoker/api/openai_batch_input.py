@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from stoker.api.body import describe
-from stoker.openai_format import BODY_BY_ENDPOINT, BatchInputLine
+from stoker.openai_format import BatchInputLine, normalised_body
 from stoker.store import NewRequest
 
 # The first this many problems are also listed in a failed batch's ``errors``.
@@ -96,12 +96,11 @@ def _valid_request(found: BatchInput, number: int, raw: Any, custom_id: str | No
                      f"url {line.url!r} differs from the batch's endpoint {endpoint!r}")
         return None
     try:
-        body = BODY_BY_ENDPOINT[line.url].model_validate(line.body)
+        body, stream = normalised_body(line.url, line.body)
     except ValidationError as exc:
         found.reject(number, custom_id, "invalid_request", f"body: {describe(exc)}")
         return None
-    if body.stream:
+    if stream:
         found.reject(number, custom_id, "invalid_request", "stream is not supported in a batch")
         return None
-    return NewRequest(custom_id=line.custom_id, endpoint=line.url,
-                      body=body.model_dump(mode="json", exclude_none=True))
+    return NewRequest(custom_id=line.custom_id, endpoint=line.url, body=body)

@@ -24,10 +24,10 @@ from stoker.api.submission import enqueue, tier_for
 from stoker.core.model import JOB_TERMINAL, RequestStatus
 from stoker.errors import InvalidRequest, ModelFailed, NotFound, StokerError, Timeout, Unprocessable
 from stoker.openai_format import (
-    BODY_BY_ENDPOINT,
     CHAT_COMPLETIONS,
     COMPLETIONS,
     completion_response_body,
+    normalised_body,
     usage,
 )
 from stoker.store import NewRequest, ResultRow
@@ -95,10 +95,9 @@ async def submit_online(svc: Services, team: str, endpoint: str,
                         body: dict[str, Any]) -> tuple[str, str]:
     """Validate one online request and queue it in the online tier: (job id, model)."""
     try:
-        parsed_body = BODY_BY_ENDPOINT[endpoint].model_validate(body)
+        normalised, _ = normalised_body(endpoint, body)
     except ValidationError as exc:
         raise Unprocessable(f"body: {describe(exc)}") from None
-    normalised = parsed_body.model_dump(mode="json", exclude_none=True)
     request_in = NewRequest(custom_id="online", endpoint=endpoint, body=normalised)
     model = resolve_model([request_in], default_model=svc.settings.default_model,
                           known=set(svc.settings.models))
