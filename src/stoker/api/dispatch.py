@@ -142,8 +142,9 @@ class Reaper:
         self._runner_timeout_s = runner_timeout_s
         self.interval_s = interval_s
 
-    def reap_once(self) -> list[str]:
-        """One pass; returns the models that got requests back."""
+    def reap_once(self) -> tuple[list[str], bool]:
+        """One pass (in a worker thread): the models that got requests back, and whether any
+        batch expired. The caller wakes waiters, on the event loop's thread."""
         now = self._clock.now()
         lost = self._store.stop_lost_runners(timeout_s=self._runner_timeout_s, now=now)
         if lost:
@@ -152,19 +153,18 @@ class Reaper:
         expired = self._store.expire_openai_batches(now=now)
         if expired:
             log.warning("batches expired before finishing: %s", ", ".join(expired))
-            self._dispatcher.notify_progress()
-        return self._store.expire_leases(now=now)
+        return self._store.expire_leases(now=now), bool(expired)
 
     async def run(self) -> None:
         """Reap every ``interval_s`` until cancelled."""
         while True:
             try:
-                models = await run_in_threadpool(self.reap_once)
+                models, expired = await run_in_threadpool(self.reap_once)
             except Exception:
                 log.exception("reaper pass failed; trying again")
-                models = []
+                models, expired = [], False
             for model in models:
                 self._dispatcher.notify(model)
-            if models:
+            if models or expired:
                 self._dispatcher.notify_progress()
             await asyncio.sleep(self.interval_s)
