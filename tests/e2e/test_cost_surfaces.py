@@ -53,7 +53,8 @@ def test_report_metrics_and_dashboard_match_the_records(
         models={"tiny-llama": {"path": str(tiny_model_dir), "runner_class": "a10g"}},
         tiers={"nightly": {"priority": 30, "window": closed_window()}})
     server.start(runners=2)
-    jobs = [server.submit(prompts(n, max_tokens=12))["id"] for n in (24, 5, 40)]
+    # Not from the cache: the jobs share prompts, and a cached answer runs (and costs) nothing.
+    jobs = [server.submit(prompts(n, max_tokens=12), cache=False)["id"] for n in (24, 5, 40)]
     for job_id in jobs:
         server.wait_job(job_id)
     waiting = server.submit(prompts(7), tier="nightly")["id"]
