@@ -140,6 +140,29 @@ def test_daily_tokens_are_counted_per_team(store: Store) -> None:
     store.submit_job(team_job("a"), now=next_day, admission=checker(quota, None, 1, next_day))  # type: ignore[arg-type]
 
 
+def test_daily_tokens_read_the_same_before_and_after_upkeep(store: Store) -> None:
+    # PostgreSQL appends each completion's tokens and the reaper folds them in; a quota check
+    # must see every token either way.
+    seen: list[int] = []
+
+    def spy(load: TeamLoad, state: AdmissionState | None
+            ) -> tuple[AdmissionDecision, AdmissionState]:
+        seen.append(load.tokens_today)
+        return admit(1, load, state or initial_state(TeamQuota(), now=9.0), TeamQuota(), None,
+                     team="a", now=9.0)
+
+    store.submit_job(team_job("a", 3), now=1.0)
+    rid = runner(store)
+    for now in (2.0, 4.0):
+        lease_id, ids = lease_all(store, rid, now=now, limit=2)
+        store.complete(lease_id, rid, [ok(i) for i in ids], started_at=now, ended_at=now + 1,
+                       now=now + 1)
+    store.submit_job(team_job("a"), now=9.0, admission=spy)
+    store.expire_leases(now=9.5)
+    store.submit_job(team_job("a"), now=9.0, admission=spy)
+    assert seen == [15, 15]
+
+
 ops = st.lists(st.tuples(st.sampled_from(["submit", "lease", "expire", "cancel", "complete"]),
                          st.sampled_from(["a", "b"]), st.integers(1, 5)), max_size=25)
 

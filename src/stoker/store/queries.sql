@@ -255,7 +255,7 @@ SELECT DISTINCT job_id FROM results WHERE batch_id = :batch_id;
 
 -- name: add_batch_usage
 INSERT INTO team_usage (team, day, shard, completion_tokens)
-SELECT r.team, :day, :shard, SUM(s.completion_tokens)
+SELECT r.team, :day, 0, SUM(s.completion_tokens)
 FROM results s JOIN requests r ON r.id = s.request_id
 WHERE s.batch_id = :batch_id
 GROUP BY r.team
@@ -353,4 +353,8 @@ WHERE created_at < :until AND (finished_at IS NULL OR finished_at >= :since);
 
 -- name: fold_queue_summary
 -- SQLite's triggers keep the summary exact row by row: there is nothing to fold.
+SELECT 0;
+
+-- name: fold_usage
+-- SQLite has one writer at a time, so completions add to the usage row itself.
 SELECT 0;

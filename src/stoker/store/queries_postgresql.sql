@@ -100,3 +100,23 @@ ON CONFLICT (model, tier, team) DO UPDATE SET
     head_enqueued_at = (SELECT MIN(r.enqueued_at) FROM requests r
                         WHERE r.model = EXCLUDED.model AND r.tier = EXCLUDED.tier
                           AND r.team = EXCLUDED.team AND r.status = 'queued');
+
+-- name: add_batch_usage
+INSERT INTO team_usage_deltas (team, day, completion_tokens)
+SELECT r.team, :day, SUM(s.completion_tokens)
+FROM results s JOIN requests r ON r.id = s.request_id
+WHERE s.batch_id = :batch_id
+GROUP BY r.team;
+
+-- name: team_tokens_on
+SELECT COALESCE(SUM(completion_tokens), 0) FROM (
+    SELECT completion_tokens FROM team_usage WHERE team = :team AND day = :day
+    UNION ALL SELECT completion_tokens FROM team_usage_deltas WHERE team = :team AND day = :day
+) AS u;
+
+-- name: fold_usage
+WITH taken AS (DELETE FROM team_usage_deltas RETURNING team, day, completion_tokens)
+INSERT INTO team_usage (team, day, shard, completion_tokens)
+SELECT team, day, 0, SUM(completion_tokens) FROM taken GROUP BY team, day ORDER BY team, day
+ON CONFLICT (team, day, shard) DO UPDATE
+SET completion_tokens = team_usage.completion_tokens + EXCLUDED.completion_tokens;

@@ -49,7 +49,6 @@ DUPLICATE_RESULTS = "duplicate_results"
 CACHE_HITS = "cache_hits"
 PROVIDER_RATE_LIMITS = "provider_rate_limits"
 COUNTERS = (DUPLICATE_RESULTS, LEASES_EXPIRED, CACHE_HITS, PROVIDER_RATE_LIMITS)
-USAGE_SHARDS = 16
 
 
 def refusal_error(refusal: Refuse) -> StokerError:
@@ -308,8 +307,7 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
                            batch_id=batch_id, now=now).rowcount if final else 0
         if final:
             self._x(conn, "finish_requests", outcomes=outcomes, now=now)
-        self._x(conn, "add_batch_usage", batch_id=batch_id, day=utc_day(now),
-                shard=int(batch_id[-4:], 16) % USAGE_SHARDS)
+        self._x(conn, "add_batch_usage", batch_id=batch_id, day=utc_day(now))
         if final:
             self._x(conn, "cache_store", outcomes=outcomes, now=now)
         return recorded
@@ -322,9 +320,11 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
 
     def expire_leases(self, *, now: float) -> list[str]:
         """Requeue (or fail, past max attempts) the requests of every expired lease, and fold
-        the queue summary's pending changes in (PostgreSQL)."""
+        the queue summary's and token usage's pending changes in (PostgreSQL)."""
         with self._tx(durable=False) as conn:
             self._x(conn, "fold_queue_summary")
+        with self._tx() as conn:
+            self._x(conn, "fold_usage")
         models: set[str] = set()
         with self._tx() as conn:
             for (lease_id,) in self._x(conn, "expired_leases", now=now).fetchall():
