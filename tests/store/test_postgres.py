@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+import pytest
 
 from stoker.store import NewJob, NewRequest
 from stoker.store.queries import load_migrations
@@ -50,3 +51,32 @@ def test_a_submit_is_announced_to_other_replicas() -> None:
         stop()
         listener.close()
         writer.close()
+
+
+def test_cut_connections_cost_a_write_one_retryable_error_and_reads_nothing() -> None:
+    from stoker.errors import Unavailable
+    from stoker.store.postgres import PostgresStore
+
+    job = NewJob(team="t", tier="batch", priority=40, model="m", max_attempts=3,
+                 requests=[NewRequest("a", "/v1/completions", {"prompt": "x"})])
+    with fresh_database() as url, psycopg.connect(url, autocommit=True) as admin:
+        store = PostgresStore(url, min_size=1, max_size=1)
+        job_id = store.submit_job(job, now=1.0).job.id
+
+        def cut() -> None:
+            # The server closes the pool's one connection, as a restart or a failover would
+            # (waiting until it is gone); the pool does not check connections it hands out.
+            admin.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_backend_pid()",
+                          (url.rsplit("/", 1)[1],))
+
+        cut()
+        assert store.get_job(job_id).counts.queued == 1  # a read is simply asked again
+        cut()
+        with pytest.raises(Unavailable) as refused:
+            store.submit_job(job, now=2.0)
+        assert refused.value.retryable and "retry" in str(refused.value)
+        assert [j.id for j in store.list_jobs(limit=10)] == [job_id]  # nothing half-stored
+        store.submit_job(job, now=3.0)  # the broken connection was discarded
+        assert len(store.list_jobs(limit=10)) == 2
+        store.close()

@@ -41,10 +41,11 @@ class PostgresStore(SQLStore):
     def __init__(self, url: str, *, min_size: int = 2, max_size: int = 8) -> None:
         self._url = url
         self._q = load_queries("postgresql")
+        # No check on every checkout (it costs a round trip per operation): a connection that
+        # turns out broken fails its operation, the pool discards it on return, reads are
+        # retried once on another connection, and writes answer "unavailable; retry".
         self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size,
-                                    kwargs={"autocommit": True},
-                                    check=ConnectionPool.check_connection, open=False,
-                                    name="stoker")
+                                    kwargs={"autocommit": True}, open=False, name="stoker")
         try:
             self._pool.open(wait=True, timeout=30)
         except psycopg.pool.PoolTimeout as exc:  # type: ignore[attr-defined]
@@ -86,22 +87,26 @@ class PostgresStore(SQLStore):
             cur.executemany(self._q[query], rows)
             return cur.rowcount
 
-    @contextmanager
-    def _autocommit(self) -> Iterator[psycopg.Connection[Any]]:
-        # One read is one statement: no BEGIN/COMMIT round trips around it.
-        try:
-            with self._pool.connection() as conn:
-                yield conn
-        except psycopg.OperationalError as exc:
-            raise Unavailable(f"the database is unavailable ({_safe(exc)}); retry") from None
+    def _read(self, query: str, params: dict[str, Any], *, many: bool) -> Any:
+        # A read changes nothing, so one that met a connection the server had closed (a
+        # restart, pg_terminate_backend) is simply asked again on a fresh connection.
+        for last in (False, True):
+            conn: psycopg.Connection[Any] | None = None
+            try:
+                with self._pool.connection() as conn:
+                    cur = conn.execute(self._q[query], params)
+                    return cur.fetchall() if many else cur.fetchone()
+            except psycopg.OperationalError as exc:
+                if last or conn is None or not conn.broken:
+                    raise Unavailable(f"the database is unavailable ({_safe(exc)}); retry"
+                                      ) from None
+        raise AssertionError("unreachable")
 
     def _all(self, query: str, /, **params: Any) -> list[Any]:
-        with self._autocommit() as conn:
-            return conn.execute(self._q[query], params).fetchall()
+        return self._read(query, params, many=True)  # type: ignore[no-any-return]
 
     def _one(self, query: str, /, **params: Any) -> Any:
-        with self._autocommit() as conn:
-            return conn.execute(self._q[query], params).fetchone()
+        return self._read(query, params, many=False)
 
     def _announce(self, conn: psycopg.Connection[Any], channel: str, payload: str) -> None:
         conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
