@@ -75,7 +75,8 @@ def test_cut_connections_cost_a_write_one_retryable_error_and_reads_nothing() ->
         cut()
         with pytest.raises(Unavailable) as refused:
             store.submit_job(job, now=2.0)
-        assert refused.value.retryable and "retry" in str(refused.value)
+        assert refused.value.retryable
+        assert "retry" in str(refused.value)
         assert [j.id for j in store.list_jobs(limit=10)] == [job_id]  # nothing half-stored
         store.submit_job(job, now=3.0)  # the broken connection was discarded
         assert len(store.list_jobs(limit=10)) == 2

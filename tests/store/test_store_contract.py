@@ -102,6 +102,38 @@ def test_lease_is_atomic_and_exclusive(store: Store) -> None:
     assert all(r.attempts == 1 for r in first[1])
 
 
+def test_lease_of_several_picks_is_one_grant_that_makes_the_runner_busy(store: Store) -> None:
+    submit(store, new_job(2), now=1.0)
+    urgent = submit(store, new_job(2, tier="smoke", priority=80), now=2.0)
+    rid = runner(store, now=0.5)
+    picks = [Pick("batch", "default", 1), Pick("smoke", "default", 2)]
+    got = store.lease_batch(rid, MODEL, picks, ttl_s=10, now=3.0)
+    assert got is not None
+    lease, leased = got
+    assert (lease.expires_at, len(leased)) == (13.0, 3)
+    # Highest priority first, then oldest.
+    assert [r.job_id for r in leased] == [urgent.id, urgent.id, leased[2].job_id]
+    assert (leased[2].job_id != urgent.id, leased[2].index) == (True, 0)
+    assert set(lease.request_ids) == {r.id for r in leased}
+    busy = store.get_runner(rid)
+    assert (busy.state, busy.leased_requests) == (RunnerState.BUSY, 3)
+    spans = [(i.state, i.started_at, i.ended_at) for i in store.runner_intervals(rid)]
+    assert spans[-2:] == [(RunnerState.IDLE, 0.5, 3.0), (RunnerState.BUSY, 3.0, None)]
+
+
+def test_a_draining_or_stopped_runner_takes_no_new_work(store: Store) -> None:
+    job = submit(store, new_job(2), now=1.0)
+    rid = runner(store)
+    store.set_runner_state(rid, RunnerState.DRAINING, now=2.0)
+    assert store.lease_batch(rid, MODEL, [Pick("batch", "default", 2)], ttl_s=10,
+                             now=3.0) is None
+    store.set_runner_state(rid, RunnerState.STOPPED, now=4.0)
+    assert store.lease_batch(rid, MODEL, [Pick("batch", "default", 2)], ttl_s=10,
+                             now=5.0) is None
+    assert store.get_job(job.id).counts.queued == 2
+    assert store.get_runner(rid).state == RunnerState.STOPPED
+
+
 def test_complete_records_first_result_and_counts_repeats(store: Store) -> None:
     job = submit(store, new_job(2), now=1.0)
     rid = runner(store)

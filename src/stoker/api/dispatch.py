@@ -24,6 +24,9 @@ from stoker.store.sql_base import WORK
 
 log = logging.getLogger("stoker.dispatch")
 
+#: How many runners' terms a replica remembers before starting over.
+_MAX_REMEMBERED_RUNNERS = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class LeaseTerms:
@@ -45,6 +48,7 @@ class Dispatcher:
         self._batch_size = batch_size
         self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
         self._progress = asyncio.Event()
+        self._runners: dict[str, Runner] = {}
 
     def notify(self, model: str, *, wake: int | None = None) -> None:
         """Wake up to ``wake`` lease calls waiting on ``model`` (all of them when None).
@@ -85,18 +89,26 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._progress.wait(), timeout=timeout_s)
 
-    async def lease(self, runner: Runner, wait_s: float) -> tuple[Lease, list[Request]] | None:
-        """A batch for ``runner``, waiting up to ``wait_s``; None if none came or it drains."""
+    async def lease(self, runner_id: str, wait_s: float
+                    ) -> tuple[Lease, list[Request]] | None:
+        """A batch for the runner, waiting up to ``wait_s``; None if none came or it drains.
+
+        The hot path is one read of the queue summary and one grant: the runner's model and
+        batch terms are remembered from its first call, and the grant itself refuses a runner
+        that drains, so its state is read again only when a grant comes back empty or a wait
+        ends.
+        """
+        runner = await self._runner_terms(runner_id)
         config = BatchConfig(runner.max_batch_size, runner.max_wait_ms)
         deadline = self._clock.now() + min(wait_s, self._terms.long_poll_s)
-        current = runner
+        state: RunnerState | None = None  # unknown until read again; the grant checks it
         waiting = self._waiters.setdefault(runner.model, deque())
         while True:
             # Queue up before looking, so that work arriving while we look still wakes us.
             woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             waiting.append(woken)
             try:
-                if current.state in (RunnerState.DRAINING, RunnerState.STOPPED):
+                if state in (RunnerState.DRAINING, RunnerState.STOPPED):
                     return None
                 groups = await run_in_threadpool(self._store.queue_groups, runner.model)
                 now = self._clock.now()
@@ -107,20 +119,32 @@ class Dispatcher:
                         if sum(g.queued for g in groups) > decision.size or woken.done():
                             self.notify(runner.model, wake=1)  # pass the baton
                         return got
-                    continue  # another runner took them first; look again with fresh numbers
-                timeout = deadline - now
-                if decision.until is not None:
-                    timeout = min(timeout, decision.until - now)
-                if deadline - now <= 0:
-                    return None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(woken), timeout=max(timeout, 0.0))
+                    # Another runner took them first, or this one drains: read its state and
+                    # look again with fresh numbers.
+                else:
+                    timeout = deadline - now
+                    if decision.until is not None:
+                        timeout = min(timeout, decision.until - now)
+                    if deadline - now <= 0:
+                        return None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(woken), timeout=max(timeout, 0.0))
             finally:
                 if not woken.done():
                     woken.cancel()
                     with contextlib.suppress(ValueError):
                         waiting.remove(woken)
-            current = await run_in_threadpool(self._store.get_runner, runner.id)
+            state = (await run_in_threadpool(self._store.get_runner, runner.id)).state
+
+    async def _runner_terms(self, runner_id: str) -> Runner:
+        """The runner as first read here: its model and batch terms never change."""
+        known = self._runners.get(runner_id)
+        if known is None:
+            known = await run_in_threadpool(self._store.get_runner, runner_id)
+            if len(self._runners) >= _MAX_REMEMBERED_RUNNERS:
+                self._runners.clear()  # runners come and go; forgetting costs one read each
+            self._runners[runner_id] = known
+        return known
 
     def _lease(self, runner: Runner, picks: tuple[Pick, ...]
                ) -> tuple[Lease, list[Request]] | None:

@@ -136,9 +136,8 @@ async def lease(runner_id: str, request: Request,
                 svc: Services = Depends(services)) -> dict[str, Any]:
     """Long-poll for a batch, formed by the core batch policy."""
     body: LeaseIn = await _read(request, LeaseIn)
-    # A read, not a write: a granted lease records the heartbeat in its own transaction.
-    runner = await run_in_threadpool(svc.store.get_runner, runner_id)
-    got = await svc.dispatcher.lease(runner, body.wait_s)
+    # A granted lease records the heartbeat in its own statement.
+    got = await svc.dispatcher.lease(runner_id, body.wait_s)
     if got is None:
         current = await run_in_threadpool(svc.store.touch_runner, runner_id, now=svc.clock.now())
         draining = current.state in (RunnerState.DRAINING, RunnerState.STOPPED)

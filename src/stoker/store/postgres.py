@@ -17,7 +17,11 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from stoker.core.batching import Pick
+from stoker.core.model import Lease, Request
 from stoker.errors import Unavailable
+from stoker.store import rows
+from stoker.store.ids import new_id
 from stoker.store.queries import load_migrations, load_queries
 from stoker.store.sql import SQLStore
 from stoker.store.sql_base import PROGRESS, WORK
@@ -46,9 +50,18 @@ class PostgresStore(SQLStore):
         # retried once on another connection, and writes answer "unavailable; retry".
         self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size,
                                     kwargs={"autocommit": True}, open=False, name="stoker")
+        # Connections whose commits return before they are flushed, for what may be lost in a
+        # crash at no cost but re-running work (lease grants, renewals, heartbeats): set once
+        # per connection rather than by a SET LOCAL round trip per transaction.
+        self._quick = ConnectionPool(url, min_size=1, max_size=max_size,
+                                     kwargs={"autocommit": True,
+                                             "options": "-c synchronous_commit=off"},
+                                     open=False, name="stoker-quick")
         try:
             self._pool.open(wait=True, timeout=30)
+            self._quick.open(wait=True, timeout=30)
         except psycopg.pool.PoolTimeout as exc:  # type: ignore[attr-defined]
+            self.close()
             raise Unavailable(f"cannot connect to PostgreSQL: {_safe(exc)}") from None
         self.migrate()
 
@@ -67,10 +80,9 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _tx(self, *, durable: bool = True) -> Iterator[psycopg.Connection[Any]]:
+        pool = self._pool if durable else self._quick
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                if not durable:
-                    conn.execute("SET LOCAL synchronous_commit = off")
+            with pool.connection() as conn, conn.transaction():
                 yield conn
         except psycopg.OperationalError as exc:
             # A lost connection, a restart, a deadlock: nothing was committed; try again.
@@ -108,6 +120,25 @@ class PostgresStore(SQLStore):
     def _one(self, query: str, /, **params: Any) -> Any:
         return self._read(query, params, many=False)
 
+    def lease_batch(
+        self, runner_id: str, model: str, picks: Sequence[Pick], *, ttl_s: float, now: float
+    ) -> tuple[Lease, list[Request]] | None:
+        """Lease the oldest queued requests of each pick in one statement (one round trip)."""
+        lease_id = new_id("lease")
+        params = {"lease_id": lease_id, "runner_id": runner_id, "model": model, "now": now,
+                  "expires_at": now + ttl_s, "tiers": [p.tier for p in picks],
+                  "teams": [p.team for p in picks], "counts": [p.count for p in picks]}
+        try:
+            with self._quick.connection() as conn:
+                leased = [rows.request_from(r)
+                          for r in conn.execute(self._q["lease_batch"], params).fetchall()]
+        except psycopg.OperationalError as exc:
+            raise Unavailable(f"the database is unavailable ({_safe(exc)}); retry") from None
+        if not leased:
+            return None
+        lease = Lease(lease_id, runner_id, model, now, now + ttl_s, tuple(r.id for r in leased))
+        return lease, leased
+
     def _announce(self, conn: psycopg.Connection[Any], channel: str, payload: str) -> None:
         conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
 
@@ -142,8 +173,9 @@ class PostgresStore(SQLStore):
                 delay = min(delay * 2, 5.0)
 
     def close(self) -> None:
-        """Close the pool."""
+        """Close the pools."""
         self._pool.close()
+        self._quick.close()
 
 
 def _safe(exc: BaseException) -> str:

@@ -222,7 +222,8 @@ class Store(Protocol):
         self, runner_id: str, model: str, picks: Sequence[Pick], *, ttl_s: float, now: float
     ) -> tuple[Lease, list[Request]] | None:
         """Lease, atomically, the oldest queued requests each pick names, and mark an idle
-        runner busy; None if none were left."""
+        runner busy; None if none were left, or if the runner drains or has stopped (it may
+        take no new work)."""
         ...
 
     def renew_lease(self, lease_id: str, runner_id: str, *, ttl_s: float, now: float) -> float:

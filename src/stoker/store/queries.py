@@ -9,6 +9,9 @@ from importlib import resources
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 
+#: Queries only a dialect's own store code runs.
+DIALECT_ONLY: dict[str, set[str]] = {"postgresql": {"lease_batch"}}
+
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
@@ -25,11 +28,14 @@ def _parse(filename: str) -> dict[str, str]:
 
 def load_queries(dialect: str = "sqlite") -> dict[str, str]:
     """Every named query of ``queries.sql``, with the dialect's overrides from
-    ``queries_<dialect>.sql`` where it has any, in the dialect's parameter style."""
+    ``queries_<dialect>.sql`` where it has any, in the dialect's parameter style.
+
+    A dialect file may also hold queries of its own, for operations its store runs another
+    way (PostgreSQL's one-statement lease); those are named in ``DIALECT_ONLY``."""
     queries = _parse("queries.sql")
     if resources.files("stoker.store").joinpath(f"queries_{dialect}.sql").is_file():
         overrides = _parse(f"queries_{dialect}.sql")
-        unknown = set(overrides) - set(queries)
+        unknown = set(overrides) - set(queries) - DIALECT_ONLY.get(dialect, set())
         if unknown:
             raise ValueError(f"overrides for unknown queries: {sorted(unknown)}")
         queries.update(overrides)

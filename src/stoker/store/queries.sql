@@ -85,6 +85,9 @@ WHERE id IN (SELECT id FROM requests
              WHERE model = :model AND tier = :tier AND team = :team AND status = 'queued'
              ORDER BY enqueued_at, seq LIMIT :count);
 
+-- name: runner_may_lease
+SELECT 1 FROM runners WHERE id = :id AND state NOT IN ('draining', 'stopped');
+
 -- name: leased_requests
 SELECT id, job_id, idx, custom_id, model, tier, endpoint, body, status, attempts, max_attempts,
        enqueued_at, last_error

@@ -1,11 +1,43 @@
 -- PostgreSQL's versions of the queries whose semantics need its row locks.
 
--- name: lease_group
-UPDATE requests SET status = 'leased', lease_id = :lease_id, attempts = attempts + 1
-WHERE id IN (SELECT id FROM requests
-             WHERE model = :model AND tier = :tier AND team = :team AND status = 'queued'
-             ORDER BY enqueued_at, seq LIMIT :count
-             FOR UPDATE SKIP LOCKED);
+-- name: lease_batch
+-- The whole grant in one statement, so one round trip: the oldest queued requests of each
+-- pick, the lease, and an idle runner marked busy with its state interval. Nothing is taken
+-- for a runner that drains or has stopped. (SQLite, in process, runs the steps one by one.)
+WITH picks AS (
+    SELECT p.tier, p.team, p.n
+    FROM unnest(CAST(:tiers AS TEXT[]), CAST(:teams AS TEXT[]), CAST(:counts AS INTEGER[]))
+         AS p (tier, team, n)
+    WHERE EXISTS (SELECT 1 FROM runners
+                  WHERE id = :runner_id AND state NOT IN ('draining', 'stopped'))
+), chosen AS (
+    SELECT c.seq FROM picks p CROSS JOIN LATERAL (
+        SELECT seq FROM requests
+        WHERE model = :model AND tier = p.tier AND team = p.team AND status = 'queued'
+        ORDER BY enqueued_at, seq LIMIT p.n
+        FOR UPDATE SKIP LOCKED) AS c
+), taken AS (
+    UPDATE requests SET status = 'leased', lease_id = :lease_id, attempts = attempts + 1
+    WHERE seq IN (SELECT seq FROM chosen)
+    RETURNING id, job_id, idx, custom_id, model, tier, endpoint, body, status, attempts,
+              max_attempts, enqueued_at, last_error, priority, seq
+), lease AS (
+    INSERT INTO leases (id, runner_id, model, created_at, expires_at)
+    SELECT :lease_id, :runner_id, :model, :now, :expires_at WHERE EXISTS (SELECT 1 FROM taken)
+), busy AS (
+    UPDATE runners SET state = 'busy', state_since = :now, last_heartbeat_at = :now
+    WHERE id = :runner_id AND state = 'idle' AND EXISTS (SELECT 1 FROM taken)
+    RETURNING id
+), closed AS (
+    UPDATE runner_intervals SET ended_at = :now
+    WHERE runner_id IN (SELECT id FROM busy) AND ended_at IS NULL
+), opened AS (
+    INSERT INTO runner_intervals (runner_id, state, started_at)
+    SELECT id, 'busy', :now FROM busy
+)
+SELECT id, job_id, idx, custom_id, model, tier, endpoint, body, status, attempts,
+       max_attempts, enqueued_at, last_error
+FROM taken ORDER BY priority DESC, enqueued_at, seq;
 
 -- name: expired_leases
 SELECT id FROM leases WHERE released_at IS NULL AND expires_at <= :now

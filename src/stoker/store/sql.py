@@ -221,8 +221,10 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
         # Not flushed before returning: a grant lost in a database crash leaves its requests
         # queued, and the runner's report is refused (LeaseLost), so they simply run again.
         with self._tx(durable=False) as conn:
+            if self._x(conn, "runner_may_lease", id=runner_id).fetchone() is None:
+                return None
             # One fixed order of groups, so concurrent leases never wait on each other in a
-            # circle (PostgreSQL locks each group's summary row).
+            # circle.
             taken = sum(
                 self._x(conn, "lease_group", lease_id=lease_id, model=model, tier=p.tier,
                         team=p.team, count=p.count).rowcount
