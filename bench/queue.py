@@ -3,10 +3,18 @@ and clients, on SQLite and on PostgreSQL, compared in the same run with the stor
 directly (no HTTP) to show the API's overhead.
 
 Reports sustained submitted and completed requests/s and lease latency p50/p99 (lease calls
-that returned work). Targets on a 2-core machine: >= 2,000 requests/s completed through the API
-on PostgreSQL with batches of 16; lease p99 <= 50 ms at 32 runners.
+that returned work), counted over the last ``--seconds`` after a warm-up. Targets on a 2-core
+machine: >= 2,000 requests/s completed through the API on PostgreSQL with batches of 16; lease
+p99 <= 50 ms at 32 runners.
+
+Each API run is made once per ``--batch-ms``: with 0 the simulated runners ask again the moment
+they report, so the API is saturated and the figure is its capacity (and a lease waits behind
+every other runner's calls); with 200 each runner holds its batch as a GPU decoding it would,
+so the lease latency is the API's own at the load that many runners make. Clients offer more
+than runners take (``--rate``), so every lease finds work.
 
     .venv/bin/python bench/queue.py [--seconds 20] [--runners 32] [--stores sqlite,postgresql]
+                                    [--batch-ms 0,200] [--rate 4000] [--replicas 2]
                                     [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 """
 
@@ -40,6 +48,7 @@ import yaml
 
 BATCH = 16
 JOB_SIZE = 512
+WARMUP_S = 3.0
 
 
 def line(i: int) -> dict[str, Any]:
@@ -54,7 +63,8 @@ def result(req: dict[str, Any]) -> dict[str, Any]:
 
 # -- simulated runners and clients (run in child processes) -------------------------------
 
-async def _runner(base: str, until: float, lat: list[float], done: list[int]) -> None:
+async def _runner(base: str, until: float, batch_s: float, lat: list[tuple[float, float]],
+                  done: list[tuple[float, int]]) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         reg = (await http.post("/api/runners", json={"name": "sim", "model": "sim-model",
                                                      "max_batch_size": BATCH})).json()
@@ -65,40 +75,41 @@ async def _runner(base: str, until: float, lat: list[float], done: list[int]) ->
             got = (await http.post(f"/api/runners/{rid}/lease", json={"wait_s": 1})).json()
             if not got["requests"]:
                 continue
-            lat.append(time.perf_counter() - t0)
-            now = time.time()
+            started = time.time()
+            lat.append((started, time.perf_counter() - t0))
+            await asyncio.sleep(batch_s)  # the batch's forward passes, on a GPU elsewhere
             await http.post(f"/api/runners/{rid}/complete", json={
-                "lease_id": got["lease"]["id"], "started_at": now, "ended_at": now,
+                "lease_id": got["lease"]["id"], "started_at": started, "ended_at": time.time(),
                 "results": [result(r) for r in got["requests"]]})
-            done.append(len(got["requests"]))
+            done.append((time.time(), len(got["requests"])))
         await http.post(f"/api/runners/{rid}/state", json={"state": "draining"})
         await http.post(f"/api/runners/{rid}/state", json={"state": "stopped"})
 
 
-def runner_process(base: str, count: int, until: float, out: Any) -> None:
-    lat: list[float] = []
-    done: list[int] = []
+def runner_process(base: str, count: int, until: float, batch_s: float, out: Any) -> None:
+    lat: list[tuple[float, float]] = []
+    done: list[tuple[float, int]] = []
 
     async def main() -> None:
-        await asyncio.gather(*(_runner(base, until, lat, done) for _ in range(count)))
+        await asyncio.gather(*(_runner(base, until, batch_s, lat, done) for _ in range(count)))
 
     asyncio.run(main())
-    out.put({"lat": lat, "done": sum(done)})
+    out.put({"lat": lat, "done": done})
 
 
 def client_process(base: str, until: float, rate: float, out: Any) -> None:
-    submitted = 0
+    submitted: list[tuple[float, int]] = []
     start = time.time()
     with httpx.Client(base_url=base, timeout=60) as http:
         while time.time() < until:
             due = (time.time() - start) * rate
-            if submitted + JOB_SIZE > due + JOB_SIZE * 4:
+            if sum(n for _, n in submitted) + JOB_SIZE > due + JOB_SIZE * 4:
                 time.sleep(0.01)
                 continue
             r = http.post("/api/jobs", json={"requests": [line(i) for i in range(JOB_SIZE)],
                                              "cache": False})
             if r.status_code == 201:
-                submitted += JOB_SIZE
+                submitted.append((time.time(), JOB_SIZE))
     out.put({"submitted": submitted})
 
 
@@ -133,7 +144,7 @@ def start_server(workdir: Path, store: str | None) -> tuple[subprocess.Popen[byt
 
 
 def through_api(store: str | None, seconds: float, runners: int, rate: float,
-                replicas: int) -> dict[str, Any]:
+                replicas: int, batch_s: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="stoker-queue-") as tmp:
         servers = []
         for i in range(replicas):
@@ -144,14 +155,15 @@ def through_api(store: str | None, seconds: float, runners: int, rate: float,
         try:
             ctx = mp.get_context("spawn")
             out = ctx.Queue()
-            # Processes start slowly on a busy machine; measure from when they are all up.
-            until = time.time() + seconds + 3
+            # Processes start slowly on a busy machine: count only what happens in the last
+            # ``seconds``, once every runner has registered and the queue has work.
+            until = time.time() + seconds + WARMUP_S
             procs = [ctx.Process(target=client_process,
                                  args=(bases[i % len(bases)], until, rate / 2, out))
                      for i in range(2)]
             per = max(1, runners // 4)
             procs += [ctx.Process(target=runner_process,
-                                  args=(bases[i % len(bases)], per, until, out))
+                                  args=(bases[i % len(bases)], per, until, batch_s, out))
                       for i in range(runners // per)]
             for p in procs:
                 p.start()
@@ -162,11 +174,15 @@ def through_api(store: str | None, seconds: float, runners: int, rate: float,
             for proc, _ in servers:
                 proc.send_signal(signal.SIGINT)
                 proc.wait(timeout=60)
-    lat = [x for r in reports for x in r.get("lat", [])]
-    elapsed = seconds + 3
-    return {"replicas": replicas,
-            "submitted_per_s": sum(r.get("submitted", 0) for r in reports) / elapsed,
-            "completed_per_s": sum(r.get("done", 0) for r in reports) / elapsed,
+    since = until - seconds
+
+    def in_window(key: str) -> list[float]:
+        return [v for r in reports for t, v in r.get(key, []) if since <= t <= until]
+
+    lat = in_window("lat")
+    return {"replicas": replicas, "batch_ms": batch_s * 1000,
+            "submitted_per_s": sum(in_window("submitted")) / seconds,
+            "completed_per_s": sum(in_window("done")) / seconds,
             "lease_ms_p50": statistics.median(lat) * 1000 if lat else None,
             "lease_ms_p99": statistics.quantiles(lat, n=100)[98] * 1000 if len(lat) > 1
             else None}
@@ -253,6 +269,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--runners", type=int, default=32)
     parser.add_argument("--rate", type=float, default=4000, help="client requests/s offered")
+    parser.add_argument("--batch-ms", default="0,200",
+                        help="how long simulated runners hold each batch (their decode time); "
+                             "a run through the API per value")
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument("--replicas", type=int, default=2,
                         help="API replicas on PostgreSQL (SQLite always has one)")
@@ -261,9 +280,12 @@ def main() -> None:
     args = parser.parse_args()
     report: dict[str, Any] = {"runners": args.runners, "batch": BATCH, "seconds": args.seconds}
     for kind in args.stores.split(","):
-        url = fresh_pg(args.postgres) if kind == "postgresql" else None
         replicas = args.replicas if kind == "postgresql" else 1
-        report[kind] = {"api": through_api(url, args.seconds, args.runners, args.rate, replicas)}
+        report[kind] = {"api": []}
+        for batch_ms in (float(x) for x in args.batch_ms.split(",")):
+            url = fresh_pg(args.postgres) if kind == "postgresql" else None
+            report[kind]["api"].append(through_api(url, args.seconds, args.runners, args.rate,
+                                                   replicas, batch_ms / 1000))
         url = fresh_pg(args.postgres) if kind == "postgresql" else None
         report[kind]["direct"] = direct(url, args.seconds, args.runners)
     print(json.dumps(report, indent=2))
