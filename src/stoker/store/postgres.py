@@ -139,6 +139,10 @@ class PostgresStore(SQLStore):
         lease = Lease(lease_id, runner_id, model, now, now + ttl_s, tuple(r.id for r in leased))
         return lease, leased
 
+    def _runner_done_with_batch(self, conn: Any, runner_id: str, now: float) -> None:
+        """A busy runner with no open lease left is idle again (one statement)."""
+        self._x(conn, "runner_done_with_batch", id=runner_id, now=now)
+
     def _announce(self, conn: psycopg.Connection[Any], channel: str, payload: str) -> None:
         conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
 

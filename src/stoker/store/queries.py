@@ -10,7 +10,7 @@ _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 
 #: Queries only a dialect's own store code runs.
-DIALECT_ONLY: dict[str, set[str]] = {"postgresql": {"lease_batch"}}
+DIALECT_ONLY: dict[str, set[str]] = {"postgresql": {"lease_batch", "runner_done_with_batch"}}
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 

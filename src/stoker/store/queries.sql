@@ -253,8 +253,12 @@ SELECT id FROM runners WHERE state != 'stopped' AND last_heartbeat_at <= :cutoff
 -- name: open_leases_of_runner
 SELECT id FROM leases WHERE runner_id = :runner_id AND released_at IS NULL;
 
--- name: jobs_of_batch
-SELECT DISTINCT job_id FROM results WHERE batch_id = :batch_id;
+-- name: finish_jobs_of_batch
+-- Every job the batch recorded results for that has no queued or leased request left.
+UPDATE jobs SET finished_at = :now
+WHERE id IN (SELECT job_id FROM results WHERE batch_id = :batch_id) AND finished_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM requests r
+                  WHERE r.job_id = jobs.id AND r.status IN ('queued', 'leased'));
 
 -- name: add_batch_usage
 INSERT INTO team_usage (team, day, shard, completion_tokens)
@@ -339,7 +343,8 @@ FROM results WHERE job_id = :job_id;
 -- name: usage_spans
 SELECT i.runner_id, r.model, i.state, i.started_at, i.ended_at
 FROM runner_intervals i JOIN runners r ON r.id = i.runner_id
-WHERE i.started_at < :until AND (i.ended_at IS NULL OR i.ended_at > :since);
+WHERE i.started_at < :until AND (i.ended_at IS NULL OR i.ended_at > :since)
+ORDER BY i.started_at, i.id;
 
 -- name: usage_batches
 SELECT id, runner_id, model, started_at, ended_at, request_count FROM batches

@@ -1,5 +1,19 @@
 -- PostgreSQL's versions of the queries whose semantics need its row locks.
 
+-- name: runner_done_with_batch
+-- A busy runner with no open lease left is idle again, with its state interval, in one
+-- statement. (SQLite runs the steps one by one.)
+WITH idle AS (
+    UPDATE runners SET state = 'idle', state_since = :now, last_heartbeat_at = :now
+    WHERE id = :id AND state = 'busy'
+      AND NOT EXISTS (SELECT 1 FROM leases WHERE runner_id = :id AND released_at IS NULL)
+    RETURNING id
+), closed AS (
+    UPDATE runner_intervals SET ended_at = :now
+    WHERE runner_id IN (SELECT id FROM idle) AND ended_at IS NULL
+)
+INSERT INTO runner_intervals (runner_id, state, started_at) SELECT id, 'idle', :now FROM idle;
+
 -- name: lease_batch
 -- The whole grant in one statement, so one round trip: the oldest queued requests of each
 -- pick, the lease, and an idle runner marked busy with its state interval. Nothing is taken

@@ -289,8 +289,8 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
                     prompt_tokens=sum(o.prompt_tokens for o in outcomes),
                     completion_tokens=sum(o.completion_tokens for o in outcomes))
             self._x(conn, "release_lease", id=lease_id, now=now, outcome="completed")
-            jobs |= {j for (j,) in self._x(conn, "jobs_of_batch", batch_id=batch_id).fetchall()}
-            self._finish_jobs(conn, jobs, now)
+            self._finish_jobs(conn, jobs, now)  # those with requests put back or failed
+            self._x(conn, "finish_jobs_of_batch", batch_id=batch_id, now=now)
             self._runner_done_with_batch(conn, runner_id, now)
             self._announce(conn, PROGRESS, "")
             if requeued:
