@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from stoker.api.body import decode_utf8, parse_json
-from stoker.api.job_input import JobOptions, jsonl_items, parse_submission
+from stoker.api.job_input import JobOptions, ParsedJob, jsonl_items, parse_submission
 from stoker.api.render import job_json, result_line
 from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
@@ -44,16 +44,24 @@ async def submit_job(
     201 with the new job; 200 with the existing one for a repeated ``Idempotency-Key``.
     """
     team = client_team(request)
-    text = decode_utf8(await request.body())
-    payload: Any = jsonl_items(text) if _is_jsonl(request) else parse_json(text)
-    options, parsed = parse_submission(
-        payload,
-        JobOptions(tier=tier, concurrency_group=concurrency_group,
-                   cancel_in_progress=cancel_in_progress, cache=cache),
-        max_requests=svc.settings.limits.max_requests_per_job,
-        default_model=svc.settings.default_model,
-        known_models=set(svc.settings.models),
-    )
+    raw = await request.body()
+    jsonl = _is_jsonl(request)
+
+    def parse() -> tuple[JobOptions, ParsedJob]:
+        text = decode_utf8(raw)
+        payload: Any = jsonl_items(text) if jsonl else parse_json(text)
+        return parse_submission(
+            payload,
+            JobOptions(tier=tier, concurrency_group=concurrency_group,
+                       cancel_in_progress=cancel_in_progress, cache=cache),
+            max_requests=svc.settings.limits.max_requests_per_job,
+            default_model=svc.settings.default_model,
+            known_models=set(svc.settings.models),
+        )
+
+    # Off the event loop: a large job takes tens of milliseconds to validate, which would
+    # otherwise hold up every lease and report the replica is serving meanwhile.
+    options, parsed = await run_in_threadpool(parse)
     tier_spec = tier_for(svc, team, options.tier, len(parsed.requests))
     submitted = await enqueue(svc, team=team, tier=tier_spec, parsed=parsed, options=options,
                               idempotency_key=idempotency_key)

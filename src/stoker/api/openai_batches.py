@@ -71,10 +71,11 @@ async def create_batch(request: Request, svc: Services = Depends(services)) -> d
         text = decode_utf8(content)
     except InvalidRequest:
         text = None
-    found = read_batch_input(text or "", endpoint=body.endpoint,
-                             default_model=svc.settings.default_model,
-                             known_models=set(svc.settings.models),
-                             max_requests=svc.settings.limits.max_requests_per_job)
+    # Off the event loop, as a large file takes a while to validate line by line.
+    found = await run_in_threadpool(
+        read_batch_input, text or "", endpoint=body.endpoint,
+        default_model=svc.settings.default_model, known_models=set(svc.settings.models),
+        max_requests=svc.settings.limits.max_requests_per_job)
     spec = NewBatch(team=team, endpoint=body.endpoint, input_file_id=upload.id,
                     completion_window=body.completion_window, window_s=window_s,
                     metadata=metadata, total_lines=found.total,

@@ -36,25 +36,29 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
     """Admit and store a job (with its OpenAI batch, if any), then wake a runner for it."""
     policy = svc.teams.policy(team)
     revision = svc.revisions[parsed.model]
-    new_job = NewJob(
-        team=team, tier=tier.name, priority=tier.priority, model=parsed.model,
-        requests=[replace(r, cache_key=cache_key(parsed.model, revision, r.endpoint, r.body))
-                  for r in parsed.requests],
-        max_attempts=svc.settings.leases.max_attempts, metadata=options.metadata,
-        idempotency_key=idempotency_key, concurrency_group=options.concurrency_group,
-        cancel_in_progress=options.cancel_in_progress, use_cache=options.cache, batch=batch,
-    )
     now = svc.clock.now()
 
     def check(load: TeamLoad, state: AdmissionState | None
               ) -> tuple[AdmissionDecision, AdmissionState]:
         current = state or initial_state(policy.quota, now=now)
-        return admit(len(new_job.requests), load, current, policy.quota, policy.breaker,
+        return admit(len(parsed.requests), load, current, policy.quota, policy.breaker,
                      team=team, now=now)
 
+    def store() -> Submission:
+        # Fingerprinting every request hashes its body: done in the worker thread too.
+        new_job = NewJob(
+            team=team, tier=tier.name, priority=tier.priority, model=parsed.model,
+            requests=[replace(r, cache_key=cache_key(parsed.model, revision, r.endpoint,
+                                                     r.body)) for r in parsed.requests],
+            max_attempts=svc.settings.leases.max_attempts, metadata=options.metadata,
+            idempotency_key=idempotency_key, concurrency_group=options.concurrency_group,
+            cancel_in_progress=options.cancel_in_progress, use_cache=options.cache,
+            batch=batch,
+        )
+        return svc.store.submit_job(new_job, now=now, admission=check)
+
     try:
-        submitted = await run_in_threadpool(svc.store.submit_job, new_job, now=now,
-                                            admission=check)
+        submitted = await run_in_threadpool(store)
     except RateLimited:
         svc.metrics.rejected.labels(team).inc()
         raise
