@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 
 from stoker.clock import Clock
-from stoker.core.batching import BatchConfig, Dispatch, Pick, SchedulingPolicy, plan_batch
+from stoker.core.batching import BatchConfig, Dispatch, SchedulingPolicy, Wait, plan_batch
 from stoker.core.model import Lease, Request, Runner, RunnerState
 from stoker.store import Store
 from stoker.store.sql_base import WORK
@@ -110,13 +110,11 @@ class Dispatcher:
             try:
                 if state in (RunnerState.DRAINING, RunnerState.STOPPED):
                     return None
-                groups = await run_in_threadpool(self._store.queue_groups, runner.model)
+                decision, got, queued = await run_in_threadpool(self._try_lease, runner, config)
                 now = self._clock.now()
-                decision = plan_batch(groups, config, self._policy, now=now)
                 if isinstance(decision, Dispatch):
-                    got = await run_in_threadpool(self._lease, runner, decision.picks)
                     if got is not None:
-                        if sum(g.queued for g in groups) > decision.size or woken.done():
+                        if queued > decision.size or woken.done():
                             self.notify(runner.model, wake=1)  # pass the baton
                         return got
                     # Another runner took them first, or this one drains: read its state and
@@ -146,12 +144,19 @@ class Dispatcher:
             self._runners[runner_id] = known
         return known
 
-    def _lease(self, runner: Runner, picks: tuple[Pick, ...]
-               ) -> tuple[Lease, list[Request]] | None:
-        now = self._clock.now()
-        # The store marks an idle runner busy in the same transaction.
-        return self._store.lease_batch(runner.id, runner.model, picks, ttl_s=self._terms.ttl_s,
-                                       now=now)
+    def _try_lease(self, runner: Runner, config: BatchConfig
+                   ) -> tuple[Dispatch | Wait, tuple[Lease, list[Request]] | None, int]:
+        """Read the queue, plan a batch and lease it, in one trip to a worker thread (each
+        trip back to a busy event loop is a wait): the decision, the grant if one was made,
+        and how many requests were queued before it."""
+        groups = self._store.queue_groups(runner.model)
+        decision = plan_batch(groups, config, self._policy, now=self._clock.now())
+        if not isinstance(decision, Dispatch):
+            return decision, None, 0
+        # The store marks an idle runner busy in the same statement or transaction.
+        got = self._store.lease_batch(runner.id, runner.model, decision.picks,
+                                      ttl_s=self._terms.ttl_s, now=self._clock.now())
+        return decision, got, sum(g.queued for g in groups)
 
 
 class Reaper:
