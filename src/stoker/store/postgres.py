@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -138,6 +138,10 @@ class PostgresStore(SQLStore):
             return None
         lease = Lease(lease_id, runner_id, model, now, now + ttl_s, tuple(r.id for r in leased))
         return lease, leased
+
+    def _pipeline(self, conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+        """Send the block's statements together, reading their answers at its end."""
+        return conn.pipeline()
 
     def _runner_done_with_batch(self, conn: Any, runner_id: str, now: float) -> None:
         """A busy runner with no open lease left is idle again (one statement)."""

@@ -278,41 +278,49 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
             failed = self._xmany(conn, "fail_request_exhausted", [
                 {"id": o.request_id, "lease_id": lease_id, "error": o.error, "now": now}
                 for o in retry])
-            recorded = self._record_results(conn, final, runner_id, batch_id, now)
+            # Nothing below needs an answer before the next statement: on PostgreSQL they go
+            # to the server together (one round trip) and the insert's count is read after.
+            with self._pipeline(conn):
+                inserted = self._record_results(conn, final, runner_id, batch_id, now)
+                self._x(conn, "insert_batch", id=batch_id, runner_id=runner_id, model=lease[2],
+                        lease_id=lease_id, started_at=started_at, ended_at=ended_at,
+                        request_ids=json.dumps([o.request_id for o in outcomes]),
+                        request_count=len(outcomes),
+                        prompt_tokens=sum(o.prompt_tokens for o in outcomes),
+                        completion_tokens=sum(o.completion_tokens for o in outcomes))
+                self._x(conn, "release_lease", id=lease_id, now=now, outcome="completed")
+                self._finish_jobs(conn, jobs, now)  # those with requests put back or failed
+                self._x(conn, "finish_jobs_of_batch", batch_id=batch_id, now=now)
+                self._runner_done_with_batch(conn, runner_id, now)
+                self._announce(conn, PROGRESS, "")
+                if requeued:
+                    self._announce(conn, WORK, lease[2])
+            recorded = inserted.rowcount if inserted is not None else 0
             duplicates = len(final) - recorded
             if duplicates:
                 self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=duplicates)
-            self._x(conn, "insert_batch", id=batch_id, runner_id=runner_id, model=lease[2],
-                    lease_id=lease_id, started_at=started_at, ended_at=ended_at,
-                    request_ids=json.dumps([o.request_id for o in outcomes]),
-                    request_count=len(outcomes),
-                    prompt_tokens=sum(o.prompt_tokens for o in outcomes),
-                    completion_tokens=sum(o.completion_tokens for o in outcomes))
-            self._x(conn, "release_lease", id=lease_id, now=now, outcome="completed")
-            self._finish_jobs(conn, jobs, now)  # those with requests put back or failed
-            self._x(conn, "finish_jobs_of_batch", batch_id=batch_id, now=now)
-            self._runner_done_with_batch(conn, runner_id, now)
-            self._announce(conn, PROGRESS, "")
-            if requeued:
-                self._announce(conn, WORK, lease[2])
         return CompletionSummary(recorded, duplicates, requeued, failed, model=lease[2])
 
     def _record_results(self, conn: Any, final: Sequence[RequestOutcome], runner_id: str,
-                        batch_id: str, now: float) -> int:
-        """Insert the first result of each request (repeats are ignored) and finish them."""
+                        batch_id: str, now: float) -> Any:
+        """Insert the first result of each request (repeats are ignored) and finish them.
+
+        Returns the insert's cursor (None if there was nothing to insert): its ``rowcount``,
+        read once any pipeline around this has been sent, is how many were recorded."""
         outcomes = json.dumps([
             {"request_id": o.request_id, "text": o.text, "finish_reason": o.finish_reason,
              "prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens,
              "error": o.error} for o in final])
         # One statement each for the whole batch (PostgreSQL's queue trigger is per statement).
-        recorded = self._x(conn, "insert_results", outcomes=outcomes, runner_id=runner_id,
-                           batch_id=batch_id, now=now).rowcount if final else 0
+        inserted = None
         if final:
+            inserted = self._x(conn, "insert_results", outcomes=outcomes, runner_id=runner_id,
+                               batch_id=batch_id, now=now)
             self._x(conn, "finish_requests", outcomes=outcomes, now=now)
         self._x(conn, "add_batch_usage", batch_id=batch_id, day=utc_day(now))
         if final:
             self._x(conn, "cache_store", outcomes=outcomes, now=now)
-        return recorded
+        return inserted
 
     def _runner_done_with_batch(self, conn: Any, runner_id: str, now: float) -> None:
         """A busy runner with no open lease left is idle again."""

@@ -8,7 +8,7 @@ arrived or jobs moved.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 #: Announcement channels: work arrived for a model; jobs moved.
@@ -32,6 +32,12 @@ class SQLBase:
 
     def _x(self, conn: Any, query: str, /, **params: Any) -> Any:
         raise NotImplementedError
+
+    def _pipeline(self, conn: Any) -> AbstractContextManager[Any]:
+        """A block whose statements may be sent together without waiting for each answer
+        (PostgreSQL's pipeline mode); their cursors' counts are read only after it. In
+        process (SQLite) there is no round trip to save."""
+        return nullcontext()
 
     def _xmany(self, conn: Any, query: str, rows: Sequence[dict[str, Any]]) -> int:
         """Run ``query`` once per row; returns the rows changed in all."""
