@@ -51,8 +51,10 @@ class PostgresStore(SQLStore):
         self._pool = ConnectionPool(url, min_size=min_size, max_size=max_size,
                                     kwargs={"autocommit": True}, open=False, name="stoker")
         # Connections whose commits return before they are flushed, for what may be lost in a
-        # crash at no cost but re-running work (lease grants, renewals, heartbeats): set once
-        # per connection rather than by a SET LOCAL round trip per transaction.
+        # crash at no cost but re-running work (lease grants, renewals, heartbeats), set once
+        # per connection rather than by a SET LOCAL round trip per transaction; reads use them
+        # too. So the lease path never waits behind submissions and completions, which hold a
+        # connection of the other pool until their commit is on disk.
         self._quick = ConnectionPool(url, min_size=1, max_size=max_size,
                                      kwargs={"autocommit": True,
                                              "options": "-c synchronous_commit=off"},
@@ -105,7 +107,7 @@ class PostgresStore(SQLStore):
         for last in (False, True):
             conn: psycopg.Connection[Any] | None = None
             try:
-                with self._pool.connection() as conn:
+                with self._quick.connection() as conn:
                     cur = conn.execute(self._q[query], params)
                     return cur.fetchall() if many else cur.fetchone()
             except psycopg.OperationalError as exc:
