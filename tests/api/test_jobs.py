@@ -82,6 +82,27 @@ def test_drained_runner_gets_no_work(api: API) -> None:
     assert beat["draining"] is True
 
 
+def test_runner_drained_after_leasing_gets_no_more_work(api: API) -> None:
+    # The replica remembers a runner's terms from its first lease; its state it does not.
+    client, _ = api
+    client.post("/api/jobs", json={"requests": [line("a")]})
+    runner_id = register(client)
+    first = client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 1}).json()
+    complete(client, runner_id, first)
+    client.post(f"/api/runners/{runner_id}/drain")
+    job = client.post("/api/jobs", json={"requests": [line("b")]}).json()
+    r = client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 1}).json()
+    assert (r["lease"], r["draining"]) == (None, True)
+    assert client.get(f"/api/jobs/{job['id']}").json()["request_counts"]["queued"] == 1
+
+
+def test_lease_for_an_unknown_runner_is_404(api: API) -> None:
+    client, _ = api
+    r = client.post("/api/runners/runner_nobody/lease", json={"wait_s": 0})
+    assert r.status_code == 404
+    assert "runner_nobody" in r.json()["error"]["message"]
+
+
 def test_heartbeat_reports_lost_leases(api: API) -> None:
     client, _ = api
     runner_id = register(client)
