@@ -216,19 +216,18 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
     def lease_batch(
         self, runner_id: str, model: str, picks: Sequence[Pick], *, ttl_s: float, now: float
     ) -> tuple[Lease, list[Request]] | None:
-        """Lease the oldest queued requests of each pick, all in one transaction."""
+        """Lease the oldest queued requests of each pick, all in one transaction, step by
+        step (SQLite, in process; PostgreSQL's store does it in one statement)."""
         lease_id = new_id("lease")
         # Not flushed before returning: a grant lost in a database crash leaves its requests
         # queued, and the runner's report is refused (LeaseLost), so they simply run again.
         with self._tx(durable=False) as conn:
             if self._x(conn, "runner_may_lease", id=runner_id).fetchone() is None:
                 return None
-            # One fixed order of groups, so concurrent leases never wait on each other in a
-            # circle.
             taken = sum(
                 self._x(conn, "lease_group", lease_id=lease_id, model=model, tier=p.tier,
                         team=p.team, count=p.count).rowcount
-                for p in sorted(picks, key=lambda p: (p.tier, p.team))
+                for p in picks
             )
             if taken == 0:
                 return None
@@ -331,9 +330,10 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
     def expire_leases(self, *, now: float) -> list[str]:
         """Requeue (or fail, past max attempts) the requests of every expired lease, and fold
         the queue summary's and token usage's pending changes in (PostgreSQL)."""
+        # Each fold moves pending rows into their summary in one statement, so a fold lost
+        # in a crash loses its deletions with its additions: it need not wait for the disk.
         with self._tx(durable=False) as conn:
             self._x(conn, "fold_queue_summary")
-        with self._tx() as conn:
             self._x(conn, "fold_usage")
         models: set[str] = set()
         with self._tx() as conn:
