@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from stoker.core.batching import BatchConfig, Dispatch, SchedulingPolicy, plan_batch
+from stoker.core.fair_share import FairShareState
 from stoker.core.model import RunnerState
 from stoker.core.tiers import DEFAULT_TIERS
 from stoker.store import NewJob, NewRequest
@@ -62,9 +63,11 @@ def measure(depth: int, picks: int) -> dict[str, float]:
                                        max_batch_size=16, max_wait_ms=0, now=now)
         store.set_runner_state(runner.id, RunnerState.IDLE, now=now)
         pick_ms, lease_ms = [], []
+        share = FairShareState()
         for _ in range(picks):
             t0 = time.perf_counter()
-            decision = plan_batch(store.queue_groups(MODEL), CONFIG, POLICY, now=now)
+            decision, share = plan_batch(store.queue_groups(MODEL), share, CONFIG, POLICY,
+                                         now=now)
             t1 = time.perf_counter()
             pick_ms.append((t1 - t0) * 1000)
             if depth >= 10_000 and isinstance(decision, Dispatch):

@@ -192,6 +192,7 @@ def through_api(store: str | None, seconds: float, runners: int, rate: float,
 
 def direct(store_url: str | None, seconds: float, runners: int) -> dict[str, Any]:
     from stoker.core.batching import BatchConfig, Dispatch, SchedulingPolicy, plan_batch
+    from stoker.core.fair_share import FairShareState
     from stoker.core.model import RunnerState
     from stoker.core.tiers import DEFAULT_TIERS
     from stoker.store import NewJob, NewRequest, RequestOutcome, open_store
@@ -219,10 +220,11 @@ def direct(store_url: str | None, seconds: float, runners: int) -> dict[str, Any
             r = store.register_runner(name="d", model="sim-model", pid=None, host="h",
                                       max_batch_size=BATCH, max_wait_ms=0, now=time.time())
             store.set_runner_state(r.id, RunnerState.IDLE, now=time.time())
+            share = FairShareState()
             while time.time() < stop:
                 t0 = time.perf_counter()
-                decision = plan_batch(store.queue_groups("sim-model"), config, policy,
-                                      now=time.time())
+                decision, share = plan_batch(store.queue_groups("sim-model"), share, config,
+                                             policy, now=time.time())
                 got = (store.lease_batch(r.id, "sim-model", decision.picks, ttl_s=30,
                                          now=time.time())
                        if isinstance(decision, Dispatch) else None)

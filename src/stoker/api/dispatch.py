@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stoker.clock import Clock
 from stoker.core.batching import BatchConfig, Dispatch, SchedulingPolicy, Wait, plan_batch
+from stoker.core.fair_share import FairShareState
 from stoker.core.model import Lease, Request, Runner, RunnerState
 from stoker.store import Store
 from stoker.store.sql_base import WORK
@@ -49,6 +51,10 @@ class Dispatcher:
         self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
         self._progress = asyncio.Event()
         self._runners: dict[str, Runner] = {}
+        # Fair share is kept over many batches: each model's state from its last grant. Plans
+        # run in worker threads, so the state is read and replaced under a lock.
+        self._shares: dict[str, FairShareState] = {}
+        self._shares_lock = threading.Lock()
 
     def notify(self, model: str, *, wake: int | None = None) -> None:
         """Wake up to ``wake`` lease calls waiting on ``model`` (all of them when None).
@@ -150,12 +156,17 @@ class Dispatcher:
         trip back to a busy event loop is a wait): the decision, the grant if one was made,
         and how many requests were queued before it."""
         groups = self._store.queue_groups(runner.model)
-        decision = plan_batch(groups, config, self._policy, now=self._clock.now())
+        with self._shares_lock:
+            share = self._shares.get(runner.model, FairShareState())
+        decision, share = plan_batch(groups, share, config, self._policy, now=self._clock.now())
         if not isinstance(decision, Dispatch):
             return decision, None, 0
         # The store marks an idle runner busy in the same statement or transaction.
         got = self._store.lease_batch(runner.id, runner.model, decision.picks,
                                       ttl_s=self._terms.ttl_s, now=self._clock.now())
+        if got is not None:
+            with self._shares_lock:
+                self._shares[runner.model] = share
         return decision, got, sum(g.queued for g in groups)
 
 

@@ -8,7 +8,8 @@ Rules:
 - within one team and tier, oldest first (the store keeps that order);
 - a tier outside its dispatch window waits, unless it may use an otherwise idle pool;
 - a group whose oldest request has waited ``starvation_age_s`` is promoted to the highest level
-  present (capped at ``starvation_ceiling``), so nothing waits forever behind busier tiers;
+  present, capped at ``starvation_ceiling`` and never above the online tier's priority (so
+  nothing waits forever behind busier tiers, and nothing promoted outranks online traffic);
 - a full batch is dispatched at once; a partial one waits at most ``max_wait_ms`` from its
   oldest request, then goes as it is.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from stoker.core.fair_share import Claim, share_slots
+from stoker.core.fair_share import Claim, FairShareState, GroupKey, share_slots
 from stoker.core.model import QueueGroup, Tier
 
 
@@ -44,6 +45,8 @@ class SchedulingPolicy:
     team_weights: Mapping[str, float] = field(default_factory=dict)
     starvation_age_s: float | None = None
     starvation_ceiling: int | None = None
+    #: Promotion never goes above this tier's priority (when the tier exists).
+    online_tier: str = "online"
 
     def priority(self, tier: str) -> int:
         """A tier's priority; a tier no longer configured ranks below every known one."""
@@ -112,39 +115,51 @@ def effective_priority(group: QueueGroup, policy: SchedulingPolicy, top: int, *,
     if bound is None or now - group.head_enqueued_at < bound:
         return own
     ceiling = top if policy.starvation_ceiling is None else min(top, policy.starvation_ceiling)
+    if policy.online_tier in policy.tiers:
+        ceiling = min(ceiling, policy.priority(policy.online_tier))
     return max(own, ceiling)
 
 
-def plan_batch(groups: Sequence[QueueGroup], config: BatchConfig, policy: SchedulingPolicy,
-               *, now: float) -> BatchDecision:
-    """Decide what a runner with ``config`` takes from the model's queue ``groups`` at ``now``."""
+def plan_batch(groups: Sequence[QueueGroup], share: FairShareState, config: BatchConfig,
+               policy: SchedulingPolicy, *, now: float
+               ) -> tuple[BatchDecision, FairShareState]:
+    """Decide what a runner with ``config`` takes from the model's queue ``groups`` at ``now``.
+
+    ``share`` is the fair-share state left by the model's previous batch; the state returned
+    is the one to keep if the batch is leased (a wait leaves it as it was)."""
     ready = dispatchable(groups, policy, now=now)
     if not ready:
-        return Wait(until=None)
+        return Wait(until=None), share
     total = sum(g.queued for g in ready)
     if total < config.max_batch_size:
         deadline = min(g.head_enqueued_at for g in ready) + config.max_wait_ms / 1000.0
         if now < deadline:
-            return Wait(until=deadline)
-    return Dispatch(_allocate(ready, min(total, config.max_batch_size), policy, now=now))
+            return Wait(until=deadline), share
+    picks, share = _allocate(ready, min(total, config.max_batch_size), share, policy, now=now)
+    return Dispatch(picks), share
 
 
-def _allocate(groups: Sequence[QueueGroup], slots: int, policy: SchedulingPolicy, *,
-              now: float) -> tuple[Pick, ...]:
+def _allocate(groups: Sequence[QueueGroup], slots: int, share: FairShareState,
+              policy: SchedulingPolicy, *, now: float
+              ) -> tuple[tuple[Pick, ...], FairShareState]:
     top = max(policy.priority(g.tier) for g in groups)
     levels: dict[int, list[QueueGroup]] = {}
     for g in groups:
         levels.setdefault(effective_priority(g, policy, top, now=now), []).append(g)
+    waiting = {(g.tier, g.team) for g in groups}
+    # Groups still waiting keep their passes; a level that takes part starts them afresh.
+    passes: dict[GroupKey, float] = {k: p for k, p in share.passes.items() if k in waiting}
     picks: list[Pick] = []
     for level in sorted(levels, reverse=True):
         if slots == 0:
             break
         claims = [Claim((g.tier, g.team), g.queued, policy.weight(g.team), g.head_enqueued_at)
                   for g in levels[level]]
-        given = share_slots(claims, slots)
+        given, level_share = share_slots(claims, slots, share)
+        passes.update(level_share.passes)
         for g in sorted(levels[level], key=lambda g: (g.head_enqueued_at, g.tier, g.team)):
             count = given.get((g.tier, g.team), 0)
             if count:
                 picks.append(Pick(g.tier, g.team, count))
                 slots -= count
-    return tuple(picks)
+    return tuple(picks), FairShareState(passes)
