@@ -96,6 +96,43 @@ def test_breaker_window_slides_forward() -> None:
         assert decision == Admit()
 
 
+def test_a_client_that_obeys_retry_after_is_admitted_when_the_cooldown_ends() -> None:
+    # Max 2 per 60 s, cooldown 10 s: the window must start again on the trip, or a client
+    # waiting out each Retry-After is refused until the 60 s window has passed.
+    breaker = BreakerConfig(max_submissions=2, window_s=60, cooldown_s=10)
+    state = initial_state(TeamQuota(), now=0.0)
+    now, admitted, refused = 0.0, 0, 0
+    while now < 40.0:
+        decision, state = run(1, TeamQuota(), state=state, breaker=breaker, now=now)
+        if isinstance(decision, Refuse):
+            assert decision.retry_after_s <= 10.0
+            refused += 1
+            now += decision.retry_after_s
+        else:
+            admitted += 1
+            now += 0.5
+    # Each 11 s cycle: two admitted, one refused, then ten seconds of cooldown.
+    assert (admitted, refused) == (8, 4)
+
+
+@given(st.lists(st.floats(0, 20), min_size=1, max_size=60), st.integers(1, 5),
+       st.floats(1, 60), st.floats(1, 60))
+def test_the_first_submission_after_retry_after_is_admitted(
+        gaps: list[float], most: int, window_s: float, cooldown_s: float) -> None:
+    breaker = BreakerConfig(max_submissions=most, window_s=window_s, cooldown_s=cooldown_s)
+    state = initial_state(TeamQuota(), now=0.0)
+    now, free_at = 0.0, None
+    for gap in gaps:
+        now += gap
+        decision, state = run(1, TeamQuota(), state=state, breaker=breaker, now=now)
+        if free_at is not None and now >= free_at:
+            assert decision == Admit()
+            free_at = None
+        if isinstance(decision, Refuse):
+            assert 0 < decision.retry_after_s <= cooldown_s + 1e-9
+            free_at = now + decision.retry_after_s if free_at is None else free_at
+
+
 @given(st.lists(st.tuples(st.integers(1, 30), st.floats(0, 5)), max_size=40),
        st.integers(1, 120))
 def test_bucket_never_admits_more_than_rate_allows(steps: list[tuple[int, float]],

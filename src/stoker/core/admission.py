@@ -2,7 +2,8 @@
 
 Checked in this order, before anything of a submission is stored:
 1. the circuit breaker: a team over ``max_submissions`` per ``window_s`` is refused for
-   ``cooldown_s`` (other teams are unaffected);
+   ``cooldown_s`` (other teams are unaffected); its window starts again when the cooldown
+   ends;
 2. ``max_queued_requests``: queued plus submitted may not exceed it;
 3. ``tokens_per_day``: generated tokens so far this UTC day;
 4. ``requests_per_minute``: a token bucket holding up to one minute's requests.
@@ -112,7 +113,10 @@ def _breaker(state: AdmissionState, config: BreakerConfig, *, team: str, now: fl
         state = replace(state, window_start=now, window_submissions=0)
     state = replace(state, window_submissions=state.window_submissions + 1)
     if state.window_submissions > config.max_submissions:
-        state = replace(state, tripped_until=now + config.cooldown_s)
+        # The count starts afresh when the cooldown ends: a client that waits out its
+        # Retry-After is admitted then, not refused again for submissions made before.
+        until = now + config.cooldown_s
+        state = replace(state, tripped_until=until, window_start=until, window_submissions=0)
         return _tripped(state, config, team, now), state
     return None, state
 
