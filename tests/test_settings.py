@@ -65,3 +65,18 @@ def test_an_unreadable_key_file_is_a_clear_error(tmp_path: Path) -> None:
         "tiny-llama": {}, "m": remote(api_key_file=str(tmp_path / "nope"))})
     with pytest.raises(InvalidRequest, match="cannot read api_key_file"):
         provider_keys(settings)
+
+
+def test_a_window_that_starts_when_it_ends_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match="open never"):
+        load_settings(data_dir=tmp_path, tiers={
+            "nightly": {"priority": 30, "window": {"start": "02:00", "end": "02:00"}}})
+
+
+def test_starvation_may_not_promote_above_online(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match="above the online tier"):
+        load_settings(data_dir=tmp_path, tiers={"critical": {"priority": 150}},
+                      scheduling={"starvation_ceiling_tier": "critical"})
+    settings = load_settings(data_dir=tmp_path, tiers={"critical": {"priority": 150}},
+                             scheduling={"starvation_ceiling_tier": "online"})
+    assert settings.scheduling.starvation_ceiling_tier == "online"

@@ -175,6 +175,13 @@ class WindowSettings(_Strict):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
+    @model_validator(mode="after")
+    def _not_empty(self) -> WindowSettings:
+        if self.start == self.end:
+            raise ValueError(f"start and end are both {self.start:%H:%M}, which would be open "
+                             "never; leave the window out to dispatch at any hour")
+        return self
+
 
 class TierSettings(_Strict):
     """A tier: priority, prompt limit per job, optional dispatch window."""
@@ -290,6 +297,7 @@ def _check_policy(settings: Settings) -> None:
     if unknown:
         raise InvalidRequest(f"unknown tiers named in config: {', '.join(unknown)}; "
                              f"tiers: {', '.join(sorted(tiers))}")
+    _check_ceiling(settings)
     classes = set(settings.runner_classes) | {c.name for c in DEFAULT_RUNNER_CLASSES}
     unknown_classes = sorted({m.runner_class for m in settings.models.values()} - classes)
     if unknown_classes:
@@ -298,6 +306,21 @@ def _check_policy(settings: Settings) -> None:
     if settings.teams and settings.runner_token is None:
         raise InvalidRequest("with teams configured, set runner_token too, so that runner "
                              "endpoints are not open to every caller")
+
+
+def _check_ceiling(settings: Settings) -> None:
+    """Starved work may be promoted, but never above online traffic."""
+    sched = settings.scheduling
+    if sched.starvation_ceiling_tier is None:
+        return
+    priorities = {t.name: t.priority for t in DEFAULT_TIERS}
+    priorities.update({name: t.priority for name, t in settings.tiers.items()})
+    ceiling, online = priorities[sched.starvation_ceiling_tier], priorities[sched.online_tier]
+    if ceiling > online:
+        raise InvalidRequest(
+            f"scheduling.starvation_ceiling_tier {sched.starvation_ceiling_tier!r} (priority "
+            f"{ceiling}) ranks above the online tier {sched.online_tier!r} (priority {online}); "
+            "starved work is never promoted above online traffic: name a tier at or below it")
 
 
 def is_loopback(host: str) -> bool:

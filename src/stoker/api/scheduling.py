@@ -28,4 +28,5 @@ def build_policy(settings: Settings, tiers: dict[str, Tier],
     ceiling = tiers[sched.starvation_ceiling_tier].priority if sched.starvation_ceiling_tier \
         else None
     return SchedulingPolicy(tiers=tiers, team_weights=weights,
-                            starvation_age_s=sched.starvation_age_s, starvation_ceiling=ceiling)
+                            starvation_age_s=sched.starvation_age_s, starvation_ceiling=ceiling,
+                            online_tier=sched.online_tier)
