@@ -201,3 +201,28 @@ async def test_job_long_poll_returns_when_the_job_finishes(tmp_path: Path) -> No
         finished = await asyncio.wait_for(waiting, timeout=10)
     assert finished.json()["status"] == "completed"
     store.close()
+
+
+def test_a_report_sent_twice_counts_one_batch(api: API) -> None:
+    client, store = api
+    client.post("/api/jobs", json={"requests": [line(f"c{i}") for i in range(4)]})
+    runner_id = register(client)
+    lease = client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 5}).json()
+    first, again = complete(client, runner_id, lease), complete(client, runner_id, lease)
+    assert (first["recorded"], again["recorded"], again["duplicates"]) == (4, 0, 4)
+    assert len(store.batch_records()) == 1
+    metrics = client.get("/metrics").text
+    assert 'stoker_batch_size_count{model="tiny-llama"} 1.0' in metrics
+    assert 'stoker_tokens_total{kind="completion",model="tiny-llama"} 12.0' in metrics
+
+
+def test_a_report_naming_another_lease_s_request_is_refused(api: API) -> None:
+    client, _ = api
+    client.post("/api/jobs", json={"requests": [line(f"c{i}") for i in range(6)]})
+    runner_id = register(client)
+    lease = client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 5}).json()
+    r = client.post(f"/api/runners/{runner_id}/complete",
+                    json={"lease_id": lease["lease"]["id"], "started_at": 1, "ended_at": 2,
+                          "results": [{"request_id": "req_not_mine", "text": "x"}]})
+    assert r.status_code == 409
+    assert "did not grant" in r.json()["error"]["message"]

@@ -183,10 +183,12 @@ async def complete(runner_id: str, request: Request,
         svc.store.complete, body.lease_id, runner_id, outcomes,
         started_at=body.started_at, ended_at=body.ended_at, now=now,
     )
-    svc.metrics.observe_batch(summary.model, len(body.results), body.ended_at - body.started_at,
-                              sum(r.prompt_tokens for r in body.results),
-                              sum(r.completion_tokens for r in body.results))
-    if body.provider_rate_limits:
+    if not summary.repeated:  # a retried report was counted the first time
+        svc.metrics.observe_batch(summary.model, len(body.results),
+                                  body.ended_at - body.started_at,
+                                  sum(r.prompt_tokens for r in body.results),
+                                  sum(r.completion_tokens for r in body.results))
+    if body.provider_rate_limits and not summary.repeated:
         await run_in_threadpool(svc.store.count_event, PROVIDER_RATE_LIMITS,
                                 by=body.provider_rate_limits)
     # The store put a runner with no open lease back to idle in the same transaction.

@@ -142,6 +142,8 @@ class CompletionSummary:
     requeued: int
     failed: int
     model: str
+    #: The same lease was reported before: nothing new was recorded (a retried call).
+    repeated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,8 +242,15 @@ class Store(Protocol):
         ended_at: float,
         now: float,
     ) -> CompletionSummary:
-        """Record a batch's results (first result wins) and its batch record; release the
-        lease; a busy runner with no open lease left goes back to idle."""
+        """Record a lease's report: results (first result wins) and one batch record; release
+        the lease; a busy runner with no open lease left goes back to idle.
+
+        The report may name only requests its lease granted (else Conflict, and nothing is
+        recorded). What it leaves out, and its retryable failures, go back to the queue (or
+        fail, out of attempts); what belongs to a cancelled job ends cancelled. A request
+        that already ended (succeeded, failed, cancelled) takes no result. Reporting a lease
+        again records nothing (``repeated``); a report after the lease expired still records
+        results where none exists yet."""
         ...
 
     def expire_leases(self, *, now: float) -> list[str]:

@@ -76,8 +76,10 @@ SELECT model, tier, SUM(queued) FROM queue_groups GROUP BY model, tier HAVING SU
 SELECT COALESCE(SUM(queued), 0) FROM queue_groups WHERE team = :team;
 
 -- name: insert_lease
-INSERT INTO leases (id, runner_id, model, created_at, expires_at)
-VALUES (:id, :runner_id, :model, :now, :expires_at);
+-- After its requests were taken: the lease keeps their ids, to hold its report to them.
+INSERT INTO leases (id, runner_id, model, created_at, expires_at, request_ids)
+VALUES (:id, :runner_id, :model, :now, :expires_at,
+        (SELECT json_group_array(id) FROM requests WHERE lease_id = :id AND status = 'leased'));
 
 -- name: lease_group
 UPDATE requests SET status = 'leased', lease_id = :lease_id, attempts = attempts + 1
@@ -96,6 +98,14 @@ FROM requests WHERE lease_id = :lease_id AND status = 'leased' ORDER BY priority
 -- name: get_lease
 SELECT id, runner_id, model, created_at, expires_at, released_at FROM leases WHERE id = :id;
 
+-- name: lease_for_report
+-- The lease a report names, held until the report is recorded (PostgreSQL locks the row, so
+-- two copies of one report are recorded one after the other, and the second as a repeat).
+SELECT id, runner_id, model, released_at, request_ids, reported_at FROM leases WHERE id = :id;
+
+-- name: mark_lease_reported
+UPDATE leases SET reported_at = :now WHERE id = :id;
+
 -- name: renew_lease
 UPDATE leases SET expires_at = :expires_at
 WHERE id = :id AND runner_id = :runner_id AND released_at IS NULL AND expires_at > :now;
@@ -105,6 +115,13 @@ UPDATE leases SET released_at = :now, outcome = :outcome WHERE id = :id AND rele
 
 -- name: expired_leases
 SELECT id FROM leases WHERE released_at IS NULL AND expires_at <= :now;
+
+-- name: cancel_leased_of_cancelled_jobs
+-- What a lease still holds of a cancelled (or superseded) job ends cancelled: it is never put
+-- back in the queue to run, and be billed, again.
+UPDATE requests SET status = 'cancelled', lease_id = NULL, finished_at = :now
+WHERE lease_id = :lease_id AND status = 'leased'
+  AND job_id IN (SELECT id FROM jobs WHERE cancelled_at IS NOT NULL);
 
 -- name: requeue_leased
 UPDATE requests SET status = 'queued', lease_id = NULL, last_error = :error
@@ -125,7 +142,7 @@ SELECT r.id, r.job_id, json_extract(o.value, '$.text'), json_extract(o.value, '$
        json_extract(o.value, '$.prompt_tokens'), json_extract(o.value, '$.completion_tokens'),
        json_extract(o.value, '$.error'), :runner_id, :batch_id, :now
 FROM json_each(:outcomes) o JOIN requests r ON r.id = json_extract(o.value, '$.request_id')
-WHERE true
+WHERE r.status IN ('queued', 'leased')  -- a finished, failed or cancelled request takes none
 ON CONFLICT (request_id) DO NOTHING;
 
 -- name: insert_cached_result
@@ -149,6 +166,12 @@ ON CONFLICT (key) DO NOTHING;
 -- name: team_tokens_on
 SELECT COALESCE(SUM(completion_tokens), 0) FROM team_usage WHERE team = :team AND day = :day;
 
+-- name: lock_team_admission
+-- Admission decisions of one team are made one at a time. SQLite has one writer at a time
+-- already; PostgreSQL takes a lock per team for the transaction (queryable or not, a team's
+-- first submission has no row to lock).
+SELECT 0;
+
 -- name: get_admission
 SELECT bucket, bucket_at, window_start, window_submissions, tripped_until
 FROM team_admission WHERE team = :team;
@@ -163,22 +186,31 @@ ON CONFLICT (team) DO UPDATE SET
     tripped_until = excluded.tripped_until;
 
 -- name: finish_requests
--- First results finish their requests; a repeat finds its request finished already.
+-- First results finish their requests; a repeat finds its request finished already, and a
+-- terminal request (failed, cancelled) stays as it is.
 UPDATE requests SET
     status = CASE WHEN json_extract(o.value, '$.error') IS NULL THEN 'succeeded'
                   ELSE 'failed' END,
     lease_id = NULL, last_error = json_extract(o.value, '$.error'), finished_at = :now
 FROM json_each(:outcomes) o
 WHERE requests.id = json_extract(o.value, '$.request_id')
-  AND requests.status NOT IN ('succeeded', 'failed');
+  AND requests.status IN ('queued', 'leased');
 
--- name: requeue_request
-UPDATE requests SET status = 'queued', lease_id = NULL, last_error = :error
-WHERE id = :id AND lease_id = :lease_id AND status = 'leased' AND attempts < max_attempts;
+-- name: requeue_retryable
+-- Requests the runner could not answer this time, still held by its lease, go back to the
+-- queue with their error kept.
+UPDATE requests SET status = 'queued', lease_id = NULL,
+    last_error = json_extract(o.value, '$.error')
+FROM json_each(:outcomes) o
+WHERE requests.id = json_extract(o.value, '$.request_id') AND requests.lease_id = :lease_id
+  AND requests.status = 'leased' AND requests.attempts < requests.max_attempts;
 
--- name: fail_request_exhausted
-UPDATE requests SET status = 'failed', lease_id = NULL, last_error = :error, finished_at = :now
-WHERE id = :id AND lease_id = :lease_id AND status = 'leased' AND attempts >= max_attempts;
+-- name: fail_retryable_exhausted
+UPDATE requests SET status = 'failed', lease_id = NULL,
+    last_error = json_extract(o.value, '$.error'), finished_at = :now
+FROM json_each(:outcomes) o
+WHERE requests.id = json_extract(o.value, '$.request_id') AND requests.lease_id = :lease_id
+  AND requests.status = 'leased' AND requests.attempts >= requests.max_attempts;
 
 -- name: insert_batch
 INSERT INTO batches (id, runner_id, model, lease_id, started_at, ended_at, request_ids,
@@ -253,10 +285,11 @@ SELECT id FROM runners WHERE state != 'stopped' AND last_heartbeat_at <= :cutoff
 -- name: open_leases_of_runner
 SELECT id FROM leases WHERE runner_id = :runner_id AND released_at IS NULL;
 
--- name: finish_jobs_of_batch
--- Every job the batch recorded results for that has no queued or leased request left.
+-- name: finish_jobs_of_requests
+-- Every job of these requests (a JSON array of ids) with no queued or leased request left.
 UPDATE jobs SET finished_at = :now
-WHERE id IN (SELECT job_id FROM results WHERE batch_id = :batch_id) AND finished_at IS NULL
+WHERE id IN (SELECT job_id FROM requests WHERE id IN (SELECT value FROM json_each(:ids)))
+  AND finished_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM requests r
                   WHERE r.job_id = jobs.id AND r.status IN ('queued', 'leased'));
 

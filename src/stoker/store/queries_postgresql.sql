@@ -36,8 +36,10 @@ WITH picks AS (
     RETURNING id, job_id, idx, custom_id, model, tier, endpoint, body, status, attempts,
               max_attempts, enqueued_at, last_error, priority, seq
 ), lease AS (
-    INSERT INTO leases (id, runner_id, model, created_at, expires_at)
-    SELECT :lease_id, :runner_id, :model, :now, :expires_at WHERE EXISTS (SELECT 1 FROM taken)
+    INSERT INTO leases (id, runner_id, model, created_at, expires_at, request_ids)
+    SELECT :lease_id, :runner_id, :model, :now, :expires_at,
+           (SELECT CAST(json_agg(id) AS TEXT) FROM taken)
+    WHERE EXISTS (SELECT 1 FROM taken)
 ), busy AS (
     UPDATE runners SET state = 'busy', state_since = :now, last_heartbeat_at = :now
     WHERE id = :runner_id AND state = 'idle' AND EXISTS (SELECT 1 FROM taken)
@@ -57,8 +59,15 @@ FROM taken ORDER BY priority DESC, enqueued_at, seq;
 SELECT id FROM leases WHERE released_at IS NULL AND expires_at <= :now
 ORDER BY id FOR UPDATE SKIP LOCKED;
 
+-- name: lease_for_report
+SELECT id, runner_id, model, released_at, request_ids, reported_at FROM leases WHERE id = :id
+FOR UPDATE;
+
 -- name: lock_runner
 SELECT state FROM runners WHERE id = :id FOR UPDATE;
+
+-- name: lock_team_admission
+SELECT pg_advisory_xact_lock(hashtext('stoker_admission'), hashtext(:team));
 
 -- name: get_admission
 SELECT bucket, bucket_at, window_start, window_submissions, tripped_until
@@ -84,6 +93,7 @@ FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(
     request_id TEXT, text TEXT, finish_reason TEXT, prompt_tokens INTEGER,
     completion_tokens INTEGER, error TEXT)
 JOIN requests r ON r.id = o.request_id
+WHERE r.status IN ('queued', 'leased')  -- a finished, failed or cancelled request takes none
 ORDER BY r.id
 ON CONFLICT (request_id) DO NOTHING;
 
@@ -104,7 +114,28 @@ UPDATE requests r SET
     status = CASE WHEN o.error IS NULL THEN 'succeeded' ELSE 'failed' END,
     lease_id = NULL, last_error = o.error, finished_at = :now
 FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(request_id TEXT, error TEXT)
-WHERE r.id = o.request_id AND r.status NOT IN ('succeeded', 'failed');
+WHERE r.id = o.request_id AND r.status IN ('queued', 'leased');
+
+-- name: requeue_retryable
+UPDATE requests r SET status = 'queued', lease_id = NULL, last_error = o.error
+FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(request_id TEXT, error TEXT)
+WHERE r.id = o.request_id AND r.lease_id = :lease_id AND r.status = 'leased'
+  AND r.attempts < r.max_attempts;
+
+-- name: fail_retryable_exhausted
+UPDATE requests r SET status = 'failed', lease_id = NULL, last_error = o.error,
+    finished_at = :now
+FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(request_id TEXT, error TEXT)
+WHERE r.id = o.request_id AND r.lease_id = :lease_id AND r.status = 'leased'
+  AND r.attempts >= r.max_attempts;
+
+-- name: finish_jobs_of_requests
+UPDATE jobs SET finished_at = :now
+WHERE id IN (SELECT job_id FROM requests
+             WHERE id IN (SELECT jsonb_array_elements_text(CAST(:ids AS jsonb))))
+  AND finished_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM requests r
+                  WHERE r.job_id = jobs.id AND r.status IN ('queued', 'leased'));
 
 -- The summary is the folded counts plus the deltas not folded yet (migration 0005). A group
 -- with departures not yet folded has its head looked up (one probe of the queue index).

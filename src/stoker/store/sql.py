@@ -58,6 +58,17 @@ def refusal_error(refusal: Refuse) -> StokerError:
     return RateLimited(refusal.message, retry_after_s=refusal.retry_after_s)
 
 
+def _check_report_in_lease(lease_id: str, granted: Sequence[str],
+                           outcomes: Sequence[RequestOutcome]) -> None:
+    """A report may speak only of the requests its lease granted."""
+    foreign = sorted({o.request_id for o in outcomes} - set(granted))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5
+                                          else "")
+        raise Conflict(f"the report names requests that lease {lease_id!r} did not grant: "
+                       f"{shown}; nothing of it was recorded")
+
+
 def _check_unique_custom_ids(job: NewJob) -> None:
     seen: set[str] = set()
     for req in job.requests:
@@ -118,6 +129,9 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
 
     def _admit(self, conn: Any, job: NewJob, admission: AdmissionCheck,
                now: float) -> Refuse | None:
+        # Decide under the team's lock: what is queued and used is read after every
+        # concurrent submission of the team has committed or given up.
+        self._x(conn, "lock_team_admission", team=job.team)
         queued = self._x(conn, "team_queued", team=job.team).fetchone()[0]
         tokens = self._x(conn, "team_tokens_on", team=job.team, day=utc_day(now)).fetchone()[0]
         row = self._x(conn, "get_admission", team=job.team).fetchone()
@@ -260,45 +274,65 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
         ended_at: float,
         now: float,
     ) -> CompletionSummary:
-        """Record results (first wins), the batch record, and release the lease."""
+        """Record a lease's report (see :class:`Store`): first result wins, one batch record
+        per lease, what the report left out goes back to the queue."""
         batch_id = new_id("batch")
         retry = [o for o in outcomes if o.error is not None and o.retryable]
         final = [o for o in outcomes if not (o.error is not None and o.retryable)]
         with self._tx() as conn:
-            lease = self._x(conn, "get_lease", id=lease_id).fetchone()
+            lease = self._x(conn, "lease_for_report", id=lease_id).fetchone()
             if lease is None or lease[1] != runner_id:
                 raise LeaseLost(f"lease {lease_id!r} does not belong to runner {runner_id!r}")
-            jobs: set[str] = set()
-            if retry:
-                jobs = {j for (j,) in self._x(conn, "jobs_of_lease",
-                                               lease_id=lease_id).fetchall()}
-            requeued = self._xmany(conn, "requeue_request", [
-                {"id": o.request_id, "lease_id": lease_id, "error": o.error} for o in retry])
-            failed = self._xmany(conn, "fail_request_exhausted", [
-                {"id": o.request_id, "lease_id": lease_id, "error": o.error, "now": now}
-                for o in retry])
+            model, live, granted = str(lease[2]), lease[3] is None, json.loads(lease[4])
+            _check_report_in_lease(lease_id, granted, outcomes)
+            if lease[5] is not None:
+                # The same report again (a retried call): recorded once already.
+                self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=len(final))
+                return CompletionSummary(0, len(final), 0, 0, model=model, repeated=True)
+            left_out = live and len({o.request_id for o in outcomes}) < len(granted)
             # Nothing below needs an answer before the next statement: on PostgreSQL they go
-            # to the server together (one round trip) and the insert's count is read after.
+            # to the server together (one round trip) and the counts are read after.
             with self._pipeline(conn):
                 inserted = self._record_results(conn, final, runner_id, batch_id, now)
-                self._x(conn, "insert_batch", id=batch_id, runner_id=runner_id, model=lease[2],
+                self._x(conn, "insert_batch", id=batch_id, runner_id=runner_id, model=model,
                         lease_id=lease_id, started_at=started_at, ended_at=ended_at,
                         request_ids=json.dumps([o.request_id for o in outcomes]),
                         request_count=len(outcomes),
                         prompt_tokens=sum(o.prompt_tokens for o in outcomes),
                         completion_tokens=sum(o.completion_tokens for o in outcomes))
+                requeued, failed = self._put_back(conn, lease_id, retry, now)
                 self._x(conn, "release_lease", id=lease_id, now=now, outcome="completed")
-                self._finish_jobs(conn, jobs, now)  # those with requests put back or failed
-                self._x(conn, "finish_jobs_of_batch", batch_id=batch_id, now=now)
+                self._x(conn, "mark_lease_reported", id=lease_id, now=now)
+                self._x(conn, "finish_jobs_of_requests", ids=lease[4], now=now)
                 self._runner_done_with_batch(conn, runner_id, now)
                 self._announce(conn, PROGRESS, "")
-                if requeued:
-                    self._announce(conn, WORK, lease[2])
+                if retry or left_out:
+                    self._announce(conn, WORK, model)
             recorded = inserted.rowcount if inserted is not None else 0
             duplicates = len(final) - recorded
             if duplicates:
                 self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=duplicates)
-        return CompletionSummary(recorded, duplicates, requeued, failed, model=lease[2])
+        return CompletionSummary(recorded, duplicates, sum(c.rowcount for c in requeued),
+                                 sum(c.rowcount for c in failed), model=model)
+
+    def _put_back(self, conn: Any, lease_id: str, retry: Sequence[RequestOutcome],
+                  now: float) -> tuple[list[Any], list[Any]]:
+        """What the lease still holds once its results are in: a cancelled job's requests
+        end cancelled; retryable failures and requests the report left out go back to the
+        queue, or fail once out of attempts. Returns the cursors that requeued and failed."""
+        self._x(conn, "cancel_leased_of_cancelled_jobs", lease_id=lease_id, now=now)
+        requeued, failed = [], []
+        if retry:
+            errors = json.dumps([{"request_id": o.request_id, "error": o.error} for o in retry])
+            requeued.append(self._x(conn, "requeue_retryable", lease_id=lease_id,
+                                    outcomes=errors))
+            failed.append(self._x(conn, "fail_retryable_exhausted", lease_id=lease_id,
+                                  outcomes=errors, now=now))
+        error = "left out of its runner's report"
+        failed.append(self._x(conn, "fail_exhausted_leased", lease_id=lease_id, error=error,
+                              now=now))
+        requeued.append(self._x(conn, "requeue_leased", lease_id=lease_id, error=error))
+        return requeued, failed
 
     def _record_results(self, conn: Any, final: Sequence[RequestOutcome], runner_id: str,
                         batch_id: str, now: float) -> Any:
