@@ -258,8 +258,11 @@ class Settings(_Strict):
     #: Runner classes on top of the shipped price table (same name replaces).
     runner_classes: dict[str, RunnerClassSettings] = Field(default_factory=dict)
     accounting: AccountingSettings = AccountingSettings()
-    #: Sees every team's costs (the dashboard and reports); teams see their own.
+    #: Sees every team's costs (the dashboard and reports); teams see their own. Once teams
+    #: exist, the operator routes (runners, drain, counters, metrics, docs) need it.
     operator_token: SecretStr | None = None
+    #: Serve /openapi.json, /docs and /redoc to any caller (else the operator's).
+    api_docs_public: bool = False
 
     def model_path(self, name: str) -> Path:
         """Where the checkpoint of model ``name`` lives."""

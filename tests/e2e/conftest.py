@@ -20,6 +20,9 @@ import httpx
 import pytest
 import yaml
 
+#: The operator token of e2e servers that have teams.
+E2E_OPERATOR_TOKEN = "e2e-operator-token"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -49,6 +52,8 @@ class Server:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     runner_pids: set[int] = field(default_factory=set)
+    #: Sent on operator routes (the runner list), which need it once teams exist.
+    operator_token: str | None = None
 
     @property
     def url(self) -> str:
@@ -73,19 +78,30 @@ class Server:
 
     def _runners_or_empty(self) -> list[dict[str, Any]]:
         try:
-            return list(self.get("/api/runners")["data"])
+            return self.runners()
         except (httpx.HTTPError, OSError):
             return []
 
     def get(self, path: str) -> Any:
         return httpx.get(self.url + path, timeout=10).json()
 
+    def operator_headers(self) -> dict[str, str]:
+        """What an operator route needs from this server."""
+        if self.operator_token is None:
+            return {}
+        return {"Authorization": f"Bearer {self.operator_token}"}
+
+    def runners(self) -> list[dict[str, Any]]:
+        """The live runners, as the operator sees them."""
+        r = httpx.get(self.url + "/api/runners", headers=self.operator_headers(), timeout=10)
+        return list(r.json()["data"])
+
     def idle_runners(self) -> list[dict[str, Any]]:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"serve exited early; see {self.data_dir / 'serve.log'}")
         try:
-            runners = self.get("/api/runners")["data"]
+            runners = self.runners()
         except httpx.HTTPError:
             return []
         self.runner_pids.update(r["pid"] for r in runners)
@@ -141,9 +157,11 @@ def make_server(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Callable[..., 
                        "max_attempts": 3},
             **settings,
         }
+        if "teams" in config:
+            config.setdefault("operator_token", E2E_OPERATOR_TOKEN)
         path = data_dir / "stoker.yaml"
         path.write_text(yaml.safe_dump(config))
-        server = Server(data_dir, path, port)
+        server = Server(data_dir, path, port, operator_token=config.get("operator_token"))
         made.append(server)
         return server
 

@@ -27,7 +27,7 @@ import yaml
 from openai.types import Completion
 from openai.types.chat import ChatCompletion
 
-from tests.e2e.conftest import Server, free_port, wait_until
+from tests.e2e.conftest import E2E_OPERATOR_TOKEN, Server, free_port, wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -102,8 +102,10 @@ def _configure(root: Path, name: str, config: dict[str, Any]) -> Server:
     data_dir.mkdir()
     port = free_port()
     path = data_dir / "stoker.yaml"
-    path.write_text(yaml.safe_dump({"port": port, "data_dir": str(data_dir), **config}))
-    return Server(data_dir, path, port)
+    config = {"port": port, "data_dir": str(data_dir), "operator_token": E2E_OPERATOR_TOKEN,
+              **config}
+    path.write_text(yaml.safe_dump(config))
+    return Server(data_dir, path, port, operator_token=E2E_OPERATOR_TOKEN)
 
 
 @pytest.fixture(scope="module")
@@ -348,7 +350,8 @@ def test_provider_rate_limits_are_retried_and_counted(fleet: Fleet) -> None:
     done = run_batch(client, batch_file(client, "remote-limited", 40, temperature=1))
     assert done.status == "completed"
     assert done.request_counts.completed == 40
-    counters = httpx.get(f"{fleet.gateway.url}/api/counters", timeout=10).json()
+    counters = httpx.get(f"{fleet.gateway.url}/api/counters", timeout=10,
+                         headers=fleet.gateway.operator_headers()).json()
     assert counters["provider_rate_limits"] > 0
 
 

@@ -58,7 +58,7 @@ def test_runner_killed_mid_batch_its_requests_still_complete_once(
     with server.db() as db:
         (retried,) = db.execute("SELECT COUNT(*) FROM requests WHERE attempts >= 2").fetchone()
     assert retried >= 1  # the killed runner's batch came back and ran again
-    wait_until(lambda: all(r["id"] != victim["id"] for r in server.get("/api/runners")["data"]),
+    wait_until(lambda: all(r["id"] != victim["id"] for r in server.runners()),
                timeout_s=30, what="the killed runner to be marked stopped")
 
 
@@ -86,7 +86,7 @@ def test_acknowledged_job_survives_the_server_being_killed(
         make_server: Callable[..., Server]) -> None:
     server = make_server()
     server.start(runners=1)
-    pids = [r["pid"] for r in server.get("/api/runners")["data"]]
+    pids = [r["pid"] for r in server.runners()]
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)  # freeze the pool so the job stays queued
     job = server.submit(prompts(10))
@@ -105,11 +105,11 @@ def test_acknowledged_job_survives_the_server_being_killed(
 
 def _frozen_with_batch(server: Server) -> dict[str, object] | None:
     """Freeze a busy runner with SIGSTOP; keep it only if it still holds its batch."""
-    busy = [r for r in server.get("/api/runners")["data"] if r["batch_in_hand"] > 0]
+    busy = [r for r in server.runners() if r["batch_in_hand"] > 0]
     if not busy:
         return None
     os.kill(busy[0]["pid"], signal.SIGSTOP)
-    now = {r["id"]: r for r in server.get("/api/runners")["data"]}
+    now = {r["id"]: r for r in server.runners()}
     if now[busy[0]["id"]]["batch_in_hand"] > 0:
         return dict(busy[0])
     os.kill(busy[0]["pid"], signal.SIGCONT)  # it finished meanwhile; try again

@@ -9,13 +9,15 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from stoker.api import access
 from stoker.api.body import decode_utf8, describe, parse_json
 from stoker.api.openai_online import answer, submit_online
 from stoker.api.services import Services, client_team, services
 from stoker.errors import Unprocessable
 from stoker.openai_format import CHAT_COMPLETIONS, TextPart
 
-router = APIRouter(prefix="/v1", tags=["anthropic"])
+router = APIRouter(prefix="/v1", tags=["anthropic"],
+                   dependencies=[Depends(access.client)])
 
 _STOP_REASON = {"stop": "end_turn", "length": "max_tokens"}
 

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stoker import __version__
 from stoker.api import (
+    access,
     anthropic_messages,
     cost,
     jobs,
@@ -27,7 +29,7 @@ from stoker.api.dispatch import Dispatcher, LeaseTerms, Reaper
 from stoker.api.errors import install_error_handlers
 from stoker.api.metrics import StokerMetrics
 from stoker.api.scheduling import build_policy, build_tiers
-from stoker.api.services import Services, model_revisions, require_operator
+from stoker.api.services import Services, model_revisions
 from stoker.api.teams import TeamDirectory
 from stoker.clock import Clock
 from stoker.settings import Settings
@@ -64,7 +66,9 @@ def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
                 await task
 
     metrics = StokerMetrics(store, settings, clock)
-    app = FastAPI(title="Stoker", version=__version__, lifespan=lifespan)
+    # The API's description is served by routes of our own, so that it has a lock too.
+    app = FastAPI(title="Stoker", version=__version__, lifespan=lifespan, openapi_url=None,
+                  docs_url=None, redoc_url=None)
     app.state.services = Services(settings, store, clock, dispatcher, tiers, teams, policy,
                                   model_revisions(settings), clock.now(), metrics)
     install_error_handlers(app)
@@ -77,28 +81,49 @@ def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
     app.include_router(openai_batches.router)
     app.include_router(anthropic_messages.router)
     app.include_router(cost.router)
+    _add_ops_routes(app, store, metrics)
+    return app
 
-    @app.get("/healthz", tags=["ops"])
+
+def _add_ops_routes(app: FastAPI, store: Store, metrics: StokerMetrics) -> None:
+    """Health, metrics, counters, the dashboard page and the API's own description."""
+
+    @app.get("/healthz", tags=["ops"], dependencies=[Depends(access.public)])
     def healthz() -> dict[str, Any]:
-        """Liveness: the process answers and the store is readable."""
+        """Liveness: the process answers and the store is readable. Says nothing else."""
         store.queue_depth()
-        return {"status": "ok", "version": __version__}
+        return {"status": "ok"}
 
-    @app.get("/metrics", tags=["ops"], include_in_schema=False)
-    def prometheus(request: Request) -> Response:
-        """Prometheus text exposition (with an operator token set, it must be presented)."""
-        require_operator(request, settings)
+    @app.get("/metrics", tags=["ops"], include_in_schema=False,
+             dependencies=[Depends(access.operator)])
+    def prometheus() -> Response:
+        """Prometheus text exposition."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/dashboard", tags=["ops"], include_in_schema=False)
+    @app.get("/dashboard", tags=["ops"], include_in_schema=False,
+             dependencies=[Depends(access.public)])
     def dashboard() -> HTMLResponse:
-        """The live dashboard page (it reads /api/dashboard)."""
+        """The live dashboard page: a static shell with no data (it reads /api/dashboard
+        with the token the viewer gives it)."""
         page = resources.files("stoker.api").joinpath("static", "dashboard.html")
         return HTMLResponse(page.read_text(encoding="utf-8"))
 
-    @app.get("/api/counters", tags=["ops"])
+    @app.get("/api/counters", tags=["ops"], dependencies=[Depends(access.operator)])
     def counters() -> dict[str, int]:
         """Event counters: duplicate results, expired leases, cache hits, provider 429s."""
         return {name: store.counter(name) for name in COUNTERS}
 
-    return app
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(access.docs)])
+    def openapi() -> JSONResponse:
+        """The OpenAPI document of this API."""
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(access.docs)])
+    def swagger() -> HTMLResponse:
+        """Interactive API docs."""
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Stoker API")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=[Depends(access.docs)])
+    def redoc() -> HTMLResponse:
+        """API reference."""
+        return get_redoc_html(openapi_url="/openapi.json", title="Stoker API")

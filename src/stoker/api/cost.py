@@ -12,12 +12,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from stoker.accounting.view import CostView, cost_view, finding_json, report_json
+from stoker.api import access
 from stoker.api.render import runner_json
 from stoker.api.services import Services, bearer_matches, client_team, services
 from stoker.core.model import RunnerState
 from stoker.errors import Unprocessable
 
-router = APIRouter(prefix="/api", tags=["cost"])
+router = APIRouter(prefix="/api", tags=["cost"],
+                   dependencies=[Depends(access.viewer)])
 
 
 def cost_scope(request: Request, svc: Services) -> str | None:
@@ -97,10 +99,12 @@ async def dashboard_data(request: Request, hours: float = Query(1.0, gt=0, le=24
         "now": records.until, "since": records.since, "scope": scope,
         "queue_depth": by_model,
         "tiers": [t.name for t in sorted(svc.tiers.values(), key=lambda t: -t.priority)],
-        "runners": [runner_json(r) for r in runners if r.state != RunnerState.STOPPED],
+        # Runners (their pids, hosts and timeline) are the operator's to see, not a team's.
+        "runners": [runner_json(r) for r in runners if r.state != RunnerState.STOPPED]
+        if scope is None else [],
         "timeline": [{"runner_id": rid, "name": names[rid].name if rid in names else rid,
                       "model": names[rid].model if rid in names else "", "spans": s}
-                     for rid, s in spans.items()],
+                     for rid, s in spans.items()] if scope is None else [],
         "cost": report_json(view, team=scope),
         "findings": [finding_json(f) for f in view.findings],
     }

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from stoker.api import access
 from stoker.api.body import decode_utf8, parse_json
 from stoker.api.job_input import JobOptions, ParsedJob, jsonl_items, parse_submission
 from stoker.api.render import job_json, result_line
@@ -17,7 +18,8 @@ from stoker.api.submission import enqueue, tier_for
 from stoker.core.model import JOB_TERMINAL, Job
 from stoker.errors import NotFound
 
-router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/jobs", tags=["jobs"],
+                   dependencies=[Depends(access.client)])
 
 JSONL_TYPES = ("application/jsonl", "application/x-ndjson", "application/x-jsonlines",
                "text/plain")

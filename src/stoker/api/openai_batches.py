@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from stoker.api import access
 from stoker.api.body import decode_utf8, describe, parse_json
 from stoker.api.job_input import JobOptions, ParsedJob
 from stoker.api.openai_batch_input import MAX_LISTED_ERRORS, read_batch_input
@@ -20,7 +21,8 @@ from stoker.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from stoker.openai_format import BODY_BY_ENDPOINT
 from stoker.store import NewBatch, OpenAIBatch
 
-router = APIRouter(prefix="/v1/batches", tags=["openai"])
+router = APIRouter(prefix="/v1/batches", tags=["openai"],
+                   dependencies=[Depends(access.client)])
 
 _WINDOW = re.compile(r"^([1-9][0-9]{0,2})h$")
 MAX_WINDOW_H = 168

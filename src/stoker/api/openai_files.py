@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from stoker.api import access
 from stoker.api.openai_objects import (
     OUTPUT,
     BatchView,
@@ -22,7 +23,8 @@ from stoker.api.services import Services, client_team, services
 from stoker.errors import Conflict, NotFound, Unprocessable
 from stoker.store import StoredFile
 
-router = APIRouter(prefix="/v1/files", tags=["openai"])
+router = APIRouter(prefix="/v1/files", tags=["openai"],
+                   dependencies=[Depends(access.client)])
 
 PURPOSES = ("batch",)
 

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from stoker.api import access
 from stoker.api.body import decode_utf8, describe, parse_json
 from stoker.api.errors import error_type
 from stoker.api.job_input import JobOptions, ParsedJob, resolve_model
@@ -32,7 +33,8 @@ from stoker.openai_format import (
 )
 from stoker.store import NewRequest, ResultRow
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"],
+                   dependencies=[Depends(access.client)])
 
 # How often a waiting call looks whether its client has gone away.
 _DISCONNECT_CHECK_S = 1.0

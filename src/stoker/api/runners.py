@@ -8,18 +8,20 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from stoker.api import access
 from stoker.api.body import decode_utf8, parse_json, validate
 from stoker.api.render import runner_json
-from stoker.api.services import Services, require_runner, services
+from stoker.api.services import Services, services
 from stoker.core.model import RunnerState
 from stoker.errors import LeaseLost, ModelNotFound
 from stoker.settings import ModelSettings
 from stoker.store import RequestOutcome
 from stoker.store.sql import PROVIDER_RATE_LIMITS
 
-router = APIRouter(prefix="/api/runners", tags=["runners"])
+router = APIRouter(prefix="/api/runners", tags=["runners"],
+                   dependencies=[Depends(access.operator)])
 protocol = APIRouter(prefix="/api/runners", tags=["runner protocol"],
-                     dependencies=[Depends(require_runner)])
+                     dependencies=[Depends(access.runner)])
 
 
 class _In(BaseModel):

@@ -60,12 +60,18 @@ def remote_revision(name: str, spec: ModelSettings) -> str:
 
 
 def client_team(request: Request) -> str:
-    """The team a client request acts for (401 without a valid token once teams exist)."""
+    """The team a client request acts for (401 without a valid token once teams exist);
+    worked out once per request."""
+    known = getattr(request.state, "team", None)
+    if isinstance(known, str):
+        return known
     authorization = request.headers.get("authorization")
     if authorization is None and (api_key := request.headers.get("x-api-key")):
         # Anthropic's SDK and tools send the key this way.
         authorization = f"Bearer {api_key}"
-    return services(request).teams.authenticate(authorization)
+    team = services(request).teams.authenticate(authorization)
+    request.state.team = team
+    return team
 
 
 def require_runner(request: Request) -> None:
@@ -80,10 +86,3 @@ def bearer_matches(request: Request, expected: str) -> bool:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     given = token.strip() if scheme.lower() == "bearer" else ""
     return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
-
-
-def require_operator(request: Request, settings: Settings) -> None:
-    """With an operator token configured, only its bearer may pass."""
-    if settings.operator_token is not None and not bearer_matches(
-            request, settings.operator_token.get_secret_value()):
-        raise Unauthorized("this endpoint needs 'Authorization: Bearer <operator token>'")
