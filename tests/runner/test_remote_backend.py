@@ -148,3 +148,12 @@ def test_retry_delay_honours_retry_after_within_the_cap() -> None:
 def test_scrub_removes_the_secret_and_bounds_the_text() -> None:
     assert scrub(f"x{KEY}y", KEY) == "x[redacted]y"
     assert len(scrub("z" * 5000, KEY)) == 300
+
+
+def test_scrub_removes_the_secret_in_any_case_and_echoed_credential_headers() -> None:
+    assert KEY.lower() != KEY.upper()
+    assert KEY.upper() not in scrub(f"bad key {KEY.upper()}", KEY)
+    echoed = scrub('{"headers": {"Authorization": "Bearer sk-other-123", '
+                   '"X-Api-Key": "k-456"}, "api_key=k789"}', None)
+    assert not any(s in echoed for s in ("sk-other-123", "k-456", "k789"))
+    assert echoed.count("[redacted]") == 3

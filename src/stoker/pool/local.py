@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,31 @@ from stoker.runner.loop import PROVIDER_KEY_ENV
 log = logging.getLogger("stoker.pool")
 
 PR_SET_PDEATHSIG = 1
+
+#: What a runner keeps of the server's environment: what a Python process, torch and the
+#: accelerator need, and nothing else (no team tokens, other models' keys, the store's URL).
+RUNNER_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+    "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "VIRTUAL_ENV", "LD_LIBRARY_PATH",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "HF_HOME", "XDG_CACHE_HOME",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+})
+RUNNER_ENV_PREFIXES = ("LC_", "OMP_", "MKL_", "OPENBLAS_", "CUDA_", "NVIDIA_", "ROCR_", "HIP_",
+                       "TORCH_", "PYTORCH_")
+
+
+def runner_environment(parent: Mapping[str, str], *, runner_token: str | None,
+                       provider_key: str | None) -> dict[str, str]:
+    """A runner's environment, built from an allow-list of the server's: its own model's key
+    and the runner token are the only secrets in it."""
+    env = {k: v for k, v in parent.items()
+           if k in RUNNER_ENV_NAMES or k.startswith(RUNNER_ENV_PREFIXES)}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    if runner_token:
+        env["STOKER_RUNNER_TOKEN"] = runner_token
+    if provider_key:
+        env[PROVIDER_KEY_ENV] = provider_key
+    return env
 
 
 def _drain_when_parent_dies() -> None:
@@ -46,11 +72,8 @@ class LocalPool:
         """Start ``count`` runners, sharing the machine's cores between them."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         threads = max(1, (os.cpu_count() or 1) // max(1, count))
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        if self.runner_token:
-            env["STOKER_RUNNER_TOKEN"] = self.runner_token
-        if self.provider_key:
-            env[PROVIDER_KEY_ENV] = self.provider_key
+        env = runner_environment(os.environ, runner_token=self.runner_token,
+                                 provider_key=self.provider_key)
         for _ in range(count):
             name = f"local-{self.model}-{len(self.processes)}"
             cmd = [sys.executable, "-m", "stoker.cli", "runner", "--server", self.server_url,

@@ -9,6 +9,7 @@ the tries run out the input fails as retryable, so the queue's attempt limit dec
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,10 @@ from stoker.runner.backends.protocol import GenerationInput, GenerationOutput
 # Providers enforce their own context limits; their 400 comes back as the input's error.
 UNBOUNDED_CONTEXT = 1 << 30
 _MAX_ERROR_CHARS = 300
+#: A credential header (or key field) a provider reflects back in an error body.
+_ECHOED_CREDENTIAL = re.compile(
+    r"((?:authorization|x-api-key|api[-_]?key|bearer)[\"']?\s*[:=]?\s*[\"']?)"
+    r"(?:bearer\s+)?[^\s\"',;}]+", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +57,11 @@ class ProviderRefused(Exception):
 
 
 def scrub(text: str, secret: str | None) -> str:
-    """``text`` without ``secret`` in it, and short enough for a log line or an error."""
+    """``text`` without ``secret`` in it (in any case), nor any credential header a provider
+    echoed back, and short enough for a log line or an error."""
     if secret:
-        text = text.replace(secret, "[redacted]")
+        text = re.sub(re.escape(secret), "[redacted]", text, flags=re.IGNORECASE)
+    text = _ECHOED_CREDENTIAL.sub(r"\1[redacted]", text)
     return text[:_MAX_ERROR_CHARS]
 
 

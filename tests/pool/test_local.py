@@ -1,0 +1,47 @@
+"""Local runner processes get an environment built from an allow-list: their own model's key
+and the runner token, never the server's other secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stoker.pool.local import LocalPool, runner_environment
+from stoker.runner.loop import PROVIDER_KEY_ENV
+
+SECRETS = {"OTHER_MODEL_KEY": "sk-other-model-7f3a", "STOKER_TOKEN_EVALS": "team-token-1",
+           "STOKER_STORE": "postgresql://stoker:hunter2@db/stoker",
+           "AWS_SECRET_ACCESS_KEY": "aws-secret-1"}
+
+
+def test_the_environment_keeps_what_a_runner_needs_and_no_other_secret() -> None:
+    parent = {"PATH": "/usr/bin", "HOME": "/root", "LC_ALL": "C.UTF-8",
+              "OPENBLAS_CORETYPE": "Haswell", "CUDA_VISIBLE_DEVICES": "0", **SECRETS}
+    env = runner_environment(parent, runner_token="rt-1", provider_key="sk-mine")
+    assert not set(SECRETS) & set(env)
+    assert {k: env[k] for k in ("PATH", "HOME", "LC_ALL", "OPENBLAS_CORETYPE",
+                                "CUDA_VISIBLE_DEVICES")} == {k: parent[k] for k in (
+        "PATH", "HOME", "LC_ALL", "OPENBLAS_CORETYPE", "CUDA_VISIBLE_DEVICES")}
+    assert (env["STOKER_RUNNER_TOKEN"], env[PROVIDER_KEY_ENV]) == ("rt-1", "sk-mine")
+    assert env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_a_started_runner_holds_only_its_own_key(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    # Nothing listens there: the runner keeps retrying to register while we read its
+    # environment from /proc, then it is stopped.
+    pool = LocalPool("http://127.0.0.1:9", "remote-m", tmp_path, runner_token="rt-1",
+                     provider_key="sk-mine", local_model=False)
+    pool.start(1)
+    try:
+        (proc,) = pool.processes
+        raw = Path(f"/proc/{proc.pid}/environ").read_bytes()
+    finally:
+        pool.drain(timeout_s=10)
+    env = dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+    assert not set(SECRETS) & set(env)
+    assert not any(v in raw.decode() for v in SECRETS.values())
+    assert env[PROVIDER_KEY_ENV] == "sk-mine"
