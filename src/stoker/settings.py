@@ -219,6 +219,9 @@ class TeamSettings(_Strict):
     tiers: list[str] | None = None
     quotas: QuotaSettings = QuotaSettings()
     circuit_breaker: BreakerSettings | None = None
+    #: Teams naming the same group share one result cache (a hit tells a team what another
+    #: asked, so only by choice); by default a team's cache is its own.
+    cache_group: str | None = Field(None, min_length=1, max_length=100)
 
 
 class SchedulingSettings(_Strict):

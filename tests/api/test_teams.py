@@ -174,3 +174,25 @@ def test_teams_need_a_runner_token(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidRequest, match="runner_token"):
         load_settings(data_dir=tmp_path, teams={"a": {"token": "t"}})
+
+
+def test_the_result_cache_is_a_team_s_own(teams: API) -> None:
+    client, store = teams
+    submit(client, EVALS, tier="smoke")
+    run_one_batch(client)
+    theirs = submit(client, BATCH, tier="smoke").json()
+    assert theirs["status"] == "queued"  # another team's answer would say what evals asked
+    assert store.counter("cache_hits") == 0
+
+
+def test_teams_in_one_cache_group_share_answers(tmp_path: Path) -> None:
+    shared = {"cache_group": "research"}
+    for client, store in make_client(
+            tmp_path, runner_token="runner-token-789",
+            batching={"max_batch_size": 8, "max_wait_ms": 0},
+            teams={"evals": {"token": "evals-token-123", **shared},
+                   "pipeline": {"token": "batch-token-456", **shared}}):
+        submit(client, EVALS, tier="smoke")
+        run_one_batch(client)
+        assert submit(client, BATCH, tier="smoke").json()["status"] == "completed"
+        assert store.counter("cache_hits") == 1

@@ -11,12 +11,17 @@ from typing import Any
 _IGNORED = frozenset({"model", "stream", "user", "metadata", "store", "n"})
 
 
-def cache_key(model: str, revision: str, endpoint: str, body: dict[str, Any]) -> str | None:
-    """A fingerprint when the answer is deterministic (temperature 0 or a fixed seed)."""
+def cache_key(scope: str, model: str, revision: str, endpoint: str,
+              body: dict[str, Any]) -> str | None:
+    """A fingerprint when the answer is deterministic (temperature 0 or a fixed seed).
+
+    ``scope`` is who may be answered from it: one team, or a group of teams that chose to
+    share, so that a hit never tells a team what another team asked."""
     if body.get("temperature", 1.0) != 0 and body.get("seed") is None:
         return None
     semantic = {k: v for k, v in body.items() if k not in _IGNORED}
-    raw = json.dumps([model, revision, endpoint, semantic], sort_keys=True, ensure_ascii=False)
+    raw = json.dumps([scope, model, revision, endpoint, semantic], sort_keys=True,
+                     ensure_ascii=False)
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 

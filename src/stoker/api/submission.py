@@ -48,8 +48,9 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
         # Fingerprinting every request hashes its body: done in the worker thread too.
         new_job = NewJob(
             team=team, tier=tier.name, priority=tier.priority, model=parsed.model,
-            requests=[replace(r, cache_key=cache_key(parsed.model, revision, r.endpoint,
-                                                     r.body)) for r in parsed.requests],
+            requests=[replace(r, cache_key=cache_key(policy.cache_scope, parsed.model,
+                                                     revision, r.endpoint, r.body))
+                      for r in parsed.requests],
             max_attempts=svc.settings.leases.max_attempts, metadata=options.metadata,
             idempotency_key=idempotency_key, concurrency_group=options.concurrency_group,
             cancel_in_progress=options.cancel_in_progress, use_cache=options.cache,

@@ -23,6 +23,8 @@ class TeamPolicy:
     tiers: frozenset[str] | None
     quota: TeamQuota
     breaker: BreakerConfig | None
+    #: Whose result cache the team's requests read and fill: its own, or a shared group's.
+    cache_scope: str
 
     def check_tier(self, tier: str) -> None:
         """Refuse a tier the team may not use."""
@@ -53,10 +55,12 @@ class TeamDirectory:
                 name, team.weight, frozenset(team.tiers) if team.tiers is not None else None,
                 TeamQuota(**team.quotas.model_dump()),
                 _breaker(team.circuit_breaker or settings.circuit_breaker),
+                f"group:{team.cache_group}" if team.cache_group else f"team:{name}",
             )
         if not self._policies:
             self._policies[DEFAULT_TEAM] = TeamPolicy(
-                DEFAULT_TEAM, 1.0, None, TeamQuota(), _breaker(settings.circuit_breaker))
+                DEFAULT_TEAM, 1.0, None, TeamQuota(), _breaker(settings.circuit_breaker),
+                f"team:{DEFAULT_TEAM}")
 
     @staticmethod
     def _token_of(name: str, team: TeamSettings) -> str:
