@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from stoker.core.model import JOB_TERMINAL, JobStatus
+from stoker.jsonl import jsonl_lines
 
 DEFAULT_SERVER = "http://127.0.0.1:8420"
 
@@ -95,7 +96,7 @@ class StokerClient:
     def results(self, job_id: str) -> list[dict[str, Any]]:
         """The job's finished result lines, in submission order."""
         text = self._ok(self._http.get(f"/api/jobs/{job_id}/results")).text
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return [json.loads(line) for _, line in jsonl_lines(text)]
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a job's queued requests."""

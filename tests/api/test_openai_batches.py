@@ -92,19 +92,70 @@ def test_files_round_trip(api: tuple[TestClient, SQLiteStore]) -> None:
         client.files.retrieve(first)
 
 
-def test_batch_round_trip_with_invalid_lines(api: tuple[TestClient, SQLiteStore]) -> None:
+def upload_bytes(client: openai.OpenAI, data: bytes) -> str:
+    return client.files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch").id
+
+
+def test_a_file_with_bad_lines_fails_validation_naming_each_line(
+        api: tuple[TestClient, SQLiteStore]) -> None:
+    # As the Batch API does: every kind of bad line fails the batch before anything runs.
     http, store = api
     client = sdk(http)
-    file_id = upload(client, [line("ok-1"), "{not json", line("ok-2"),
-                              line("bad-model", model="nope"),
-                              line("refused"),
-                              line("wrong-url", url="/v1/chat/completions")])
+    lines = [line("ok-1"), "{not json", line("ok-2"), line("bad-model", model="nope"),
+             line("wrong-url", url="/v1/chat/completions"), line("ok-1")]
+    data = "\n".join(lines).encode() + b'\n{"custom_id": "\xff"}\n'
+    batch = client.batches.create(input_file_id=upload_bytes(client, data),
+                                  endpoint="/v1/completions", completion_window="24h")
+    assert batch.status == "failed"
+    assert batch.errors is not None
+    assert batch.errors.data is not None
+    assert [(e.line, e.code) for e in batch.errors.data] == [
+        (2, "invalid_json"), (4, "model_not_found"), (5, "mismatched_endpoint"),
+        (6, "duplicate_custom_id"), (7, "invalid_utf8")]
+    assert all(e.message and e.message.startswith(f"line {e.line}:")
+               for e in batch.errors.data)
+    assert store.queue_depth() == {}
+    assert store.list_jobs(limit=5) == []
+
+
+def test_lines_end_at_newlines_only(api: tuple[TestClient, SQLiteStore]) -> None:
+    # What json.dumps(..., ensure_ascii=False) writes: U+2028, U+2029 and U+0085 unescaped
+    # inside strings; and a byte order mark, and CRLF line ends, as editors write them.
+    http, store = api
+    client = sdk(http)
+    odd = "a\u2028b\u2029c\u0085d"
+    rows = [json.dumps({"custom_id": f"id-{i}", "method": "POST", "url": "/v1/completions",
+                        "body": {"model": MODEL, "prompt": f"{odd} {i}", "max_tokens": 4}},
+                       ensure_ascii=False) for i in range(3)]
+    data = "\ufeff".encode() + "\r\n".join(rows).encode() + b"\r\n"
+    batch = client.batches.create(input_file_id=upload_bytes(client, data),
+                                  endpoint="/v1/completions", completion_window="24h")
+    assert batch.status == "in_progress", batch.errors
+    assert batch.request_counts is not None
+    assert batch.request_counts.total == 3
+    runner = store.register_runner(name="r", model=MODEL, pid=None, host="h",
+                                   max_batch_size=8, max_wait_ms=0, now=time.time())
+    store.set_runner_state(runner.id, RunnerState.IDLE, now=time.time())
+    got = store.lease_batch(runner.id, MODEL, [Pick("batch", "evals", 3)], ttl_s=60,
+                            now=time.time())
+    assert got is not None
+    assert [(r.custom_id, r.body["prompt"]) for r in got[1]] == [
+        (f"id-{i}", f"{odd} {i}") for i in range(3)]
+    jsonl = http.post("/api/jobs", content=data, headers={
+        "Content-Type": "application/jsonl", "Authorization": f"Bearer {EVALS_TOKEN}"})
+    assert jsonl.status_code == 201, jsonl.text
+    assert jsonl.json()["request_counts"]["total"] == 3
+
+
+def test_batch_round_trip_with_a_failed_request(api: tuple[TestClient, SQLiteStore]) -> None:
+    http, store = api
+    client = sdk(http)
+    file_id = upload(client, [line("ok-1"), line("ok-2"), line("refused")])
     batch = client.batches.create(input_file_id=file_id, endpoint="/v1/completions",
                                   completion_window="24h", metadata={"suite": "smoke-7"})
     assert batch.status == "in_progress"
     assert batch.request_counts is not None
-    assert batch.request_counts.total == 6
-    assert batch.request_counts.failed == 3
+    assert batch.request_counts.total == 3
     assert batch.expires_at == batch.created_at + 24 * 3600
     assert batch.metadata == {"suite": "smoke-7"}
     assert batch.output_file_id is None
@@ -113,7 +164,7 @@ def test_batch_round_trip_with_invalid_lines(api: tuple[TestClient, SQLiteStore]
     assert done.status == "completed"
     assert done.completed_at is not None
     assert done.request_counts is not None
-    assert (done.request_counts.completed, done.request_counts.failed) == (2, 4)
+    assert (done.request_counts.completed, done.request_counts.failed) == (2, 1)
     assert done.usage is not None
     assert done.usage.output_tokens == 4
     outputs = lines_of(client, done.output_file_id)
@@ -122,13 +173,8 @@ def test_batch_round_trip_with_invalid_lines(api: tuple[TestClient, SQLiteStore]
         assert out["response"]["status_code"] == 200
         body = Completion.model_validate(out["response"]["body"])
         assert body.choices[0].text == f"answer {out['custom_id']}"
-    errors = lines_of(client, done.error_file_id)
-    by_id = {e["custom_id"]: e for e in errors}
-    assert set(by_id) == {None, "bad-model", "refused", "wrong-url"}
-    assert by_id["bad-model"]["error"]["code"] == "model_not_found"
-    assert by_id["wrong-url"]["error"]["code"] == "mismatched_endpoint"
-    assert by_id["refused"]["response"]["status_code"] == 400
-    assert "line 2" in by_id[None]["error"]["message"]
+    (error,) = lines_of(client, done.error_file_id)
+    assert (error["custom_id"], error["response"]["status_code"]) == ("refused", 400)
 
 
 def test_a_file_with_no_valid_line_makes_a_failed_batch(

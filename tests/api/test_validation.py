@@ -119,3 +119,11 @@ def test_runner_protocol_rejects_garbage(api: API) -> None:
     assert r.status_code == 422
     r = client.post("/api/runners/runner_missing/lease", json={"wait_s": 0})
     assert r.status_code == 404
+
+
+@pytest.mark.parametrize("payload", [[line("a")], [[1, line("a")]], "text", 7])
+def test_a_body_that_is_not_an_object_is_a_422(api: API, payload: object) -> None:
+    client, store = api
+    r = client.post("/api/jobs", json=payload)
+    assert_refused(r, 422, "send a JSON object", store)
+    assert client.get("/healthz").status_code == 200  # the connection and server are fine

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -103,10 +102,3 @@ def validate(schema: type[M], value: Any, *, where: str = "body") -> M:
         return schema.model_validate(value)
     except ValidationError as exc:
         raise Unprocessable(f"{where}: {describe(exc)}") from None
-
-
-def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
-    """Non-blank lines of a JSONL document with their 1-based line numbers."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            yield number, line

@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from stoker.api.body import describe, jsonl_lines, parse_json
-from stoker.errors import InvalidRequest, ModelNotFound, Unprocessable
+from stoker.api.body import describe, parse_json
+from stoker.errors import ModelNotFound, Unprocessable
+from stoker.jsonl import jsonl_lines
 from stoker.openai_format import BatchInputLine, normalised_body
 from stoker.store import NewRequest
 
@@ -106,21 +107,22 @@ def resolve_model(requests: list[NewRequest], *, default_model: str, known: set[
 
 
 def parse_submission(
-    payload: Any, options: JobOptions, *, max_requests: int, default_model: str,
-    known_models: set[str],
+    payload: Any, options: JobOptions, *, lines: list[tuple[int, Any]] | None,
+    max_requests: int, default_model: str, known_models: set[str],
 ) -> tuple[JobOptions, ParsedJob]:
-    """Validate a JSON submission (already parsed) or a JSONL item list with its options."""
-    if isinstance(payload, list):
-        items = payload
-    else:
+    """Validate a JSON submission (``payload``, already parsed) or the numbered ``lines`` of
+    a JSONL upload, which come with their ``options``."""
+    if lines is None:
+        if not isinstance(payload, dict):
+            raise Unprocessable(
+                f"the body is a JSON {type(payload).__name__}; send a JSON object "
+                '{"requests": [...]} or JSONL lines with Content-Type: application/jsonl')
         try:
             submission = JobSubmission.model_validate(payload)
         except ValidationError as exc:
             raise Unprocessable(f"body: {describe(exc)}") from None
         options = submission
-        items = list(enumerate(submission.requests, start=1))
-    if not isinstance(items, list):
-        raise InvalidRequest("expected a list of requests")
-    requests = parse_lines(items, max_requests=max_requests)
+        lines = list(enumerate(submission.requests, start=1))
+    requests = parse_lines(lines, max_requests=max_requests)
     model = resolve_model(requests, default_model=default_model, known=known_models)
     return options, ParsedJob(model=model, requests=requests)

@@ -51,11 +51,11 @@ async def submit_job(
 
     def parse() -> tuple[JobOptions, ParsedJob]:
         text = decode_utf8(raw)
-        payload: Any = jsonl_items(text) if jsonl else parse_json(text)
         return parse_submission(
-            payload,
+            None if jsonl else parse_json(text),
             JobOptions(tier=tier, concurrency_group=concurrency_group,
                        cancel_in_progress=cancel_in_progress, cache=cache),
+            lines=jsonl_items(text) if jsonl else None,
             max_requests=svc.settings.limits.max_requests_per_job,
             default_model=svc.settings.default_model,
             known_models=set(svc.settings.models),

@@ -1,5 +1,7 @@
-"""An OpenAI batch input file, line by line: valid lines become the job's requests, invalid
-ones become error-file lines (the batch still runs the rest), as the Batch API reports them."""
+"""An OpenAI batch input file, line by line, validated as the Batch API validates one: every
+line is checked, and a file with any bad line (not UTF-8, not JSON, not a request for the
+batch's endpoint and model, a repeated custom_id, one line too many) fails the batch before
+anything runs, its ``errors`` naming the lines. The same rule for every kind of bad line."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from stoker.api.body import describe
+from stoker.jsonl import jsonl_byte_lines
 from stoker.openai_format import BatchInputLine, normalised_body
 from stoker.store import NewRequest
 
@@ -40,20 +43,22 @@ def _custom_id(raw: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def read_batch_input(text: str, *, endpoint: str, default_model: str,
+def read_batch_input(content: bytes, *, endpoint: str, default_model: str,
                      known_models: set[str], max_requests: int) -> BatchInput:
-    """Validate every line of ``text`` against the batch's ``endpoint`` and served models.
+    """Validate every line of ``content`` against the batch's ``endpoint`` and served models.
 
     The batch runs one model: the first valid line's; lines naming another are rejected.
     """
     found = BatchInput()
     seen: set[str] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, data in jsonl_byte_lines(content):
         found.total += 1
         try:
-            raw = json.loads(line)
+            raw = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            found.reject(number, None, "invalid_utf8",
+                         f"not UTF-8 text (bad byte at column {exc.start + 1})")
+            continue
         except json.JSONDecodeError as exc:
             found.reject(number, None, "invalid_json", f"not valid JSON ({exc.msg})")
             continue

@@ -17,7 +17,7 @@ from stoker.api.openai_batch_input import MAX_LISTED_ERRORS, read_batch_input
 from stoker.api.openai_objects import BatchView, batch_json
 from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
-from stoker.errors import Conflict, InvalidRequest, NotFound, Unprocessable
+from stoker.errors import Conflict, NotFound, Unprocessable
 from stoker.openai_format import BODY_BY_ENDPOINT
 from stoker.store import NewBatch, OpenAIBatch
 
@@ -50,8 +50,8 @@ def _window_s(window: str) -> float:
 
 @router.post("")
 async def create_batch(request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
-    """Validate the input file and queue its valid lines as one job (invalid ones go to the
-    error file); a file with no valid line makes a ``failed`` batch."""
+    """Validate the input file and queue its lines as one job; a file with any bad line (or
+    none at all) makes a ``failed`` batch whose errors name the lines, and runs nothing."""
     team = client_team(request)
     try:
         body = BatchCreate.model_validate(parse_json(decode_utf8(await request.body())))
@@ -69,24 +69,22 @@ async def create_batch(request: Request, svc: Services = Depends(services)) -> d
         raise Unprocessable(f"file {upload.id!r} has purpose {upload.purpose!r}; a batch "
                             "reads a file uploaded with purpose 'batch'")
     content = await run_in_threadpool(svc.store.file_content, upload.id)
-    try:
-        text = decode_utf8(content)
-    except InvalidRequest:
-        text = None
     # Off the event loop, as a large file takes a while to validate line by line.
     found = await run_in_threadpool(
-        read_batch_input, text or "", endpoint=body.endpoint,
+        read_batch_input, content, endpoint=body.endpoint,
         default_model=svc.settings.default_model, known_models=set(svc.settings.models),
         max_requests=svc.settings.limits.max_requests_per_job)
     spec = NewBatch(team=team, endpoint=body.endpoint, input_file_id=upload.id,
                     completion_window=body.completion_window, window_s=window_s,
-                    metadata=metadata, total_lines=found.total,
-                    invalid_lines=tuple(found.invalid))
-    if not found.requests or found.model is None:
+                    metadata=metadata, total_lines=found.total)
+    if found.problems or not found.requests or found.model is None:
         errors = found.problems[:MAX_LISTED_ERRORS] or [{
             "code": "invalid_file", "param": None, "line": None,
-            "message": ("the file is not UTF-8 text" if text is None
-                        else "the file has no request lines")}]
+            "message": "the file has no request lines"}]
+        if len(found.problems) > MAX_LISTED_ERRORS:
+            errors.append({"code": "more_errors", "param": None, "line": None,
+                           "message": f"{len(found.problems) - MAX_LISTED_ERRORS} more bad "
+                                      "lines not listed; fix these and validate again"})
         failed = await run_in_threadpool(svc.store.record_failed_batch, spec, errors,
                                          now=svc.clock.now())
         return batch_json(BatchView(failed, None), model=None, tokens=None)

@@ -1,0 +1,27 @@
+"""JSON Lines as the OpenAI Batch format and our job uploads use it: where a line ends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+
+def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Non-blank lines of a JSONL document with their 1-based line numbers.
+
+    Lines end at ``\n`` only (a ``\r`` before it is dropped): U+2028, U+2029, U+0085 and
+    the other characters ``str.splitlines`` breaks at are ordinary characters inside JSON
+    strings, as ``json.dumps(..., ensure_ascii=False)`` writes them. A UTF-8 byte order mark
+    at the start is skipped."""
+    for number, line in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if line.strip():
+            yield number, line
+
+
+def jsonl_byte_lines(raw: bytes) -> Iterator[tuple[int, bytes]]:
+    """The same lines as :func:`jsonl_lines`, still as bytes, so that a line that is not
+    UTF-8 can be reported as that line's problem."""
+    for number, line in enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
+        line = line.removesuffix(b"\r")
+        if line.strip():
+            yield number, line
