@@ -10,8 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -39,7 +41,7 @@ def _client(server: str | None, token: str | None) -> StokerClient:
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -139,6 +141,10 @@ def _ask(server: str | None, token: str | None, action: Callable[[StokerClient],
             return action(client)
         except ApiError as exc:
             raise _fail(exc.message) from None
+        except httpx.HTTPError as exc:
+            raise _fail(f"cannot reach the Stoker server at {client.server} "
+                        f"({type(exc).__name__}: {exc}); is it running, and is --server "
+                        "(or $STOKER_SERVER) right?") from None
 
 
 def _emit_job(job: dict[str, Any], as_json: bool) -> None:

@@ -91,3 +91,18 @@ def test_cli_cancel(make_server: Callable[..., Server], tmp_path: Path) -> None:
     final = server.wait_job(job["id"])
     counts = final["request_counts"]
     assert counts["succeeded"] + counts["cancelled"] + counts["failed"] == 400
+
+
+@pytest.mark.parametrize("args", [["runners"], ["status", "job_x"], ["report"]])
+def test_an_unreachable_server_is_one_line_not_a_traceback(tmp_path: Path,
+                                                          args: list[str]) -> None:
+    jobfile = tmp_path / "job.jsonl"
+    jobfile.write_text(json.dumps(prompts(1)[0]) + "\n")
+    for command in (args, ["submit", str(jobfile)]):
+        done = subprocess.run([sys.executable, "-m", "stoker.cli", *command, "--server",
+                               "http://127.0.0.1:9"], capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert "cannot reach the Stoker server at http://127.0.0.1:9" in line
