@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 CHAT_COMPLETIONS = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 DEFAULT_MAX_TOKENS = 64
+#: No model generates more in one completion; a larger ask is a client's mistake, refused when
+#: it is sent (each model's own ``max_new_tokens`` is checked where the model is known).
+MAX_TOKENS_CEILING = 1_048_576
 
 
 class TextPart(BaseModel):
@@ -41,8 +44,8 @@ class _SamplingBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field("default", min_length=1, max_length=256)
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS_CEILING)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS_CEILING)] | None = None
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
@@ -98,6 +101,12 @@ BODY_BY_ENDPOINT: dict[str, type[ChatCompletionBody] | type[CompletionBody]] = {
     CHAT_COMPLETIONS: ChatCompletionBody,
     COMPLETIONS: CompletionBody,
 }
+
+
+def token_budget(body: dict[str, Any]) -> int:
+    """The completion tokens a normalised body asks for (its default when it names none)."""
+    return int(body.get("max_completion_tokens") or body.get("max_tokens")
+               or DEFAULT_MAX_TOKENS)
 
 
 def normalised_body(endpoint: str, body: Any) -> tuple[dict[str, Any], bool]:

@@ -127,3 +127,16 @@ def test_a_body_that_is_not_an_object_is_a_422(api: API, payload: object) -> Non
     r = client.post("/api/jobs", json=payload)
     assert_refused(r, 422, "send a JSON object", store)
     assert client.get("/healthz").status_code == 200  # the connection and server are fine
+
+
+@pytest.mark.parametrize("max_tokens", [2**63, 10_000])
+def test_max_tokens_past_the_model_s_limit_is_refused_at_submit(api: API,
+                                                                max_tokens: int) -> None:
+    client, store = api
+    r = client.post("/api/jobs", json={"requests": [line("a", max_tokens=max_tokens)]})
+    assert_refused(r, 422 if max_tokens > 2**20 else 400, "max_tokens", store)
+    online = client.post("/v1/completions", json={"model": "tiny-llama", "prompt": "hi",
+                                                  "max_tokens": max_tokens})
+    assert online.status_code in (400, 422)
+    assert "max_tokens" in online.json()["error"]["message"]
+    assert store.list_jobs(limit=5) == []

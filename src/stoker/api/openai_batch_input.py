@@ -6,12 +6,14 @@ anything runs, its ``errors`` naming the lines. The same rule for every kind of 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from stoker.api.body import describe
+from stoker.api.submission import over_token_limit
 from stoker.jsonl import jsonl_byte_lines
 from stoker.openai_format import BatchInputLine, normalised_body
 from stoker.store import NewRequest
@@ -44,8 +46,9 @@ def _custom_id(raw: Any) -> str | None:
 
 
 def read_batch_input(content: bytes, *, endpoint: str, default_model: str,
-                     known_models: set[str], max_requests: int) -> BatchInput:
-    """Validate every line of ``content`` against the batch's ``endpoint`` and served models.
+                     token_limits: Mapping[str, int], max_requests: int) -> BatchInput:
+    """Validate every line of ``content`` against the batch's ``endpoint`` and served models
+    (``token_limits``: each model's most new tokens per request).
 
     The batch runs one model: the first valid line's; lines naming another are rejected.
     """
@@ -68,10 +71,12 @@ def read_batch_input(content: bytes, *, endpoint: str, default_model: str,
             continue
         model = str(request.body.get("model", "default"))
         model = default_model if model == "default" else model
-        if model not in known_models:
+        if model not in token_limits:
             found.reject(number, custom_id, "model_not_found",
                          f"model {model!r} is not served here; available: "
-                         f"{', '.join(sorted(known_models))}")
+                         f"{', '.join(sorted(token_limits))}")
+        elif (too_many := over_token_limit(request.body, token_limits[model])) is not None:
+            found.reject(number, custom_id, "invalid_request", too_many)
         elif found.model is not None and model != found.model:
             found.reject(number, custom_id, "invalid_request",
                          f"a batch runs one model; this line names {model!r}, earlier lines "

@@ -72,7 +72,8 @@ async def create_batch(request: Request, svc: Services = Depends(services)) -> d
     # Off the event loop, as a large file takes a while to validate line by line.
     found = await run_in_threadpool(
         read_batch_input, content, endpoint=body.endpoint,
-        default_model=svc.settings.default_model, known_models=set(svc.settings.models),
+        default_model=svc.settings.default_model,
+        token_limits={name: spec.max_new_tokens for name, spec in svc.settings.models.items()},
         max_requests=svc.settings.limits.max_requests_per_job)
     spec = NewBatch(team=team, endpoint=body.endpoint, input_file_id=upload.id,
                     completion_window=body.completion_window, window_s=window_s,

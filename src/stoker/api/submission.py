@@ -5,6 +5,7 @@ dispatcher's wake-ups apply the same everywhere."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -13,7 +14,8 @@ from stoker.api.result_cache import cache_key
 from stoker.api.services import Services
 from stoker.core.admission import AdmissionDecision, AdmissionState, TeamLoad, admit, initial_state
 from stoker.core.model import Tier
-from stoker.errors import RateLimited, Unprocessable
+from stoker.errors import InvalidRequest, RateLimited, Unprocessable
+from stoker.openai_format import token_budget
 from stoker.store import NewBatch, NewJob, Submission
 
 
@@ -30,10 +32,30 @@ def tier_for(svc: Services, team: str, name: str | None, prompts: int) -> Tier:
     return tier
 
 
+def over_token_limit(body: dict[str, Any], limit: int) -> str | None:
+    """Why a request asks for more new tokens than its model gives, or None."""
+    asked = token_budget(body)
+    if asked <= limit:
+        return None
+    return (f"max_tokens {asked} is past the model's limit of {limit} new tokens; ask for "
+            f"at most {limit}")
+
+
+def check_token_budgets(svc: Services, parsed: ParsedJob) -> None:
+    """Refuse, before anything is stored, a request asking for more tokens than its model
+    may generate (it could only fail later, line by line)."""
+    limit = svc.settings.models[parsed.model].max_new_tokens
+    for request in parsed.requests:
+        problem = over_token_limit(request.body, limit)
+        if problem is not None:
+            raise InvalidRequest(f"request {request.custom_id!r}: {problem}")
+
+
 async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
                   options: JobOptions, idempotency_key: str | None = None,
                   batch: NewBatch | None = None) -> Submission:
     """Admit and store a job (with its OpenAI batch, if any), then wake a runner for it."""
+    check_token_budgets(svc, parsed)
     policy = svc.teams.policy(team)
     revision = svc.revisions[parsed.model]
     now = svc.clock.now()
