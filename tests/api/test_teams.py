@@ -113,10 +113,25 @@ def test_breaker_trips_for_one_team_only(teams: API) -> None:
 def test_idempotency_key_returns_the_same_job(teams: API) -> None:
     client, store = teams
     key = {**EVALS, "Idempotency-Key": "org/repo@4f2a:smoke"}
-    first = submit(client, key, tier="smoke")
+    first = submit(client, key, n=3, tier="smoke")
     again = submit(client, key, n=3, tier="smoke")
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["id"] == first.json()["id"]
+    assert len(store.list_jobs(limit=10)) == 1
+
+
+@pytest.mark.parametrize("change", [{"n": 4}, {"tier": "regression"},
+                                    {"concurrency_group": "pr-9"}])
+def test_a_reused_idempotency_key_with_other_work_is_a_409(teams: API,
+                                                           change: dict[str, Any]) -> None:
+    client, store = teams
+    key = {**EVALS, "Idempotency-Key": "org/repo@4f2a:smoke"}
+    first = submit(client, key, n=3, tier="smoke").json()
+    other = submit(client, key, **{"n": 3, "tier": "smoke", **change})
+    assert other.status_code == 409
+    message = other.json()["error"]["message"]
+    assert "different request" in message
+    assert first["id"] in message
     assert len(store.list_jobs(limit=10)) == 1
 
 

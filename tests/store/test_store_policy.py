@@ -20,7 +20,7 @@ from stoker.core.admission import (
 )
 from stoker.core.batching import Pick
 from stoker.core.model import JobStatus, RequestStatus
-from stoker.errors import RateLimited, Unprocessable
+from stoker.errors import Conflict, RateLimited, Unprocessable
 from stoker.store import NewJob, NewRequest, RequestOutcome, Store
 from tests.store.test_store_contract import MODEL, lease_all, new_job, ok, runner
 
@@ -30,8 +30,13 @@ def team_job(team: str, n: int = 1, **extra: object) -> NewJob:
 
 
 def test_idempotency_key_returns_the_existing_job(store: Store) -> None:
-    first = store.submit_job(team_job("a", 2, idempotency_key="repo@abc:smoke"), now=1.0)
-    again = store.submit_job(team_job("a", 5, idempotency_key="repo@abc:smoke"), now=2.0)
+    first = store.submit_job(team_job("a", 2, idempotency_key="repo@abc:smoke",
+                                      fingerprint="f1"), now=1.0)
+    with pytest.raises(Conflict, match="different request"):
+        store.submit_job(team_job("a", 5, idempotency_key="repo@abc:smoke", fingerprint="f2"),
+                         now=2.0)
+    again = store.submit_job(team_job("a", 5, idempotency_key="repo@abc:smoke",
+                                      fingerprint="f1"), now=2.0)
     assert first.created
     assert not again.created
     assert again.job.id == first.job.id

@@ -4,6 +4,8 @@ dispatcher's wake-ups apply the same everywhere."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +32,14 @@ def tier_for(svc: Services, team: str, name: str | None, prompts: int) -> Tier:
         raise Unprocessable(f"tier {tier.name!r} takes at most {tier.max_prompts} prompts per "
                             f"job; this job has {prompts}. Use a larger tier or split the job")
     return tier
+
+
+def fingerprint(tier: Tier, parsed: ParsedJob, options: JobOptions) -> str:
+    """A digest of everything a submission asks for, to tell a repeat from new work."""
+    asked = [tier.name, parsed.model, options.model_dump(exclude={"tier"}),
+             [[r.custom_id, r.endpoint, r.body] for r in parsed.requests]]
+    raw = json.dumps(asked, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 def over_token_limit(body: dict[str, Any], limit: int) -> str | None:
@@ -76,7 +86,7 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
             max_attempts=svc.settings.leases.max_attempts, metadata=options.metadata,
             idempotency_key=idempotency_key, concurrency_group=options.concurrency_group,
             cancel_in_progress=options.cancel_in_progress, use_cache=options.cache,
-            batch=batch,
+            batch=batch, fingerprint=fingerprint(tier, parsed, options),
         )
         return svc.store.submit_job(new_job, now=now, admission=check)
 

@@ -100,6 +100,8 @@ class NewJob:
     use_cache: bool = True
     #: Set when the job is an OpenAI-API batch: the batch is stored in the same transaction.
     batch: NewBatch | None = None
+    #: A digest of what was asked: a repeated ``idempotency_key`` with another one is refused.
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,9 @@
 
 -- name: insert_job
 INSERT INTO jobs (id, team, tier, model, created_at, request_count, metadata, idempotency_key,
-                  concurrency_group)
+                  concurrency_group, fingerprint)
 VALUES (:id, :team, :tier, :model, :created_at, :request_count, :metadata, :idempotency_key,
-        :concurrency_group);
+        :concurrency_group, :fingerprint);
 
 -- name: insert_requests
 -- Every request of a job in one statement, from a JSON array of objects.
@@ -31,7 +31,7 @@ SELECT id, team, tier, model, created_at, cancelled_at, finished_at, metadata, i
 FROM jobs WHERE team = COALESCE(:team, team) ORDER BY created_at DESC, id DESC LIMIT :limit;
 
 -- name: job_by_idempotency_key
-SELECT id FROM jobs WHERE team = :team AND idempotency_key = :key;
+SELECT id, fingerprint FROM jobs WHERE team = :team AND idempotency_key = :key;
 
 -- name: open_jobs_in_group
 SELECT id FROM jobs

@@ -125,7 +125,13 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
             return None
         row = self._x(conn, "job_by_idempotency_key", team=job.team,
                       key=job.idempotency_key).fetchone()
-        return str(row[0]) if row else None
+        if row is None:
+            return None
+        if row[1] is not None and job.fingerprint is not None and row[1] != job.fingerprint:
+            raise Conflict(f"Idempotency-Key {job.idempotency_key!r} was used for job {row[0]} "
+                           "with a different request; send the same request to get that job "
+                           "back, or use a new key for new work")
+        return str(row[0])
 
     def _admit(self, conn: Any, job: NewJob, admission: AdmissionCheck,
                now: float) -> Refuse | None:
@@ -155,7 +161,7 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
         self._x(conn, "insert_job", id=job_id, team=job.team, tier=job.tier, model=job.model,
                 created_at=now, request_count=len(job.requests),
                 metadata=json.dumps(job.metadata), idempotency_key=job.idempotency_key,
-                concurrency_group=job.concurrency_group)
+                concurrency_group=job.concurrency_group, fingerprint=job.fingerprint)
         ids = [new_id("req") for _ in job.requests]
         hits: dict[int, Any] = {}
         if job.use_cache:
