@@ -14,6 +14,7 @@ import time
 import uvicorn
 
 from stoker.api import create_app
+from stoker.api.guarded_http import guarded_protocol
 from stoker.clock import SystemClock
 from stoker.errors import Unavailable
 from stoker.pool.local import LocalPool
@@ -54,8 +55,11 @@ def serve(settings: Settings, *, on_ready: threading.Event | None = None,
     store = open_store(settings.store.get_secret_value() if settings.store else None,
                        sqlite_path=settings.database_path, pool_size=settings.store_pool_size)
     app = create_app(settings, store, SystemClock())
+    limits = settings.limits
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, timeout_keep_alive=limits.keep_alive_s,
+                            http=guarded_protocol(header_timeout_s=limits.header_timeout_s,
+                                                  body_timeout_s=limits.body_timeout_s))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="api", daemon=True)
     thread.start()

@@ -157,6 +157,12 @@ class LimitSettings(_Strict):
     max_requests_per_job: int = Field(100_000, ge=1)
     #: How long an online (``/v1/chat/completions``) call waits for its answer before a 504.
     online_timeout_s: float = Field(600.0, gt=0, le=3600)
+    #: A request's head must arrive within this of its first byte (or of the connection
+    #: opening), its body within ``body_timeout_s`` of the head; else the connection closes.
+    header_timeout_s: float = Field(10.0, gt=0, le=600)
+    body_timeout_s: float = Field(120.0, gt=0, le=3600)
+    #: How long an idle keep-alive connection is kept between requests.
+    keep_alive_s: int = Field(5, ge=1, le=600)
 
 
 class WindowSettings(_Strict):
