@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stoker.api import access
-from stoker.api.body import decode_utf8, describe, parse_json
+from stoker.api.body import decode_utf8, describe, json_body, parse_json
 from stoker.api.openai_online import answer, submit_online
 from stoker.api.services import Services, client_team, services
 from stoker.errors import Unprocessable
@@ -60,7 +60,7 @@ def chat_body(body: MessagesBody) -> dict[str, Any]:
     return chat
 
 
-@router.post("/messages")
+@router.post("/messages", openapi_extra=json_body(MessagesBody))
 async def create_message(request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
     """A message, as Anthropic's Messages API answers it."""
     team = client_team(request)

@@ -10,8 +10,14 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from stoker.api import access
-from stoker.api.body import decode_utf8, parse_json
-from stoker.api.job_input import JobOptions, ParsedJob, jsonl_items, parse_submission
+from stoker.api.body import decode_utf8, json_body, parse_json
+from stoker.api.job_input import (
+    JobOptions,
+    JobSubmission,
+    ParsedJob,
+    jsonl_items,
+    parse_submission,
+)
 from stoker.api.render import job_json, result_line
 from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
@@ -30,7 +36,7 @@ def _is_jsonl(request: Request) -> bool:
     return content_type in JSONL_TYPES
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, openapi_extra=json_body(JobSubmission))
 async def submit_job(
     request: Request,
     tier: str | None = Query(None, description="tier (JSONL upload)"),

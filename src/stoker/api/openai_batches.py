@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from stoker.api import access
-from stoker.api.body import decode_utf8, describe, parse_json
+from stoker.api.body import decode_utf8, describe, json_body, parse_json
 from stoker.api.job_input import JobOptions, ParsedJob
 from stoker.api.openai_batch_input import MAX_LISTED_ERRORS, read_batch_input
 from stoker.api.openai_objects import BatchView, batch_json
@@ -48,7 +48,7 @@ def _window_s(window: str) -> float:
     return int(match.group(1)) * 3600.0
 
 
-@router.post("")
+@router.post("", openapi_extra=json_body(BatchCreate))
 async def create_batch(request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
     """Validate the input file and queue its lines as one job; a file with any bad line (or
     none at all) makes a ``failed`` batch whose errors name the lines, and runs nothing."""

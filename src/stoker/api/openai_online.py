@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from stoker.api import access
-from stoker.api.body import decode_utf8, describe, parse_json
+from stoker.api.body import decode_utf8, describe, json_body, parse_json
 from stoker.api.errors import error_type
 from stoker.api.job_input import JobOptions, ParsedJob, resolve_model
 from stoker.api.services import Services, client_team, services
@@ -27,6 +27,8 @@ from stoker.errors import InvalidRequest, ModelFailed, NotFound, StokerError, Ti
 from stoker.openai_format import (
     CHAT_COMPLETIONS,
     COMPLETIONS,
+    ChatCompletionBody,
+    CompletionBody,
     completion_response_body,
     normalised_body,
     usage,
@@ -38,6 +40,11 @@ router = APIRouter(prefix="/v1", tags=["openai"],
 
 # How often a waiting call looks whether its client has gone away.
 _DISCONNECT_CHECK_S = 1.0
+
+
+#: An online call answers JSON, or server-sent events with ``stream: true``.
+JSON_OR_EVENTS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/event-stream": {}}}}
 
 
 @router.get("/models")
@@ -60,14 +67,16 @@ def _model_json(svc: Services, name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": int(svc.started_at), "owned_by": "stoker"}
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, responses=JSON_OR_EVENTS,
+             openapi_extra=json_body(ChatCompletionBody))
 async def chat_completions(request: Request,
                            svc: Services = Depends(services)) -> JSONResponse | StreamingResponse:
     """A chat completion through the queue, in the online tier."""
     return await _online(request, svc, CHAT_COMPLETIONS)
 
 
-@router.post("/completions", response_model=None)
+@router.post("/completions", response_model=None, responses=JSON_OR_EVENTS,
+             openapi_extra=json_body(CompletionBody))
 async def completions(request: Request,
                       svc: Services = Depends(services)) -> JSONResponse | StreamingResponse:
     """A text completion through the queue, in the online tier."""
@@ -120,7 +129,7 @@ async def answer(request: Request, svc: Services, job_id: str) -> ResultRow:
         remaining = deadline - svc.clock.now()
         if remaining <= 0 or await request.is_disconnected():
             await run_in_threadpool(svc.store.cancel_job, job_id, now=svc.clock.now())
-            raise Timeout(f"no answer within {svc.settings.limits.online_timeout_s:.0f}s; the "
+            raise Timeout(f"no answer within {svc.settings.limits.online_timeout_s:g}s; the "
                           "request was cancelled. The pool may be saturated: try again later")
         await svc.dispatcher.wait_progress(min(remaining, _DISCONNECT_CHECK_S))
     (row,) = await run_in_threadpool(svc.store.job_results, job_id)

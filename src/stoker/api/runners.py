@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from stoker.api import access
-from stoker.api.body import decode_utf8, parse_json, validate
+from stoker.api.body import decode_utf8, json_body, parse_json, validate
 from stoker.api.render import runner_json
 from stoker.api.services import Services, services
 from stoker.core.model import RunnerState
@@ -87,7 +87,7 @@ def drain_runner(runner_id: str, svc: Services = Depends(services)) -> dict[str,
     return runner_json(runner)
 
 
-@protocol.post("", status_code=201)
+@protocol.post("", status_code=201, openapi_extra=json_body(RegisterIn))
 async def register(request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
     """A runner announces itself; it is ``starting`` until it reports ``idle``."""
     body: RegisterIn = await _read(request, RegisterIn)
@@ -122,7 +122,7 @@ def backend_terms(name: str, spec: ModelSettings) -> dict[str, Any]:
             "max_backoff_s": spec.max_backoff_s}
 
 
-@protocol.post("/{runner_id}/state")
+@protocol.post("/{runner_id}/state", openapi_extra=json_body(StateIn))
 async def set_state(runner_id: str, request: Request,
                     svc: Services = Depends(services)) -> dict[str, Any]:
     """A runner reports a state change: loaded (idle), draining, or stopped."""
@@ -133,7 +133,7 @@ async def set_state(runner_id: str, request: Request,
     return runner_json(runner)
 
 
-@protocol.post("/{runner_id}/lease")
+@protocol.post("/{runner_id}/lease", openapi_extra=json_body(LeaseIn))
 async def lease(runner_id: str, request: Request,
                 svc: Services = Depends(services)) -> dict[str, Any]:
     """Long-poll for a batch, formed by the core batch policy."""
@@ -153,7 +153,7 @@ async def lease(runner_id: str, request: Request,
     }
 
 
-@protocol.post("/{runner_id}/heartbeat")
+@protocol.post("/{runner_id}/heartbeat", openapi_extra=json_body(HeartbeatIn))
 async def heartbeat(runner_id: str, request: Request,
                     svc: Services = Depends(services)) -> dict[str, Any]:
     """Renew the runner's leases; tells it which were lost and whether to drain."""
@@ -174,7 +174,7 @@ def _heartbeat(svc: Services, runner_id: str, body: HeartbeatIn) -> dict[str, An
             "stopped": runner.state == RunnerState.STOPPED}
 
 
-@protocol.post("/{runner_id}/complete")
+@protocol.post("/{runner_id}/complete", openapi_extra=json_body(CompleteIn))
 async def complete(runner_id: str, request: Request,
                    svc: Services = Depends(services)) -> dict[str, Any]:
     """Record a batch's results; the first result for a request wins, repeats are counted."""
