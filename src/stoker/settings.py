@@ -258,7 +258,7 @@ class Settings(_Strict):
     #: A PostgreSQL URL (postgresql://…) for a shared store; None means SQLite in data_dir.
     store: SecretStr | None = None
     #: Connections each API process keeps to PostgreSQL. More than the database has cores
-    #: only adds contention (measured: 8 did 20% better than 32 on 2 cores, bench/queue.py).
+    #: only adds contention (measured: 8 did 20% better than 32 on 2 cores, bench/queue_load.py).
     store_pool_size: int = Field(8, ge=1, le=256)
     tiers: dict[str, TierSettings] = Field(default_factory=dict)
     teams: dict[str, TeamSettings] = Field(default_factory=dict)

@@ -13,7 +13,7 @@ every other runner's calls); with 200 each runner holds its batch as a GPU decod
 so the lease latency is the API's own at the load that many runners make. Clients offer more
 than runners take (``--rate``), so every lease finds work.
 
-    .venv/bin/python bench/queue.py [--seconds 20] [--runners 32] [--stores sqlite,postgresql]
+    .venv/bin/python bench/queue_load.py [--seconds 20] [--runners 32] [--stores sqlite,postgresql]
                                     [--batch-ms 0,200] [--rate 4000] [--replicas 2]
                                     [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 """
