@@ -65,14 +65,14 @@ class Sampler(threading.Thread):
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.pid, self.peak_kb, self._stop = pid, rss_kb(pid), threading.Event()
+        self.pid, self.peak_kb, self._done = pid, rss_kb(pid), threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(0.02):
+        while not self._done.wait(0.02):
             self.peak_kb = max(self.peak_kb, rss_kb(self.pid))
 
     def stop(self) -> int:
-        self._stop.set()
+        self._done.set()
         self.join()
         return self.peak_kb
 
@@ -100,7 +100,8 @@ def start_server(root: Path, port: int, runners: int) -> subprocess.Popen[bytes]
     (root / "stoker.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.Popen([sys.executable, "-m", "stoker.cli", "serve", "--config",
                              str(root / "stoker.yaml"), "--runners", str(runners)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
+                            stdout=(root / "serve.log").open("ab"), stderr=subprocess.STDOUT,
+                            cwd=root)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:

@@ -323,3 +323,27 @@ def test_the_queue_summary_reads_the_same_before_and_after_upkeep(store: Store) 
     assert sorted(store.queue_groups(MODEL), key=lambda g: g.tier) == before
     assert store.queue_depth() == depth
     assert [(g.tier, g.queued, g.head_enqueued_at) for g in before] == [("smoke", 1, 2.0)]
+
+
+def test_job_results_stream_page_by_page_in_order(store: Store) -> None:
+    job = submit(store, new_job(23), now=1.0)
+    submit(store, new_job(5), now=1.5)  # another job's rows never show up
+    rid = runner(store)
+    lease_id, ids = lease_all(store, rid, now=2.0, limit=7)
+    store.complete(lease_id, rid, [ok(i) for i in ids], started_at=2, ended_at=3, now=3)
+    whole = store.job_results(job.id)
+    paged = list(store.iter_job_results(job.id, page=5))
+    assert paged == whole
+    assert [r.custom_id for r in paged] == [f"c{i}" for i in range(23)]
+    assert list(store.iter_job_results(job.id, page=23)) == whole
+    with pytest.raises(NotFound):
+        list(store.iter_job_results("job_missing"))
+
+
+def test_a_job_larger_than_one_statement_is_stored_whole_and_in_order(store: Store) -> None:
+    n = 2 * 2000 + 17  # three insert statements
+    job = submit(store, new_job(n), now=1.0)
+    assert job.counts.queued == n
+    assert store.queue_depth() == {(MODEL, "batch"): n}
+    got = [(r.index, r.custom_id) for r in store.iter_job_results(job.id, page=1000)]
+    assert got == [(i, f"c{i}") for i in range(n)]

@@ -3,10 +3,12 @@ batch's output and error files, derived from its results."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from stoker.api import access
@@ -21,7 +23,7 @@ from stoker.api.openai_objects import (
 )
 from stoker.api.services import Services, client_team, services
 from stoker.errors import Conflict, NotFound, Unprocessable
-from stoker.store import StoredFile
+from stoker.store import Store, StoredFile
 
 router = APIRouter(prefix="/v1/files", tags=["openai"],
                    dependencies=[Depends(access.client)])
@@ -66,7 +68,9 @@ def get_file(file_id: str, request: Request,
     team = client_team(request)
     derived = _derived(svc, file_id, team)
     if derived is not None:
-        return derived[0]
+        # Its size is counted as the file streams, line by line: nothing is held whole.
+        size = sum(len(line) for line in derived.lines())
+        return derived_file_json(derived.view.batch, derived.kind, size, derived.finished_at)
     return file_json(_owned_upload(svc, file_id, team))
 
 
@@ -77,7 +81,7 @@ def file_content(file_id: str, request: Request,
     team = client_team(request)
     derived = _derived(svc, file_id, team)
     if derived is not None:
-        return Response(derived[1], media_type="application/jsonl")
+        return StreamingResponse(derived.lines(), media_type="application/jsonl")
     _owned_upload(svc, file_id, team)
     return Response(svc.store.file_content(file_id), media_type="application/octet-stream")
 
@@ -102,8 +106,24 @@ def _owned_upload(svc: Services, file_id: str, team: str) -> StoredFile:
     return found
 
 
-def _derived(svc: Services, file_id: str, team: str) -> tuple[dict[str, Any], bytes] | None:
-    """The metadata and content of a batch's output or error file, if ``file_id`` names one."""
+@dataclass(frozen=True, slots=True)
+class DerivedFile:
+    """A batch's output or error file, made from its recorded results when read."""
+
+    store: Store
+    view: BatchView
+    kind: str
+    finished_at: float
+
+    def lines(self) -> Iterator[bytes]:
+        """The file's lines, read from the store a page at a time."""
+        job_id = self.view.batch.job_id
+        rows = self.store.iter_job_results(job_id) if job_id else iter(())
+        return output_file(rows) if self.kind == OUTPUT else error_file(self.view, rows)
+
+
+def _derived(svc: Services, file_id: str, team: str) -> DerivedFile | None:
+    """A batch's output or error file, if ``file_id`` names one the team may read."""
     parsed = parse_derived_file_id(file_id)
     if parsed is None:
         return None
@@ -116,7 +136,5 @@ def _derived(svc: Services, file_id: str, team: str) -> tuple[dict[str, Any], by
     view = BatchView(batch, job)
     if batch.team != team or not view.finished:
         raise NotFound(f"no file {file_id!r}")
-    rows = svc.store.job_results(batch.job_id) if batch.job_id else []
-    content = output_file(rows) if kind == OUTPUT else error_file(view, rows)
     finished_at = (job.finished_at if job else None) or batch.failed_at or batch.created_at
-    return derived_file_json(batch, kind, content, finished_at), content
+    return DerivedFile(svc.store, view, kind, finished_at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +36,10 @@ def file_json(f: StoredFile) -> dict[str, Any]:
             "status_details": None, "expires_at": None}
 
 
-def derived_file_json(batch: OpenAIBatch, kind: str, content: bytes,
+def derived_file_json(batch: OpenAIBatch, kind: str, size: int,
                       finished_at: float) -> dict[str, Any]:
-    """A batch's output or error file as an OpenAI file object."""
-    return {"id": derived_file_id(batch.id, kind), "object": "file", "bytes": len(content),
+    """A batch's output or error file (``size`` bytes) as an OpenAI file object."""
+    return {"id": derived_file_id(batch.id, kind), "object": "file", "bytes": size,
             "created_at": int(finished_at), "filename": f"{batch.id}_{kind}.jsonl",
             "purpose": "batch_output", "status": "processed", "status_details": None,
             "expires_at": None}
@@ -112,27 +113,34 @@ def batch_json(view: BatchView, *, model: str | None,
     }
 
 
-def output_file(rows: list[ResultRow]) -> bytes:
-    """The output file: one line per request that succeeded, in input order."""
-    lines = (result_line(r) for r in rows if r.status == RequestStatus.SUCCEEDED)
-    return "".join(json.dumps(x) + "\n" for x in lines if x is not None).encode()
+def output_file(rows: Iterable[ResultRow]) -> Iterator[bytes]:
+    """The output file, line by line: one per request that succeeded, in input order."""
+    for row in rows:
+        line = result_line(row) if row.status == RequestStatus.SUCCEEDED else None
+        if line is not None:
+            yield (json.dumps(line) + "\n").encode()
 
 
-def error_file(view: BatchView, rows: list[ResultRow]) -> bytes:
-    """The error file: rejected input lines, then requests that failed or never ran."""
+def error_file(view: BatchView, rows: Iterable[ResultRow]) -> Iterator[bytes]:
+    """The error file, line by line: rejected input lines, then requests that failed or
+    never ran."""
+    for line in _error_lines(view, rows):
+        yield (json.dumps(line) + "\n").encode()
+
+
+def _error_lines(view: BatchView, rows: Iterable[ResultRow]) -> Iterator[dict[str, Any]]:
     expired = view.batch.expired_at is not None
-    lines: list[dict[str, Any]] = list(view.batch.invalid_lines)
+    yield from view.batch.invalid_lines
     for row in rows:
         if row.status == RequestStatus.CANCELLED and expired:
-            lines.append({"id": f"batch_req_{row.request_id}", "custom_id": row.custom_id,
-                          "response": None,
-                          "error": {"code": "batch_expired", "message": "the request did not "
-                                    "run before the batch's completion window ended"}})
+            yield {"id": f"batch_req_{row.request_id}", "custom_id": row.custom_id,
+                   "response": None,
+                   "error": {"code": "batch_expired", "message": "the request did not run "
+                             "before the batch's completion window ended"}}
         elif row.status in (RequestStatus.FAILED, RequestStatus.CANCELLED):
             line = result_line(row)
             if line is not None:
-                lines.append(line)
-    return "".join(json.dumps(x) + "\n" for x in lines).encode()
+                yield line
 
 
 def _usage(tokens: tuple[int, int] | None) -> dict[str, Any] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -204,6 +204,11 @@ class Store(Protocol):
 
     def job_results(self, job_id: str) -> list[ResultRow]:
         """Every request of the job in submission order, with its result if recorded."""
+        ...
+
+    def iter_job_results(self, job_id: str, *, page: int = 2000) -> Iterator[ResultRow]:
+        """The same rows as :meth:`job_results`, read ``page`` at a time as they are taken,
+        so that a job of a million requests streams in constant memory."""
         ...
 
     def job_tokens(self, job_id: str) -> tuple[int, int]:

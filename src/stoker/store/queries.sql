@@ -65,6 +65,14 @@ SELECT r.id, r.idx, r.custom_id, r.endpoint, r.model, r.status, r.last_error, r.
 FROM requests r LEFT JOIN results s ON s.request_id = r.id
 WHERE r.job_id = :job_id ORDER BY r.idx;
 
+-- name: job_results_page
+-- A page of job_results after the key :after, the key last (SQLite: the index in the job).
+SELECT r.id, r.idx, r.custom_id, r.endpoint, r.model, r.status, r.last_error, r.attempts,
+       s.text, s.finish_reason, s.prompt_tokens, s.completion_tokens, s.error, s.created_at,
+       r.finished_at, COALESCE(s.cached, 0), r.idx
+FROM requests r LEFT JOIN results s ON s.request_id = r.id
+WHERE r.job_id = :job_id AND r.idx > :after ORDER BY r.idx LIMIT :page;
+
 -- name: queue_groups
 SELECT tier, team, queued, head_enqueued_at FROM queue_groups
 WHERE model = :model AND queued > 0;
@@ -151,7 +159,9 @@ INSERT INTO results (request_id, job_id, text, finish_reason, prompt_tokens, com
 VALUES (:request_id, :job_id, :text, :finish_reason, :prompt_tokens, :completion_tokens, 1, :now);
 
 -- name: cache_lookup
-SELECT text, finish_reason, prompt_tokens, completion_tokens FROM result_cache WHERE key = :key;
+-- The cached answers of a page of fingerprints (a JSON array).
+SELECT key, text, finish_reason, prompt_tokens, completion_tokens FROM result_cache
+WHERE key IN (SELECT value FROM json_each(:keys));
 
 -- name: cache_store
 INSERT INTO result_cache (key, text, finish_reason, prompt_tokens, completion_tokens, created_at)

@@ -8,7 +8,7 @@ that work arrived or jobs moved. Only dialect gaps differ between them.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -31,6 +31,7 @@ from stoker.errors import (
 )
 from stoker.store import rows
 from stoker.store.ids import new_id, utc_day
+from stoker.store.job_rows import PreparedJob, prepare_job_rows
 from stoker.store.protocol import (
     AdmissionCheck,
     CompletionSummary,
@@ -69,14 +70,6 @@ def _check_report_in_lease(lease_id: str, granted: Sequence[str],
                        f"{shown}; nothing of it was recorded")
 
 
-def _check_unique_custom_ids(job: NewJob) -> None:
-    seen: set[str] = set()
-    for req in job.requests:
-        if req.custom_id in seen:
-            raise Conflict(f"custom_id {req.custom_id!r} appears more than once in the job")
-        seen.add(req.custom_id)
-
-
 class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
     """:class:`stoker.store.Store` over any connection that speaks our named queries."""
 
@@ -85,8 +78,10 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
     def submit_job(self, job: NewJob, *, now: float,
                    admission: AdmissionCheck | None = None) -> Submission:
         """Store a job and all of its requests in one transaction (see :class:`Store`)."""
-        _check_unique_custom_ids(job)
         job_id = new_id("job")
+        # Rows are made (and cached answers looked up) before the write lock is taken; a
+        # cached answer that appears meanwhile is only a miss.
+        prepared = prepare_job_rows(job, job_id, now, self._cached_answers)
         batch_id = new_id("batch") if job.batch is not None else None
         refusal: Refuse | None = None
         existing: str | None = None
@@ -99,10 +94,10 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
                 if existing is None and refusal is None:
                     if job.concurrency_group is not None and job.cancel_in_progress:
                         superseded = self._supersede(conn, job, job_id, now)
-                    self._insert_job(conn, job, job_id, now)
+                    self._insert_job(conn, job, job_id, prepared, now)
                     if job.batch is not None and batch_id is not None:
                         self._insert_openai_batch(conn, job.batch, batch_id, job_id, now)
-                    self._announce(conn, WORK, f"{job.model}\t{len(job.requests)}")
+                    self._announce(conn, WORK, f"{job.model}\t{prepared.count}")
                     if superseded:
                         self._announce(conn, PROGRESS, "")
         except self.integrity_errors:
@@ -156,40 +151,23 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
         self._finish_jobs(conn, set(older), now)
         return older
 
-    def _insert_job(self, conn: Any, job: NewJob, job_id: str,
+    def _insert_job(self, conn: Any, job: NewJob, job_id: str, prepared: PreparedJob,
                     now: float) -> None:
         self._x(conn, "insert_job", id=job_id, team=job.team, tier=job.tier, model=job.model,
-                created_at=now, request_count=len(job.requests),
+                created_at=now, request_count=prepared.count,
                 metadata=json.dumps(job.metadata), idempotency_key=job.idempotency_key,
                 concurrency_group=job.concurrency_group, fingerprint=job.fingerprint)
-        ids = [new_id("req") for _ in job.requests]
-        hits: dict[int, Any] = {}
-        if job.use_cache:
-            for i, r in enumerate(job.requests):
-                if r.cache_key is not None:
-                    hit = self._x(conn, "cache_lookup", key=r.cache_key).fetchone()
-                    if hit is not None:
-                        hits[i] = hit
-        # One statement for the whole job, so the queue summary is updated once (PostgreSQL's
-        # trigger is per statement), late in the transaction.
-        self._x(conn, "insert_requests", rows=json.dumps([
-            {"id": ids[i], "job_id": job_id, "idx": i, "custom_id": r.custom_id,
-             "model": job.model, "tier": job.tier, "team": job.team, "priority": job.priority,
-             "endpoint": r.endpoint, "body": json.dumps(r.body),
-             "status": "succeeded" if i in hits else "queued",
-             "finished_at": now if i in hits else None,
-             "max_attempts": job.max_attempts, "enqueued_at": now,
-             "cache_key": r.cache_key if job.use_cache else None}
-            for i, r in enumerate(job.requests)
-        ]))
-        if hits:
-            self._xmany(conn, "insert_cached_result", [
-                {"request_id": ids[i], "job_id": job_id, "text": h[0], "finish_reason": h[1],
-                 "prompt_tokens": h[2], "completion_tokens": h[3], "now": now}
-                for i, h in hits.items()
-            ])
-            self._x(conn, "bump_counter", name=CACHE_HITS, by=len(hits))
+        # A statement per page of rows (PostgreSQL's queue trigger sums each statement once).
+        for chunk in prepared.chunks:
+            self._x(conn, "insert_requests", rows=chunk)
+        if prepared.hits:
+            self._xmany(conn, "insert_cached_result", prepared.hits)
+            self._x(conn, "bump_counter", name=CACHE_HITS, by=len(prepared.hits))
             self._finish_jobs(conn, {job_id}, now)
+
+    def _cached_answers(self, keys: list[str]) -> dict[str, tuple[Any, ...]]:
+        """The result cache's answers for these fingerprints (one read)."""
+        return {str(r[0]): tuple(r[1:]) for r in self._all("cache_lookup", keys=json.dumps(keys))}
 
     def get_job(self, job_id: str) -> Job:
         """A job and its request counts."""
@@ -209,6 +187,17 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
         """Every request of the job with its result, in submission order."""
         self.get_job(job_id)
         return [rows.result_from(r) for r in self._all("job_results", job_id=job_id)]
+
+    def iter_job_results(self, job_id: str, *, page: int = 2000) -> Iterator[ResultRow]:
+        """The job's rows, a page at a time (keyset paging: each page one indexed read)."""
+        self.get_job(job_id)
+        after = -1
+        while True:
+            chunk = self._all("job_results_page", job_id=job_id, after=after, page=page)
+            yield from (rows.result_from(r[:-1]) for r in chunk)
+            if len(chunk) < page:
+                return
+            after = int(chunk[-1][-1])
 
     def job_tokens(self, job_id: str) -> tuple[int, int]:
         """Prompt and completion tokens of the job's recorded results."""

@@ -26,6 +26,12 @@ class SQLiteBase:
         self._lock = threading.RLock()
         self._q = load_queries()
         self.migrate()
+        # Reads go through a connection of their own: in WAL mode they see the last commit
+        # without waiting for a write in progress (a 100,000-request job takes seconds to
+        # insert, and health checks, job status and lease planning read meanwhile).
+        self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._reader.execute("PRAGMA busy_timeout=10000")
+        self._read_lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -61,12 +67,12 @@ class SQLiteBase:
             self._conn.execute("COMMIT")
 
     def _all(self, query: str, /, **params: Any) -> list[Any]:
-        with self._lock:
-            return self._conn.execute(self._q[query], params).fetchall()
+        with self._read_lock:
+            return self._reader.execute(self._q[query], params).fetchall()
 
     def _one(self, query: str, /, **params: Any) -> Any:
-        with self._lock:
-            return self._conn.execute(self._q[query], params).fetchone()
+        with self._read_lock:
+            return self._reader.execute(self._q[query], params).fetchone()
 
     def _x(self, conn: sqlite3.Connection, query: str, /, **params: Any) -> sqlite3.Cursor:
         return conn.execute(self._q[query], params)
@@ -79,5 +85,7 @@ class SQLiteBase:
 
     def close(self) -> None:
         """Close the connection."""
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._conn.close()
