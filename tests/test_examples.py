@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stoker.api.job_input import jsonl_items, parse_lines
+from stoker.api.jsonl_upload import validate_upload
 from stoker.settings import load_settings
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -33,8 +33,8 @@ def test_example_teams_block_loads() -> None:
 
 
 def test_example_job_is_valid() -> None:
-    text = (EXAMPLES / "job.jsonl").read_text()
-    requests = parse_lines(jsonl_items(text), max_requests=10)
+    requests, _ = validate_upload(bytearray((EXAMPLES / "job.jsonl").read_bytes()),
+                                  max_requests=10)
     assert [r.custom_id for r in requests] == ["q0", "q1", "q2", "raw-1"]
 
 

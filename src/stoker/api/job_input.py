@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from stoker.api.body import describe, parse_json
+from stoker.api.body import describe
 from stoker.errors import ModelNotFound, Unprocessable
-from stoker.jsonl import jsonl_lines
 from stoker.openai_format import BatchInputLine, normalised_body
 from stoker.store import NewRequest
 
@@ -40,10 +40,12 @@ class ParsedJob:
     """A submission that passed validation: its model and normalised requests."""
 
     model: str
-    requests: list[NewRequest]
+    #: A list, or an upload's requests read back one at a time (see jsonl_upload).
+    requests: Sequence[NewRequest]
 
 
-def _line_problem(number: int, raw: Any, problems: list[str]) -> NewRequest | None:
+def line_request(number: int, raw: Any, problems: list[str]) -> NewRequest | None:
+    """Line ``number`` as a request, or None with its problem added to ``problems``."""
     try:
         line = BatchInputLine.model_validate(raw)
         body, stream = normalised_body(line.url, line.body)
@@ -68,7 +70,7 @@ def parse_lines(items: list[tuple[int, Any]], *, max_requests: int) -> list[NewR
     requests: list[NewRequest] = []
     first_line: dict[str, int] = {}
     for number, raw in items:
-        req = _line_problem(number, raw, problems)
+        req = line_request(number, raw, problems)
         if req is None:
             continue
         if req.custom_id in first_line:
@@ -84,14 +86,14 @@ def parse_lines(items: list[tuple[int, Any]], *, max_requests: int) -> list[NewR
     return requests
 
 
-def jsonl_items(text: str) -> list[tuple[int, Any]]:
-    """Parse every line of a JSONL upload (syntax errors name their line)."""
-    return [(n, parse_json(line, where=f"line {n}")) for n, line in jsonl_lines(text)]
-
-
 def resolve_model(requests: list[NewRequest], *, default_model: str, known: set[str]) -> str:
     """The job's one model: every line must name the same one (``default`` is the default)."""
     names = {str(r.body.get("model", "default")) for r in requests}
+    return resolve_model_names(names, default_model=default_model, known=known)
+
+
+def resolve_model_names(names: set[str], *, default_model: str, known: set[str]) -> str:
+    """The one model that the model ``names`` of a job's lines mean."""
     resolved = {default_model if n == "default" else n for n in names}
     if len(resolved) > 1:
         raise Unprocessable(

@@ -16,9 +16,10 @@ from stoker.api.job_input import (
     JobOptions,
     JobSubmission,
     ParsedJob,
-    jsonl_items,
     parse_submission,
+    resolve_model_names,
 )
+from stoker.api.jsonl_upload import read_upload, validate_upload
 from stoker.api.render import job_json, result_line
 from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
@@ -53,20 +54,25 @@ async def submit_job(
     201 with the new job; 200 with the existing one for a repeated ``Idempotency-Key``.
     """
     team = client_team(request)
-    raw = await request.body()
-    jsonl = _is_jsonl(request)
+    limit = svc.settings.limits.max_requests_per_job
+    options = JobOptions(tier=tier, concurrency_group=concurrency_group,
+                         cancel_in_progress=cancel_in_progress, cache=cache)
+    if _is_jsonl(request):
+        upload = await read_upload(request, max_lines=limit)
 
-    def parse() -> tuple[JobOptions, ParsedJob]:
-        text = decode_utf8(raw)
-        return parse_submission(
-            None if jsonl else parse_json(text),
-            JobOptions(tier=tier, concurrency_group=concurrency_group,
-                       cancel_in_progress=cancel_in_progress, cache=cache),
-            lines=jsonl_items(text) if jsonl else None,
-            max_requests=svc.settings.limits.max_requests_per_job,
-            default_model=svc.settings.default_model,
-            known_models=set(svc.settings.models),
-        )
+        def parse() -> tuple[JobOptions, ParsedJob]:
+            requests, names = validate_upload(upload, max_requests=limit)
+            model = resolve_model_names(names, default_model=svc.settings.default_model,
+                                        known=set(svc.settings.models))
+            return options, ParsedJob(model=model, requests=requests)
+    else:
+        raw = await request.body()
+
+        def parse() -> tuple[JobOptions, ParsedJob]:
+            return parse_submission(parse_json(decode_utf8(raw)), options, lines=None,
+                                    max_requests=limit,
+                                    default_model=svc.settings.default_model,
+                                    known_models=set(svc.settings.models))
 
     # Off the event loop: a large job takes tens of milliseconds to validate, which would
     # otherwise hold up every lease and report the replica is serving meanwhile.

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, overload
 
 from starlette.concurrency import run_in_threadpool
 
@@ -18,7 +19,7 @@ from stoker.core.admission import AdmissionDecision, AdmissionState, TeamLoad, a
 from stoker.core.model import Tier
 from stoker.errors import InvalidRequest, RateLimited, Unprocessable
 from stoker.openai_format import token_budget
-from stoker.store import NewBatch, NewJob, Submission
+from stoker.store import NewBatch, NewJob, NewRequest, Submission
 
 
 def tier_for(svc: Services, team: str, name: str | None, prompts: int) -> Tier:
@@ -35,11 +36,45 @@ def tier_for(svc: Services, team: str, name: str | None, prompts: int) -> Tier:
 
 
 def fingerprint(tier: Tier, parsed: ParsedJob, options: JobOptions) -> str:
-    """A digest of everything a submission asks for, to tell a repeat from new work."""
-    asked = [tier.name, parsed.model, options.model_dump(exclude={"tier"}),
-             [[r.custom_id, r.endpoint, r.body] for r in parsed.requests]]
-    raw = json.dumps(asked, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    """A digest of everything a submission asks for, to tell a repeat from new work (taken
+    request by request: a big upload is never held whole)."""
+    digest = hashlib.sha256()
+    for part in ([tier.name, parsed.model, options.model_dump(exclude={"tier"})],
+                 *([r.custom_id, r.endpoint, r.body] for r in parsed.requests)):
+        digest.update(json.dumps(part, sort_keys=True, ensure_ascii=False,
+                                 separators=(",", ":")).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+class KeyedRequests(Sequence[NewRequest]):
+    """Requests with their result-cache fingerprints, made as each is read."""
+
+    def __init__(self, requests: Sequence[NewRequest], scope: str, model: str,
+                 revision: str) -> None:
+        self._requests, self._key = requests, (scope, model, revision)
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    @overload
+    def __getitem__(self, index: int) -> NewRequest: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[NewRequest]: ...
+
+    def __getitem__(self, index: int | slice) -> NewRequest | Sequence[NewRequest]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self._keyed(self._requests[index])
+
+    def __iter__(self) -> Iterator[NewRequest]:
+        return (self._keyed(r) for r in self._requests)
+
+    def _keyed(self, request: NewRequest) -> NewRequest:
+        scope, model, revision = self._key
+        return replace(request, cache_key=cache_key(scope, model, revision, request.endpoint,
+                                                    request.body))
 
 
 def over_token_limit(body: dict[str, Any], limit: int) -> str | None:
@@ -80,9 +115,8 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
         # Fingerprinting every request hashes its body: done in the worker thread too.
         new_job = NewJob(
             team=team, tier=tier.name, priority=tier.priority, model=parsed.model,
-            requests=[replace(r, cache_key=cache_key(policy.cache_scope, parsed.model,
-                                                     revision, r.endpoint, r.body))
-                      for r in parsed.requests],
+            requests=KeyedRequests(parsed.requests, policy.cache_scope, parsed.model,
+                                   revision),
             max_attempts=svc.settings.leases.max_attempts, metadata=options.metadata,
             idempotency_key=idempotency_key, concurrency_group=options.concurrency_group,
             cancel_in_progress=options.cancel_in_progress, use_cache=options.cache,

@@ -1,0 +1,133 @@
+"""A JSONL job upload of any size, without holding it as objects.
+
+The body is read as it arrives and refused the moment it holds more lines than a job may
+(not after all of it is parsed). Every line is then validated once (the full request schema),
+and what is kept is each request in compact normalised form, one line each in one buffer: about
+the size of the upload. The requests are read back from it, one at a time, each time the job
+is walked (token limits, its fingerprint, the store's rows), so a 100,000-line job never
+exists as 100,000 request objects at once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from array import array
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
+
+from fastapi import Request
+
+from stoker.api.body import parse_json
+from stoker.api.job_input import MAX_REPORTED_PROBLEMS, line_request
+from stoker.errors import Unprocessable
+from stoker.store import NewRequest
+
+# The end of a line with something on it (a blank line is no request).
+_LINE_END = re.compile(rb"[^\n]\n")
+
+
+async def read_upload(request: Request, *, max_lines: int) -> bytearray:
+    """The upload's bytes; 422 as soon as it holds more than ``max_lines`` lines."""
+    body = bytearray()
+    lines = 0
+    async for chunk in request.stream():
+        if not chunk:
+            continue
+        lines += len(_LINE_END.findall(chunk))
+        if chunk[:1] == b"\n" and body and body[-1] != ord("\n"):
+            lines += 1  # a line whose end fell at the start of this chunk
+        if lines > max_lines:
+            raise Unprocessable(f"the job has more than {max_lines} requests (the limit per "
+                                "job); split it into smaller jobs")
+        body += chunk
+    return body
+
+
+def _lines(data: bytes | bytearray) -> Iterator[tuple[int, bytes]]:
+    """Non-blank lines and their numbers, split at ``\\n`` only, a leading BOM skipped."""
+    start = 3 if data[:3] == b"\xef\xbb\xbf" else 0
+    number = 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        number += 1
+        line = bytes(data[start:end]).removesuffix(b"\r")
+        if line.strip():
+            yield number, line
+        start = end + 1
+
+
+class UploadedRequests(Sequence[NewRequest]):
+    """A job's validated requests, kept as compact JSON lines and read back on demand."""
+
+    def __init__(self, data: bytes, offsets: array[int]) -> None:
+        self._data = data
+        self._offsets = offsets  # start of each line, then the end of the last
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    @overload
+    def __getitem__(self, index: int) -> NewRequest: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[NewRequest]: ...
+
+    def __getitem__(self, index: int | slice) -> NewRequest | Sequence[NewRequest]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        line = self._data[self._offsets[index]:self._offsets[index + 1]]
+        custom_id, endpoint, body = json.loads(line)
+        return NewRequest(custom_id=custom_id, endpoint=endpoint, body=body)
+
+    def __iter__(self) -> Iterator[NewRequest]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+def validate_upload(data: bytearray, *, max_requests: int) -> tuple[UploadedRequests, set[str]]:
+    """Validate every line (422 listing the first problems); the requests, and the model
+    names they give."""
+    problems: list[str] = []
+    first_line: dict[str, int] = {}
+    models: set[str] = set()
+    kept = bytearray()
+    offsets = array("q", [0])
+    for number, raw in _lines(data):
+        request = _valid_line(number, raw, problems)
+        if request is None:
+            continue
+        if request.custom_id in first_line:
+            problems.append(f"line {number}: custom_id {request.custom_id!r} is already used "
+                            f"on line {first_line[request.custom_id]}; custom_ids must be "
+                            "unique")
+            continue
+        first_line[request.custom_id] = number
+        models.add(str(request.body.get("model", "default")))
+        kept += json.dumps([request.custom_id, request.endpoint, request.body],
+                           ensure_ascii=False, separators=(",", ":")).encode()
+        offsets.append(len(kept))
+        if len(offsets) - 1 > max_requests:
+            raise Unprocessable(f"the job has more than {max_requests} requests (the limit "
+                                "per job); split it into smaller jobs")
+    if problems:
+        more = len(problems) - MAX_REPORTED_PROBLEMS
+        shown = "; ".join(problems[:MAX_REPORTED_PROBLEMS])
+        raise Unprocessable(shown + (f"; and {more} more" if more > 0 else ""))
+    if len(offsets) == 1:
+        raise Unprocessable("the job has no requests; send at least one line")
+    return UploadedRequests(bytes(kept), offsets), models
+
+
+def _valid_line(number: int, raw: bytes, problems: list[str]) -> NewRequest | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(f"line {number}: not UTF-8 text (bad byte at column {exc.start + 1})")
+        return None
+    value: Any = parse_json(text, where=f"line {number}")
+    return line_request(number, value, problems)
