@@ -25,3 +25,18 @@ def jsonl_byte_lines(raw: bytes) -> Iterator[tuple[int, bytes]]:
         line = line.removesuffix(b"\r")
         if line.strip():
             yield number, line
+
+
+def in_chunks(lines: Iterator[bytes], size: int = 256 * 1024) -> Iterator[bytes]:
+    """Lines gathered into chunks of about ``size`` bytes, for a streamed response: each
+    chunk is one hop to a worker thread and one write, not each line."""
+    chunk: list[bytes] = []
+    held = 0
+    for line in lines:
+        chunk.append(line)
+        held += len(line)
+        if held >= size:
+            yield b"".join(chunk)
+            chunk, held = [], 0
+    if chunk:
+        yield b"".join(chunk)

@@ -25,6 +25,7 @@ from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
 from stoker.core.model import JOB_TERMINAL, Job
 from stoker.errors import NotFound
+from stoker.jsonl import in_chunks
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"],
                    dependencies=[Depends(access.client)])
@@ -131,7 +132,7 @@ def job_results(job_id: str, request: Request, svc: Services = Depends(services)
                 yield (json.dumps(line) + "\n").encode()
 
     # Streamed a page of rows at a time: a million-line job downloads in constant memory.
-    return StreamingResponse(lines(), media_type="application/jsonl")
+    return StreamingResponse(in_chunks(lines()), media_type="application/jsonl")
 
 
 @router.get("/{job_id}/batches")

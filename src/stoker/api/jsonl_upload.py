@@ -61,7 +61,7 @@ def _lines(data: bytes | bytearray) -> Iterator[tuple[int, bytes]]:
 class UploadedRequests(Sequence[NewRequest]):
     """A job's validated requests, kept as compact JSON lines and read back on demand."""
 
-    def __init__(self, data: bytes, offsets: array[int]) -> None:
+    def __init__(self, data: bytes | bytearray, offsets: array[int]) -> None:
         self._data = data
         self._offsets = offsets  # start of each line, then the end of the last
 
@@ -91,7 +91,7 @@ class UploadedRequests(Sequence[NewRequest]):
 
 def validate_upload(data: bytearray, *, max_requests: int) -> tuple[UploadedRequests, set[str]]:
     """Validate every line (422 listing the first problems); the requests, and the model
-    names they give."""
+    names they give. ``data`` is emptied once its requests are kept."""
     problems: list[str] = []
     first_line: dict[str, int] = {}
     models: set[str] = set()
@@ -120,7 +120,8 @@ def validate_upload(data: bytearray, *, max_requests: int) -> tuple[UploadedRequ
         raise Unprocessable(shown + (f"; and {more} more" if more > 0 else ""))
     if len(offsets) == 1:
         raise Unprocessable("the job has no requests; send at least one line")
-    return UploadedRequests(bytes(kept), offsets), models
+    data.clear()  # the upload itself is no longer needed: its requests are in ``kept``
+    return UploadedRequests(kept, offsets), models
 
 
 def _valid_line(number: int, raw: bytes, problems: list[str]) -> NewRequest | None:

@@ -23,6 +23,7 @@ from stoker.api.openai_objects import (
 )
 from stoker.api.services import Services, client_team, services
 from stoker.errors import Conflict, NotFound, Unprocessable
+from stoker.jsonl import in_chunks
 from stoker.store import Store, StoredFile
 
 router = APIRouter(prefix="/v1/files", tags=["openai"],
@@ -81,7 +82,7 @@ def file_content(file_id: str, request: Request,
     team = client_team(request)
     derived = _derived(svc, file_id, team)
     if derived is not None:
-        return StreamingResponse(derived.lines(), media_type="application/jsonl")
+        return StreamingResponse(in_chunks(derived.lines()), media_type="application/jsonl")
     _owned_upload(svc, file_id, team)
     return Response(svc.store.file_content(file_id), media_type="application/octet-stream")
 

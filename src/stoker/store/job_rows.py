@@ -59,16 +59,15 @@ def _add_page(prepared: PreparedJob, job: NewJob, job_id: str, now: float,
     for offset, r in enumerate(page):
         request_id = new_id("req")
         hit = answers.get(r.cache_key) if job.use_cache and r.cache_key else None
-        rows.append({
-            "id": request_id, "job_id": job_id, "idx": prepared.count + offset,
-            "custom_id": r.custom_id, "model": job.model, "tier": job.tier, "team": job.team,
-            "priority": job.priority, "endpoint": r.endpoint, "body": json.dumps(r.body),
-            "status": "succeeded" if hit else "queued", "finished_at": now if hit else None,
-            "max_attempts": job.max_attempts, "enqueued_at": now,
-            "cache_key": r.cache_key if job.use_cache else None})
+        row = {"id": request_id, "idx": prepared.count + offset, "custom_id": r.custom_id,
+               "endpoint": r.endpoint, "body": json.dumps(r.body, separators=(",", ":")),
+               "cache_key": r.cache_key if job.use_cache else None}
+        if hit:
+            row["cached"] = 1
+        rows.append(row)
         if hit:
             prepared.hits.append({"request_id": request_id, "job_id": job_id, "text": hit[0],
                                   "finish_reason": hit[1], "prompt_tokens": hit[2],
                                   "completion_tokens": hit[3], "now": now})
-    prepared.chunks.append(json.dumps(rows))
+    prepared.chunks.append(json.dumps(rows, separators=(",", ":")))
     prepared.count += len(page)

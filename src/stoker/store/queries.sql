@@ -7,16 +7,15 @@ VALUES (:id, :team, :tier, :model, :created_at, :request_count, :metadata, :idem
         :concurrency_group, :fingerprint);
 
 -- name: insert_requests
--- Every request of a job in one statement, from a JSON array of objects.
+-- A page of a job's requests in one statement, from a JSON array of objects holding what
+-- differs row to row (a row answered from cache has "cached": 1); the rest are parameters.
 INSERT INTO requests (id, job_id, idx, custom_id, model, tier, team, priority, endpoint, body,
                       status, attempts, max_attempts, enqueued_at, finished_at, cache_key)
-SELECT json_extract(value, '$.id'), json_extract(value, '$.job_id'),
-       json_extract(value, '$.idx'), json_extract(value, '$.custom_id'),
-       json_extract(value, '$.model'), json_extract(value, '$.tier'),
-       json_extract(value, '$.team'), json_extract(value, '$.priority'),
+SELECT json_extract(value, '$.id'), :job_id, json_extract(value, '$.idx'),
+       json_extract(value, '$.custom_id'), :model, :tier, :team, :priority,
        json_extract(value, '$.endpoint'), json_extract(value, '$.body'),
-       json_extract(value, '$.status'), 0, json_extract(value, '$.max_attempts'),
-       json_extract(value, '$.enqueued_at'), json_extract(value, '$.finished_at'),
+       CASE WHEN json_extract(value, '$.cached') = 1 THEN 'succeeded' ELSE 'queued' END, 0,
+       :max_attempts, :now, CASE WHEN json_extract(value, '$.cached') = 1 THEN :now END,
        json_extract(value, '$.cache_key')
 FROM json_each(:rows) ORDER BY key;
 

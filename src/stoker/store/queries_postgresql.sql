@@ -89,12 +89,12 @@ FROM team_admission WHERE team = :team FOR UPDATE;
 -- name: insert_requests
 INSERT INTO requests (id, job_id, idx, custom_id, model, tier, team, priority, endpoint, body,
                       status, attempts, max_attempts, enqueued_at, finished_at, cache_key)
-SELECT id, job_id, idx, custom_id, model, tier, team, priority, endpoint, body, status, 0,
-       max_attempts, enqueued_at, finished_at, cache_key
+SELECT id, :job_id, idx, custom_id, :model, :tier, :team, :priority, endpoint, body,
+       CASE WHEN cached = 1 THEN 'succeeded' ELSE 'queued' END, 0, :max_attempts, :now,
+       CASE WHEN cached = 1 THEN CAST(:now AS DOUBLE PRECISION) END, cache_key
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
-    id TEXT, job_id TEXT, idx INTEGER, custom_id TEXT, model TEXT, tier TEXT, team TEXT,
-    priority INTEGER, endpoint TEXT, body TEXT, status TEXT, max_attempts INTEGER,
-    enqueued_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, cache_key TEXT)
+    id TEXT, idx INTEGER, custom_id TEXT, endpoint TEXT, body TEXT, cache_key TEXT,
+    cached INTEGER)
 ORDER BY idx;
 
 -- name: insert_results

@@ -159,7 +159,9 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
                 concurrency_group=job.concurrency_group, fingerprint=job.fingerprint)
         # A statement per page of rows (PostgreSQL's queue trigger sums each statement once).
         for chunk in prepared.chunks:
-            self._x(conn, "insert_requests", rows=chunk)
+            self._x(conn, "insert_requests", rows=chunk, job_id=job_id, model=job.model,
+                    tier=job.tier, team=job.team, priority=job.priority,
+                    max_attempts=job.max_attempts, now=now)
         if prepared.hits:
             self._xmany(conn, "insert_cached_result", prepared.hits)
             self._x(conn, "bump_counter", name=CACHE_HITS, by=len(prepared.hits))
