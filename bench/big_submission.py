@@ -9,11 +9,13 @@ Against `stoker serve` (SQLite, the tiny model, one runner):
     peak memory above rest while it streams, for that job and one a tenth its size.
 
     .venv/bin/python bench/big_submission.py [--lines 100000] [--download-lines 1000000] [--json]
+        [--postgres postgresql://postgres@127.0.0.1:5432/postgres]   # PostgreSQL, not SQLite
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import socket
@@ -23,6 +25,8 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +97,31 @@ def pct(values: list[float], q: int) -> float:
         (values[0] if values else float("nan"))
 
 
-def start_server(root: Path, port: int, runners: int) -> subprocess.Popen[bytes]:
+@contextlib.contextmanager
+def database(admin_url: str | None) -> Iterator[str | None]:
+    """A fresh PostgreSQL database for the run (dropped after), or None for SQLite."""
+    if admin_url is None:
+        yield None
+        return
+    import psycopg
+
+    name = f"stoker_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+        finally:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s", (name,))
+            admin.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+def start_server(root: Path, port: int, runners: int,
+                 store: str | None = None) -> subprocess.Popen[bytes]:
     config = {"port": port, "data_dir": str(root), "models": {MODEL: {"path": str(root / "m")}},
               "limits": {"max_requests_per_job": 2_000_000, "max_body_bytes": 512 * 2**20},
-              "batching": {"max_batch_size": 16, "max_wait_ms": 5}}
+              "batching": {"max_batch_size": 16, "max_wait_ms": 5},
+              **({"store": store} if store else {})}
     (root / "stoker.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.Popen([sys.executable, "-m", "stoker.cli", "serve", "--config",
                              str(root / "stoker.yaml"), "--runners", str(runners)],
@@ -123,10 +148,10 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def submission(root: Path, lines: int) -> dict[str, Any]:
+def submission(root: Path, lines: int, store: str | None) -> dict[str, Any]:
     port = free_port()
     body = jsonl(lines)
-    proc = start_server(root, port, runners=1)
+    proc = start_server(root, port, runners=1, store=store)
     url = f"http://127.0.0.1:{port}"
     try:
         rest_kb = rss_kb(proc.pid)
@@ -167,8 +192,14 @@ def submission(root: Path, lines: int) -> dict[str, Any]:
         stop_server(proc)
 
 
-def fill_job(root: Path, lines: int) -> str:
-    store = SQLiteStore(root / "stoker.db")
+def fill_job(root: Path, lines: int, url: str | None) -> str:
+    store: Any
+    if url is None:
+        store = SQLiteStore(root / "stoker.db")
+    else:
+        from stoker.store.postgres import PostgresStore
+
+        store = PostgresStore(url)
     try:
         requests = [NewRequest(f"req-{i:07d}", "/v1/completions",
                                {"model": MODEL, "prompt": f"p{i}", "max_tokens": 8})
@@ -181,10 +212,10 @@ def fill_job(root: Path, lines: int) -> str:
         store.close()
 
 
-def download(root: Path, lines: int) -> dict[str, Any]:
-    job_id = fill_job(root, lines)
+def download(root: Path, lines: int, store: str | None) -> dict[str, Any]:
+    job_id = fill_job(root, lines, store)
     port = free_port()
-    proc = start_server(root, port, runners=0)
+    proc = start_server(root, port, runners=0, store=store)
     try:
         rest_kb = rss_kb(proc.pid)
         sampler = Sampler(proc.pid)
@@ -208,18 +239,22 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--download-lines", type=int, default=1_000_000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--postgres", metavar="ADMIN_URL", default=None,
+                        help="run on PostgreSQL (a fresh database per part) instead of SQLite")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="stoker-big-") as tmp:
         root = Path(tmp) / "submit"
         root.mkdir()
         create_tiny_model(root / "m")
-        results["submission"] = submission(root, args.lines)
+        with database(args.postgres) as url:
+            results["submission"] = submission(root, args.lines, url)
         for n in (args.download_lines // 10, args.download_lines):
             where = Path(tmp) / f"download-{n}"
             where.mkdir()
             (where / "m").symlink_to(root / "m")
-            results[f"download_{n}"] = download(where, n)
+            with database(args.postgres) as url:
+                results[f"download_{n}"] = download(where, n, url)
     if args.json:
         print(json.dumps(results, indent=2))
         return

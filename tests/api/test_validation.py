@@ -140,3 +140,11 @@ def test_max_tokens_past_the_model_s_limit_is_refused_at_submit(api: API,
     assert online.status_code in (400, 422)
     assert "max_tokens" in online.json()["error"]["message"]
     assert store.list_jobs(limit=5) == []
+
+
+def test_a_bad_query_option_is_a_422_not_a_500(api: API) -> None:
+    # Found by the fuzzer: an empty concurrency_group failed the options' own validation.
+    client, store = api
+    r = client.post("/api/jobs?concurrency_group=", content=json.dumps(line("a")) + "\n",
+                    headers={"Content-Type": "application/jsonl"})
+    assert_refused(r, 422, "concurrency_group", store)

@@ -276,7 +276,7 @@ def test_cancel_mid_batch_keeps_what_ran(fleet: Fleet) -> None:
     assert {e["error"]["code"] for e in errors} == {"cancelled"}
 
 
-def test_malformed_lines_go_to_the_error_file(fleet: Fleet) -> None:
+def test_a_file_with_malformed_lines_fails_validation(fleet: Fleet) -> None:
     client = fleet.client()
     good = json.dumps({"custom_id": "good", "method": "POST", "url": "/v1/chat/completions",
                        "body": {"model": "tiny-llama", "max_tokens": 4,
@@ -284,13 +284,13 @@ def test_malformed_lines_go_to_the_error_file(fleet: Fleet) -> None:
     data = "\n".join([good, '{"custom_id": "broken", ', json.dumps({"custom_id": "nobody"})])
     file_id = client.files.create(file=("mixed.jsonl", io.BytesIO(data.encode())),
                                   purpose="batch").id
-    done = run_batch(client, file_id)
-    assert done.status == "completed"
-    assert (done.request_counts.total, done.request_counts.completed,
-            done.request_counts.failed) == (3, 1, 2)
-    errors = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
-    assert [e["error"]["code"] for e in errors] == ["invalid_json", "invalid_request"]
-    assert "line 2" in errors[0]["error"]["message"]
+    batch = client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    assert batch.status == "failed"  # as OpenAI's validation does: nothing of it runs
+    assert batch.errors is not None
+    assert batch.errors.data is not None
+    assert [(e.line, e.code) for e in batch.errors.data] == [(2, "invalid_json"),
+                                                             (3, "invalid_request")]
 
 
 def test_another_teams_file_is_404(fleet: Fleet) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -33,6 +33,33 @@ class JobSubmission(JobOptions):
     """``POST /api/jobs`` as JSON: the requests plus the job's options."""
 
     requests: list[dict[str, Any]] = Field(min_length=1)
+
+
+class RequestsReadBack(Sequence[NewRequest]):
+    """Requests made one at a time as they are read, never held all at once; a subclass says
+    how many there are and how to make one."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _at(self, index: int) -> NewRequest:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> NewRequest: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[NewRequest]: ...
+
+    def __getitem__(self, index: int | slice) -> NewRequest | Sequence[NewRequest]:
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return self._at(index % len(self))
+
+    def __iter__(self) -> Iterator[NewRequest]:
+        return (self._at(i) for i in range(len(self)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from stoker.api import access
-from stoker.api.body import decode_utf8, json_body, parse_json
+from stoker.api.body import decode_utf8, json_body, parse_json, validate
 from stoker.api.job_input import (
     JobOptions,
     JobSubmission,
@@ -56,8 +56,9 @@ async def submit_job(
     """
     team = client_team(request)
     limit = svc.settings.limits.max_requests_per_job
-    options = JobOptions(tier=tier, concurrency_group=concurrency_group,
-                         cancel_in_progress=cancel_in_progress, cache=cache)
+    options = validate(JobOptions, {"tier": tier, "concurrency_group": concurrency_group,
+                                    "cancel_in_progress": cancel_in_progress, "cache": cache},
+                       where="query")
     if _is_jsonl(request):
         upload = await read_upload(request, max_lines=limit)
 

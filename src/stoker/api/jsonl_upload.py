@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from collections.abc import Iterator, Sequence
-from typing import Any, overload
+from collections.abc import Iterator
+from typing import Any
 
 from fastapi import Request
 
 from stoker.api.body import parse_json
-from stoker.api.job_input import MAX_REPORTED_PROBLEMS, line_request
+from stoker.api.job_input import MAX_REPORTED_PROBLEMS, RequestsReadBack, line_request
 from stoker.errors import Unprocessable
 from stoker.store import NewRequest
 
@@ -58,7 +58,7 @@ def _lines(data: bytes | bytearray) -> Iterator[tuple[int, bytes]]:
         start = end + 1
 
 
-class UploadedRequests(Sequence[NewRequest]):
+class UploadedRequests(RequestsReadBack):
     """A job's validated requests, kept as compact JSON lines and read back on demand."""
 
     def __init__(self, data: bytes | bytearray, offsets: array[int]) -> None:
@@ -68,25 +68,10 @@ class UploadedRequests(Sequence[NewRequest]):
     def __len__(self) -> int:
         return len(self._offsets) - 1
 
-    @overload
-    def __getitem__(self, index: int) -> NewRequest: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[NewRequest]: ...
-
-    def __getitem__(self, index: int | slice) -> NewRequest | Sequence[NewRequest]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if not -len(self) <= index < len(self):
-            raise IndexError(index)
-        index %= len(self)
+    def _at(self, index: int) -> NewRequest:
         line = self._data[self._offsets[index]:self._offsets[index + 1]]
         custom_id, endpoint, body = json.loads(line)
         return NewRequest(custom_id=custom_id, endpoint=endpoint, body=body)
-
-    def __iter__(self) -> Iterator[NewRequest]:
-        for i in range(len(self)):
-            yield self[i]
 
 
 def validate_upload(data: bytearray, *, max_requests: int) -> tuple[UploadedRequests, set[str]]:

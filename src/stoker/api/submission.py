@@ -8,11 +8,11 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any, overload
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from stoker.api.job_input import JobOptions, ParsedJob
+from stoker.api.job_input import JobOptions, ParsedJob, RequestsReadBack
 from stoker.api.result_cache import cache_key
 from stoker.api.services import Services
 from stoker.core.admission import AdmissionDecision, AdmissionState, TeamLoad, admit, initial_state
@@ -47,7 +47,7 @@ def fingerprint(tier: Tier, parsed: ParsedJob, options: JobOptions) -> str:
     return digest.hexdigest()
 
 
-class KeyedRequests(Sequence[NewRequest]):
+class KeyedRequests(RequestsReadBack):
     """Requests with their result-cache fingerprints, made as each is read."""
 
     def __init__(self, requests: Sequence[NewRequest], scope: str, model: str,
@@ -57,15 +57,7 @@ class KeyedRequests(Sequence[NewRequest]):
     def __len__(self) -> int:
         return len(self._requests)
 
-    @overload
-    def __getitem__(self, index: int) -> NewRequest: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[NewRequest]: ...
-
-    def __getitem__(self, index: int | slice) -> NewRequest | Sequence[NewRequest]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def _at(self, index: int) -> NewRequest:
         return self._keyed(self._requests[index])
 
     def __iter__(self) -> Iterator[NewRequest]:
