@@ -22,6 +22,7 @@ from stoker.core.model import Lease, Request
 from stoker.errors import Unavailable
 from stoker.store import rows
 from stoker.store.ids import new_id
+from stoker.store.protocol import ResultRow
 from stoker.store.queries import load_migrations, load_queries
 from stoker.store.sql import SQLStore
 from stoker.store.sql_base import PROGRESS, WORK
@@ -140,6 +141,18 @@ class PostgresStore(SQLStore):
             return None
         lease = Lease(lease_id, runner_id, model, now, now + ttl_s, tuple(r.id for r in leased))
         return lease, leased
+
+    def iter_job_results(self, job_id: str, *, page: int = 2000) -> Iterator[ResultRow]:
+        """The job's rows through a server-side cursor: one query, sorted once, fetched a
+        page at a time (keyset paging would need an index on every request row that the
+        write path does not pay for, migration 0007)."""
+        self.get_job(job_id)
+        with self._quick.connection() as conn, conn.transaction(), \
+                conn.cursor(name=new_id("results")) as cursor:
+            cursor.itersize = page
+            cursor.execute(self._q["job_results"], {"job_id": job_id})
+            for row in cursor:
+                yield rows.result_from(row)
 
     def _pipeline(self, conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
         """Send the block's statements together, reading their answers at its end."""

@@ -65,7 +65,8 @@ FROM requests r LEFT JOIN results s ON s.request_id = r.id
 WHERE r.job_id = :job_id ORDER BY r.idx;
 
 -- name: job_results_page
--- A page of job_results after the key :after, the key last (SQLite: the index in the job).
+-- A page of job_results after the index :after, the index last (SQLite, whose (job_id, idx)
+-- key serves it; PostgreSQL streams job_results through a server-side cursor instead).
 SELECT r.id, r.idx, r.custom_id, r.endpoint, r.model, r.status, r.last_error, r.attempts,
        s.text, s.finish_reason, s.prompt_tokens, s.completion_tokens, s.error, s.created_at,
        r.finished_at, COALESCE(s.cached, 0), r.idx

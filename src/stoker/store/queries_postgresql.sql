@@ -59,15 +59,6 @@ FROM taken ORDER BY priority DESC, enqueued_at, seq;
 SELECT id FROM leases WHERE released_at IS NULL AND expires_at <= :now
 ORDER BY id FOR UPDATE SKIP LOCKED;
 
--- name: job_results_page
--- Keyed by seq, which follows idx within a job (its rows are inserted in idx order): the
--- primary key serves the page, where (job_id, idx) has no index here (migration 0007).
-SELECT r.id, r.idx, r.custom_id, r.endpoint, r.model, r.status, r.last_error, r.attempts,
-       s.text, s.finish_reason, s.prompt_tokens, s.completion_tokens, s.error, s.created_at,
-       r.finished_at, COALESCE(s.cached, 0), r.seq
-FROM requests r LEFT JOIN results s ON s.request_id = r.id
-WHERE r.job_id = :job_id AND r.seq > :after ORDER BY r.seq LIMIT :page;
-
 -- name: cache_lookup
 SELECT key, text, finish_reason, prompt_tokens, completion_tokens FROM result_cache
 WHERE key IN (SELECT jsonb_array_elements_text(CAST(:keys AS jsonb)));
