@@ -127,9 +127,10 @@ SELECT id FROM leases WHERE released_at IS NULL AND expires_at <= :now;
 -- name: cancel_leased_of_cancelled_jobs
 -- What a lease still holds of a cancelled (or superseded) job ends cancelled: it is never put
 -- back in the queue to run, and be billed, again.
+-- (Correlated, so it probes the few rows the lease still holds, never scans every job.)
 UPDATE requests SET status = 'cancelled', lease_id = NULL, finished_at = :now
 WHERE lease_id = :lease_id AND status = 'leased'
-  AND job_id IN (SELECT id FROM jobs WHERE cancelled_at IS NOT NULL);
+  AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = requests.job_id AND j.cancelled_at IS NOT NULL);
 
 -- name: requeue_leased
 UPDATE requests SET status = 'queued', lease_id = NULL, last_error = :error
