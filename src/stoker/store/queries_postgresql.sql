@@ -134,10 +134,14 @@ WHERE r.id = o.request_id AND r.lease_id = :lease_id AND r.status = 'leased'
   AND r.attempts >= r.max_attempts;
 
 -- name: finish_jobs_of_requests
+-- The touched jobs first, by the requests' primary key (as a join, the planner walked every
+-- unfinished job's requests: milliseconds per report with a backlog).
+WITH touched AS MATERIALIZED (
+    SELECT DISTINCT job_id FROM requests
+    WHERE id = ANY (ARRAY(SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)))))
 UPDATE jobs SET finished_at = :now
-WHERE id IN (SELECT job_id FROM requests
-             WHERE id IN (SELECT jsonb_array_elements_text(CAST(:ids AS jsonb))))
-  AND finished_at IS NULL
+FROM touched
+WHERE jobs.id = touched.job_id AND jobs.finished_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM requests r
                   WHERE r.job_id = jobs.id AND r.status IN ('queued', 'leased'));
 
