@@ -18,13 +18,20 @@ def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
-def jsonl_byte_lines(raw: bytes) -> Iterator[tuple[int, bytes]]:
+def jsonl_byte_lines(raw: bytes | bytearray) -> Iterator[tuple[int, bytes]]:
     """The same lines as :func:`jsonl_lines`, still as bytes, so that a line that is not
-    UTF-8 can be reported as that line's problem."""
-    for number, line in enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
-        line = line.removesuffix(b"\r")
+    UTF-8 can be reported as that line's problem; found one at a time, so a big upload is
+    never copied into a list of its lines."""
+    start = 3 if raw[:3] == b"\xef\xbb\xbf" else 0
+    number = 0
+    while start < len(raw):
+        end = raw.find(b"\n", start)
+        end = len(raw) if end < 0 else end
+        number += 1
+        line = bytes(raw[start:end]).removesuffix(b"\r")
         if line.strip():
             yield number, line
+        start = end + 1
 
 
 def in_chunks(lines: Iterator[bytes], size: int = 256 * 1024) -> Iterator[bytes]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from collections.abc import Iterator
 from typing import Any
 
 from fastapi import Request
@@ -21,6 +20,7 @@ from fastapi import Request
 from stoker.api.body import parse_json
 from stoker.api.job_input import MAX_REPORTED_PROBLEMS, RequestsReadBack, line_request
 from stoker.errors import Unprocessable
+from stoker.jsonl import jsonl_byte_lines
 from stoker.store import NewRequest
 
 # The end of a line with something on it (a blank line is no request).
@@ -42,20 +42,6 @@ async def read_upload(request: Request, *, max_lines: int) -> bytearray:
                                 "job); split it into smaller jobs")
         body += chunk
     return body
-
-
-def _lines(data: bytes | bytearray) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines and their numbers, split at ``\\n`` only, a leading BOM skipped."""
-    start = 3 if data[:3] == b"\xef\xbb\xbf" else 0
-    number = 0
-    while start < len(data):
-        end = data.find(b"\n", start)
-        end = len(data) if end < 0 else end
-        number += 1
-        line = bytes(data[start:end]).removesuffix(b"\r")
-        if line.strip():
-            yield number, line
-        start = end + 1
 
 
 class UploadedRequests(RequestsReadBack):
@@ -82,7 +68,7 @@ def validate_upload(data: bytearray, *, max_requests: int) -> tuple[UploadedRequ
     models: set[str] = set()
     kept = bytearray()
     offsets = array("q", [0])
-    for number, raw in _lines(data):
+    for number, raw in jsonl_byte_lines(data):
         request = _valid_line(number, raw, problems)
         if request is None:
             continue

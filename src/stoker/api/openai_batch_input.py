@@ -24,25 +24,17 @@ MAX_LISTED_ERRORS = 10
 
 @dataclass
 class BatchInput:
-    """What a batch input file holds: runnable requests of one model, and rejected lines."""
+    """What a batch input file holds: runnable requests of one model, and its bad lines."""
 
     model: str | None = None
     requests: list[NewRequest] = field(default_factory=list)
-    invalid: list[dict[str, Any]] = field(default_factory=list)
     problems: list[dict[str, Any]] = field(default_factory=list)
     total: int = 0
 
-    def reject(self, number: int, custom_id: str | None, code: str, message: str) -> None:
-        """Record line ``number`` as invalid, for the error file and the batch's errors."""
-        text = f"line {number}: {message}"
-        self.invalid.append({"id": f"batch_req_line_{number}", "custom_id": custom_id,
-                             "response": None, "error": {"code": code, "message": text}})
-        self.problems.append({"code": code, "message": text, "param": None, "line": number})
-
-
-def _custom_id(raw: Any) -> str | None:
-    value = raw.get("custom_id") if isinstance(raw, dict) else None
-    return value if isinstance(value, str) else None
+    def reject(self, number: int, code: str, message: str) -> None:
+        """Record line ``number`` as bad, for the failed batch's ``errors``."""
+        self.problems.append({"code": code, "message": f"line {number}: {message}",
+                              "param": None, "line": number})
 
 
 def read_batch_input(content: bytes, *, endpoint: str, default_model: str,
@@ -59,33 +51,32 @@ def read_batch_input(content: bytes, *, endpoint: str, default_model: str,
         try:
             raw = json.loads(data.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            found.reject(number, None, "invalid_utf8",
+            found.reject(number, "invalid_utf8",
                          f"not UTF-8 text (bad byte at column {exc.start + 1})")
             continue
         except json.JSONDecodeError as exc:
-            found.reject(number, None, "invalid_json", f"not valid JSON ({exc.msg})")
+            found.reject(number, "invalid_json", f"not valid JSON ({exc.msg})")
             continue
-        custom_id = _custom_id(raw)
-        request = _valid_request(found, number, raw, custom_id, endpoint)
+        request = _valid_request(found, number, raw, endpoint)
         if request is None:
             continue
         model = str(request.body.get("model", "default"))
         model = default_model if model == "default" else model
         if model not in token_limits:
-            found.reject(number, custom_id, "model_not_found",
+            found.reject(number, "model_not_found",
                          f"model {model!r} is not served here; available: "
                          f"{', '.join(sorted(token_limits))}")
         elif (too_many := over_token_limit(request.body, token_limits[model])) is not None:
-            found.reject(number, custom_id, "invalid_request", too_many)
+            found.reject(number, "invalid_request", too_many)
         elif found.model is not None and model != found.model:
-            found.reject(number, custom_id, "invalid_request",
+            found.reject(number, "invalid_request",
                          f"a batch runs one model; this line names {model!r}, earlier lines "
                          f"{found.model!r}")
         elif request.custom_id in seen:
-            found.reject(number, custom_id, "duplicate_custom_id",
+            found.reject(number, "duplicate_custom_id",
                          f"custom_id {request.custom_id!r} is used by an earlier line")
         elif len(found.requests) >= max_requests:
-            found.reject(number, custom_id, "too_many_requests",
+            found.reject(number, "too_many_requests",
                          f"a batch takes at most {max_requests} requests")
         else:
             found.model = model
@@ -94,23 +85,22 @@ def read_batch_input(content: bytes, *, endpoint: str, default_model: str,
     return found
 
 
-def _valid_request(found: BatchInput, number: int, raw: Any, custom_id: str | None,
-                   endpoint: str) -> NewRequest | None:
+def _valid_request(found: BatchInput, number: int, raw: Any, endpoint: str) -> NewRequest | None:
     try:
         line = BatchInputLine.model_validate(raw)
     except ValidationError as exc:
-        found.reject(number, custom_id, "invalid_request", describe(exc))
+        found.reject(number, "invalid_request", describe(exc))
         return None
     if line.url != endpoint:
-        found.reject(number, custom_id, "mismatched_endpoint",
+        found.reject(number, "mismatched_endpoint",
                      f"url {line.url!r} differs from the batch's endpoint {endpoint!r}")
         return None
     try:
         body, stream = normalised_body(line.url, line.body)
     except ValidationError as exc:
-        found.reject(number, custom_id, "invalid_request", f"body: {describe(exc)}")
+        found.reject(number, "invalid_request", f"body: {describe(exc)}")
         return None
     if stream:
-        found.reject(number, custom_id, "invalid_request", "stream is not supported in a batch")
+        found.reject(number, "invalid_request", "stream is not supported in a batch")
         return None
     return NewRequest(custom_id=line.custom_id, endpoint=line.url, body=body)

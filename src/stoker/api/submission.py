@@ -5,6 +5,7 @@ dispatcher's wake-ups apply the same everywhere."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -39,8 +40,9 @@ def fingerprint(tier: Tier, parsed: ParsedJob, options: JobOptions) -> str:
     """A digest of everything a submission asks for, to tell a repeat from new work (taken
     request by request: a big upload is never held whole)."""
     digest = hashlib.sha256()
-    for part in ([tier.name, parsed.model, options.model_dump(exclude={"tier"})],
-                 *([r.custom_id, r.endpoint, r.body] for r in parsed.requests)):
+    head = [tier.name, parsed.model, options.model_dump(exclude={"tier"})]
+    for part in itertools.chain([head], ([r.custom_id, r.endpoint, r.body]
+                                         for r in parsed.requests)):
         digest.update(json.dumps(part, sort_keys=True, ensure_ascii=False,
                                  separators=(",", ":")).encode("utf-8"))
         digest.update(b"\n")
