@@ -20,22 +20,16 @@ than runners take (``--rate``), so every lease finds work.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# As a script this file's folder leads sys.path, and its name would shadow the standard
-# library's queue module (which multiprocessing and psycopg import): drop the folder first.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-
 import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time

@@ -124,21 +124,29 @@ UPDATE leases SET released_at = :now, outcome = :outcome WHERE id = :id AND rele
 -- name: expired_leases
 SELECT id FROM leases WHERE released_at IS NULL AND expires_at <= :now;
 
--- name: cancel_leased_of_cancelled_jobs
--- What a lease still holds of a cancelled (or superseded) job ends cancelled: it is never put
--- back in the queue to run, and be billed, again.
--- (Correlated, so it probes the few rows the lease still holds, never scans every job.)
-UPDATE requests SET status = 'cancelled', lease_id = NULL, finished_at = :now
+-- name: put_back_leased
+-- What a lease still holds once its report is in (or it expired), in one statement: a
+-- cancelled (or superseded) job's requests end cancelled, never run and billed again; the
+-- rest go back to the queue with their error, or fail once out of attempts. :errors maps a
+-- request id to the error its runner gave; the others get :error. (One statement, because
+-- every UPDATE of requests fires the queue summary's trigger.)
+UPDATE requests SET
+    status = CASE
+        WHEN EXISTS (SELECT 1 FROM jobs j WHERE j.id = requests.job_id
+                     AND j.cancelled_at IS NOT NULL) THEN 'cancelled'
+        WHEN attempts >= max_attempts THEN 'failed'
+        ELSE 'queued' END,
+    last_error = CASE
+        WHEN EXISTS (SELECT 1 FROM jobs j WHERE j.id = requests.job_id
+                     AND j.cancelled_at IS NOT NULL) THEN last_error
+        ELSE COALESCE(:errors ->> id, :error) END,
+    finished_at = CASE
+        WHEN attempts >= max_attempts OR EXISTS (SELECT 1 FROM jobs j
+            WHERE j.id = requests.job_id AND j.cancelled_at IS NOT NULL) THEN :now
+        ELSE finished_at END,
+    lease_id = NULL
 WHERE lease_id = :lease_id AND status = 'leased'
-  AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = requests.job_id AND j.cancelled_at IS NOT NULL);
-
--- name: requeue_leased
-UPDATE requests SET status = 'queued', lease_id = NULL, last_error = :error
-WHERE lease_id = :lease_id AND status = 'leased' AND attempts < max_attempts;
-
--- name: fail_exhausted_leased
-UPDATE requests SET status = 'failed', lease_id = NULL, last_error = :error, finished_at = :now
-WHERE lease_id = :lease_id AND status = 'leased' AND attempts >= max_attempts;
+RETURNING status;
 
 -- name: jobs_of_lease
 SELECT DISTINCT job_id FROM requests WHERE lease_id = :lease_id;
@@ -206,22 +214,6 @@ UPDATE requests SET
 FROM json_each(:outcomes) o
 WHERE requests.id = json_extract(o.value, '$.request_id')
   AND requests.status IN ('queued', 'leased');
-
--- name: requeue_retryable
--- Requests the runner could not answer this time, still held by its lease, go back to the
--- queue with their error kept.
-UPDATE requests SET status = 'queued', lease_id = NULL,
-    last_error = json_extract(o.value, '$.error')
-FROM json_each(:outcomes) o
-WHERE requests.id = json_extract(o.value, '$.request_id') AND requests.lease_id = :lease_id
-  AND requests.status = 'leased' AND requests.attempts < requests.max_attempts;
-
--- name: fail_retryable_exhausted
-UPDATE requests SET status = 'failed', lease_id = NULL,
-    last_error = json_extract(o.value, '$.error'), finished_at = :now
-FROM json_each(:outcomes) o
-WHERE requests.id = json_extract(o.value, '$.request_id') AND requests.lease_id = :lease_id
-  AND requests.status = 'leased' AND requests.attempts >= requests.max_attempts;
 
 -- name: insert_batch
 INSERT INTO batches (id, runner_id, model, lease_id, started_at, ended_at, request_ids,

@@ -120,18 +120,19 @@ UPDATE requests r SET
 FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(request_id TEXT, error TEXT)
 WHERE r.id = o.request_id AND r.status IN ('queued', 'leased');
 
--- name: requeue_retryable
-UPDATE requests r SET status = 'queued', lease_id = NULL, last_error = o.error
-FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(request_id TEXT, error TEXT)
-WHERE r.id = o.request_id AND r.lease_id = :lease_id AND r.status = 'leased'
-  AND r.attempts < r.max_attempts;
-
--- name: fail_retryable_exhausted
-UPDATE requests r SET status = 'failed', lease_id = NULL, last_error = o.error,
-    finished_at = :now
-FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(request_id TEXT, error TEXT)
-WHERE r.id = o.request_id AND r.lease_id = :lease_id AND r.status = 'leased'
-  AND r.attempts >= r.max_attempts;
+-- name: put_back_leased
+-- As in queries.sql; the cancelled test joins the job once, by its primary key.
+UPDATE requests r SET
+    status = CASE WHEN j.cancelled_at IS NOT NULL THEN 'cancelled'
+                  WHEN r.attempts >= r.max_attempts THEN 'failed' ELSE 'queued' END,
+    last_error = CASE WHEN j.cancelled_at IS NOT NULL THEN r.last_error
+                      ELSE COALESCE(CAST(:errors AS jsonb) ->> r.id, :error) END,
+    finished_at = CASE WHEN j.cancelled_at IS NOT NULL OR r.attempts >= r.max_attempts
+                       THEN :now ELSE r.finished_at END,
+    lease_id = NULL
+FROM jobs j
+WHERE j.id = r.job_id AND r.lease_id = :lease_id AND r.status = 'leased'
+RETURNING r.status;
 
 -- name: finish_jobs_of_requests
 -- The touched jobs first, by the requests' primary key (as a join, the planner walked every

@@ -59,6 +59,12 @@ def refusal_error(refusal: Refuse) -> StokerError:
     return RateLimited(refusal.message, retry_after_s=refusal.retry_after_s)
 
 
+def put_back_counts(cursor: Any) -> tuple[int, int]:
+    """(requeued, failed) among the statuses ``put_back_leased`` returned."""
+    statuses = [str(status) for (status,) in cursor.fetchall()]
+    return statuses.count("queued"), statuses.count("failed")
+
+
 def _check_report_in_lease(lease_id: str, granted: Sequence[str],
                            outcomes: Sequence[RequestOutcome]) -> None:
     """A report may speak only of the requests its lease granted."""
@@ -297,7 +303,8 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
                         request_count=len(outcomes),
                         prompt_tokens=sum(o.prompt_tokens for o in outcomes),
                         completion_tokens=sum(o.completion_tokens for o in outcomes))
-                requeued, failed = self._put_back(conn, lease_id, retry, now)
+                put_back = self._put_back(conn, lease_id, retry, now,
+                                          "left out of its runner's report")
                 self._x(conn, "release_lease", id=lease_id, now=now, outcome="completed")
                 self._x(conn, "mark_lease_reported", id=lease_id, now=now)
                 self._x(conn, "finish_jobs_of_requests", ids=lease[4], now=now)
@@ -309,27 +316,18 @@ class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
             duplicates = len(final) - recorded
             if duplicates:
                 self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=duplicates)
-        return CompletionSummary(recorded, duplicates, sum(c.rowcount for c in requeued),
-                                 sum(c.rowcount for c in failed), model=model)
+            requeued, failed = put_back_counts(put_back)
+        return CompletionSummary(recorded, duplicates, requeued, failed, model=model)
 
     def _put_back(self, conn: Any, lease_id: str, retry: Sequence[RequestOutcome],
-                  now: float) -> tuple[list[Any], list[Any]]:
+                  now: float, error: str) -> Any:
         """What the lease still holds once its results are in: a cancelled job's requests
-        end cancelled; retryable failures and requests the report left out go back to the
-        queue, or fail once out of attempts. Returns the cursors that requeued and failed."""
-        self._x(conn, "cancel_leased_of_cancelled_jobs", lease_id=lease_id, now=now)
-        requeued, failed = [], []
-        if retry:
-            errors = json.dumps([{"request_id": o.request_id, "error": o.error} for o in retry])
-            requeued.append(self._x(conn, "requeue_retryable", lease_id=lease_id,
-                                    outcomes=errors))
-            failed.append(self._x(conn, "fail_retryable_exhausted", lease_id=lease_id,
-                                  outcomes=errors, now=now))
-        error = "left out of its runner's report"
-        failed.append(self._x(conn, "fail_exhausted_leased", lease_id=lease_id, error=error,
-                              now=now))
-        requeued.append(self._x(conn, "requeue_leased", lease_id=lease_id, error=error))
-        return requeued, failed
+        end cancelled; retryable failures (with their own error) and requests the report
+        left out (with ``error``) go back to the queue, or fail once out of attempts.
+        Returns the cursor whose rows are the new statuses (see :func:`put_back_counts`)."""
+        errors = json.dumps({o.request_id: o.error for o in retry})
+        return self._x(conn, "put_back_leased", lease_id=lease_id, errors=errors,
+                       error=error, now=now)
 
     def _record_results(self, conn: Any, final: Sequence[RequestOutcome], runner_id: str,
                         batch_id: str, now: float) -> Any:

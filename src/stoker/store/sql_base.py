@@ -76,9 +76,8 @@ class SQLBase:
         """Requeue a lease's requests (failing those out of attempts) and close it."""
         jobs = {j for (j,) in self._x(conn, "jobs_of_lease", lease_id=lease_id).fetchall()}
         error = f"lease {outcome}: the runner did not report in time"
-        self._x(conn, "cancel_leased_of_cancelled_jobs", lease_id=lease_id, now=now)
-        self._x(conn, "fail_exhausted_leased", lease_id=lease_id, error=error, now=now)
-        self._x(conn, "requeue_leased", lease_id=lease_id, error=error)
+        self._x(conn, "put_back_leased", lease_id=lease_id, errors="{}", error=error,
+                now=now).fetchall()
         self._x(conn, "release_lease", id=lease_id, now=now, outcome=outcome)
         self._x(conn, "bump_counter", name=LEASES_EXPIRED, by=1)
         self._finish_jobs(conn, jobs, now)
