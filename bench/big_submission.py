@@ -3,7 +3,8 @@
 Against `stoker serve` (SQLite, the tiny model, one runner):
 (a) while one client uploads a 100,000-line JSONL job (~20 MB), another polls /healthz and a
     third makes online /v1/completions calls back to back: their latencies (p50/p99) and the
-    server's peak memory above its resting size, against the file's size;
+    server's peak memory above its resting size, against the file's size; then, for
+    reference, online latencies while the runner works through that job (``online_after``);
 (b) a results download of a job of --download-lines lines (stored directly, as bench/pick.py
     fills its queue, since running a million requests is not what is measured): the server's
     peak memory above rest while it streams, for that job and one a tenth its size.
@@ -180,12 +181,25 @@ def submission(root: Path, lines: int, store: str | None) -> dict[str, Any]:
         for t in pollers:
             t.join()
         assert r.status_code == 201, r.text[:300]
+        # For reference: online calls while the runner works through the job (an online call
+        # waits for the batch in flight, submission or not).
+        after: list[float] = []
+        stop_after = threading.Event()
+        poller = threading.Thread(target=poll, args=(f"{url}/v1/completions", stop_after, after),
+                                  kwargs={"method": "POST", "json": {
+                                      "model": MODEL, "prompt": "hi", "max_tokens": 2,
+                                      "temperature": 0}})
+        poller.start()
+        stop_after.wait(min(10.0, max(upload_s, 3.0)))
+        stop_after.set()
+        poller.join()
         return {"lines": lines, "file_mb": round(len(body) / 2**20, 1),
                 "upload_s": round(upload_s, 2),
                 "healthz_ms_p50": pct(health, 50), "healthz_ms_p99": pct(health, 99),
                 "healthz_calls": len(health),
                 "online_ms_p50": pct(online, 50), "online_ms_p99": pct(online, 99),
                 "online_calls": len(online),
+                "online_after_ms_p50": pct(after, 50), "online_after_ms_p99": pct(after, 99),
                 "server_growth_mb": round((peak_kb - rest_kb) / 1024, 1),
                 "growth_over_file": round((peak_kb - rest_kb) * 1024 / len(body), 2)}
     finally:
@@ -239,6 +253,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--download-lines", type=int, default=1_000_000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-download", action="store_true", help="the submission part only")
     parser.add_argument("--postgres", metavar="ADMIN_URL", default=None,
                         help="run on PostgreSQL (a fresh database per part) instead of SQLite")
     args = parser.parse_args()
@@ -249,7 +264,8 @@ def main() -> None:
         create_tiny_model(root / "m")
         with database(args.postgres) as url:
             results["submission"] = submission(root, args.lines, url)
-        for n in (args.download_lines // 10, args.download_lines):
+        for n in () if args.no_download else (args.download_lines // 10,
+                                               args.download_lines):
             where = Path(tmp) / f"download-{n}"
             where.mkdir()
             (where / "m").symlink_to(root / "m")

@@ -163,6 +163,9 @@ class LimitSettings(_Strict):
     body_timeout_s: float = Field(120.0, gt=0, le=3600)
     #: How long an idle keep-alive connection is kept between requests.
     keep_alive_s: int = Field(5, ge=1, le=600)
+    #: The API process's GIL switch interval (Python's default is 5 ms): how long the event
+    #: loop may wait for a worker thread busy with a big upload, each time it needs the GIL.
+    gil_switch_interval_s: float = Field(0.0005, gt=0, le=0.1)
 
 
 class WindowSettings(_Strict):

@@ -11,8 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.requests import Request
 
+from stoker.api.job_input import JobOptions, ParsedJob
 from stoker.api.jsonl_upload import read_upload, validate_upload
+from stoker.api.submission import fingerprint
+from stoker.core.model import Tier
 from stoker.errors import Unprocessable
+from stoker.openai_format import token_budget
 from tests.api.conftest import line
 
 
@@ -71,3 +75,15 @@ def test_validated_requests_read_back_as_sent() -> None:
     assert [r.custom_id for r in requests[1:3]] == ["id-1", "id-2"]
     with pytest.raises(Unprocessable, match="more than 4"):
         validate_upload(bytearray(body), max_requests=4)
+
+
+def test_an_upload_s_shortcuts_agree_with_reading_every_request() -> None:
+    bodies = [line(f"c{i}", prompt=f"p\u2028{i}", max_tokens=i + 1, temperature=0)
+              for i in range(7)]
+    data = bytearray("".join(json.dumps(b, ensure_ascii=False) + "\n" for b in bodies).encode())
+    uploaded, _ = validate_upload(data, max_requests=10)
+    read_back = list(uploaded)
+    assert uploaded.most_tokens_asked() == max(token_budget(r.body) for r in read_back) == 7
+    tier, options = Tier("batch", 40), JobOptions()
+    assert fingerprint(tier, ParsedJob("m", uploaded), options) == \
+        fingerprint(tier, ParsedJob("m", read_back), options)

@@ -142,6 +142,16 @@ def test_max_tokens_past_the_model_s_limit_is_refused_at_submit(api: API,
     assert store.list_jobs(limit=5) == []
 
 
+def test_an_upload_line_past_the_model_s_limit_is_refused_by_name(api: API) -> None:
+    # The upload's largest budget is measured while it is validated; past the limit, the
+    # offending line is named.
+    client, store = api
+    lines = [line(f"ok{i}", max_tokens=8) for i in range(5)] + [line("greedy", max_tokens=10_000)]
+    r = client.post("/api/jobs", content="".join(json.dumps(x) + "\n" for x in lines),
+                    headers={"Content-Type": "application/jsonl"})
+    assert_refused(r, 400, "'greedy'", store)
+
+
 def test_a_bad_query_option_is_a_422_not_a_500(api: API) -> None:
     # Found by the fuzzer: an empty concurrency_group failed the options' own validation.
     client, store = api

@@ -190,6 +190,10 @@ class Reaper:
         if lost:
             log.warning("runners lost (no heartbeat for %.0fs): %s", self._runner_timeout_s,
                         ", ".join(lost))
+        resumed = self._store.resume_staged_jobs(now=now)
+        if resumed:
+            log.warning("moved the staged requests of jobs whose submission stopped half "
+                        "way: %s", ", ".join(resumed))
         expired = self._store.expire_openai_batches(now=now)
         if expired:
             log.warning("batches expired before finishing: %s", ", ".join(expired))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
@@ -60,6 +61,21 @@ class RequestsReadBack(Sequence[NewRequest]):
 
     def __iter__(self) -> Iterator[NewRequest]:
         return (self._at(i) for i in range(len(self)))
+
+    def canonical_lines(self) -> Iterator[bytes]:
+        """Each request as canonical JSON (see :func:`canonical_line`), in order."""
+        return (canonical_line(r) for r in self)
+
+    def most_tokens_asked(self) -> int | None:
+        """The largest token budget any request asks for, where known without a pass."""
+        return None
+
+
+def canonical_line(request: NewRequest) -> bytes:
+    """``[custom_id, endpoint, body]`` as compact JSON with sorted keys: the same request
+    gives the same bytes however it was sent."""
+    return json.dumps([request.custom_id, request.endpoint, request.body], sort_keys=True,
+                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)

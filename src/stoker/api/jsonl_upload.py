@@ -13,14 +13,21 @@ from __future__ import annotations
 import json
 import re
 from array import array
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import Request
 
 from stoker.api.body import parse_json
-from stoker.api.job_input import MAX_REPORTED_PROBLEMS, RequestsReadBack, line_request
+from stoker.api.job_input import (
+    MAX_REPORTED_PROBLEMS,
+    RequestsReadBack,
+    canonical_line,
+    line_request,
+)
 from stoker.errors import Unprocessable
 from stoker.jsonl import jsonl_byte_lines
+from stoker.openai_format import token_budget
 from stoker.store import NewRequest
 
 # The end of a line with something on it (a blank line is no request).
@@ -47,9 +54,10 @@ async def read_upload(request: Request, *, max_lines: int) -> bytearray:
 class UploadedRequests(RequestsReadBack):
     """A job's validated requests, kept as compact JSON lines and read back on demand."""
 
-    def __init__(self, data: bytes | bytearray, offsets: array[int]) -> None:
+    def __init__(self, data: bytes | bytearray, offsets: array[int], most_tokens: int) -> None:
         self._data = data
         self._offsets = offsets  # start of each line, then the end of the last
+        self._most_tokens = most_tokens
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -58,6 +66,15 @@ class UploadedRequests(RequestsReadBack):
         line = self._data[self._offsets[index]:self._offsets[index + 1]]
         custom_id, endpoint, body = json.loads(line)
         return NewRequest(custom_id=custom_id, endpoint=endpoint, body=body)
+
+    def canonical_lines(self) -> Iterator[bytes]:
+        """The kept lines themselves: they are canonical already (no parse)."""
+        for i in range(len(self)):
+            yield bytes(self._data[self._offsets[i]:self._offsets[i + 1]])
+
+    def most_tokens_asked(self) -> int:
+        """Measured as the lines were validated."""
+        return self._most_tokens
 
 
 def validate_upload(data: bytearray, *, max_requests: int) -> tuple[UploadedRequests, set[str]]:
@@ -68,6 +85,7 @@ def validate_upload(data: bytearray, *, max_requests: int) -> tuple[UploadedRequ
     models: set[str] = set()
     kept = bytearray()
     offsets = array("q", [0])
+    most_tokens = 0
     for number, raw in jsonl_byte_lines(data):
         request = _valid_line(number, raw, problems)
         if request is None:
@@ -79,8 +97,8 @@ def validate_upload(data: bytearray, *, max_requests: int) -> tuple[UploadedRequ
             continue
         first_line[request.custom_id] = number
         models.add(str(request.body.get("model", "default")))
-        kept += json.dumps([request.custom_id, request.endpoint, request.body],
-                           ensure_ascii=False, separators=(",", ":")).encode()
+        most_tokens = max(most_tokens, token_budget(request.body))
+        kept += canonical_line(request)
         offsets.append(len(kept))
         if len(offsets) - 1 > max_requests:
             raise Unprocessable(f"the job has more than {max_requests} requests (the limit "
@@ -92,7 +110,7 @@ def validate_upload(data: bytearray, *, max_requests: int) -> tuple[UploadedRequ
     if len(offsets) == 1:
         raise Unprocessable("the job has no requests; send at least one line")
     data.clear()  # the upload itself is no longer needed: its requests are in ``kept``
-    return UploadedRequests(kept, offsets), models
+    return UploadedRequests(kept, offsets, most_tokens), models
 
 
 def _valid_line(number: int, raw: bytes, problems: list[str]) -> NewRequest | None:

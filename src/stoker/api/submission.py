@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from stoker.api.job_input import JobOptions, ParsedJob, RequestsReadBack
+from stoker.api.job_input import JobOptions, ParsedJob, RequestsReadBack, canonical_line
 from stoker.api.result_cache import cache_key
 from stoker.api.services import Services
 from stoker.core.admission import AdmissionDecision, AdmissionState, TeamLoad, admit, initial_state
@@ -41,10 +41,12 @@ def fingerprint(tier: Tier, parsed: ParsedJob, options: JobOptions) -> str:
     request by request: a big upload is never held whole)."""
     digest = hashlib.sha256()
     head = [tier.name, parsed.model, options.model_dump(exclude={"tier"})]
-    for part in itertools.chain([head], ([r.custom_id, r.endpoint, r.body]
-                                         for r in parsed.requests)):
-        digest.update(json.dumps(part, sort_keys=True, ensure_ascii=False,
-                                 separators=(",", ":")).encode("utf-8"))
+    requests = parsed.requests
+    lines = (requests.canonical_lines() if isinstance(requests, RequestsReadBack)
+             else (canonical_line(r) for r in requests))
+    for line in itertools.chain([json.dumps(head, sort_keys=True, ensure_ascii=False,
+                                            separators=(",", ":")).encode("utf-8")], lines):
+        digest.update(line)
         digest.update(b"\n")
     return digest.hexdigest()
 
@@ -84,7 +86,11 @@ def check_token_budgets(svc: Services, parsed: ParsedJob) -> None:
     """Refuse, before anything is stored, a request asking for more tokens than its model
     may generate (it could only fail later, line by line)."""
     limit = svc.settings.models[parsed.model].max_new_tokens
-    for request in parsed.requests:
+    requests = parsed.requests
+    most = requests.most_tokens_asked() if isinstance(requests, RequestsReadBack) else None
+    if most is not None and most <= limit:
+        return  # measured as the upload was validated: no need to read it all again
+    for request in requests:
         problem = over_token_limit(request.body, limit)
         if problem is not None:
             raise InvalidRequest(f"request {request.custom_id!r}: {problem}")
@@ -94,7 +100,6 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
                   options: JobOptions, idempotency_key: str | None = None,
                   batch: NewBatch | None = None) -> Submission:
     """Admit and store a job (with its OpenAI batch, if any), then wake a runner for it."""
-    check_token_budgets(svc, parsed)
     policy = svc.teams.policy(team)
     revision = svc.revisions[parsed.model]
     now = svc.clock.now()
@@ -106,7 +111,9 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
                      team=team, now=now)
 
     def store() -> Submission:
-        # Fingerprinting every request hashes its body: done in the worker thread too.
+        # Walking every request (token limits, fingerprints) is done in the worker thread:
+        # a 100,000-line job would hold the event loop for a second.
+        check_token_budgets(svc, parsed)
         new_job = NewJob(
             team=team, tier=tier.name, priority=tier.priority, model=parsed.model,
             requests=KeyedRequests(parsed.requests, policy.cache_scope, parsed.model,

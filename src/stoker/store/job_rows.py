@@ -9,7 +9,7 @@ are read once, as an iterable: a lazily parsed upload is never held whole as obj
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,15 @@ ROWS_PER_STATEMENT = 2000
 CacheLookup = Callable[[list[str]], dict[str, tuple[Any, ...]]]
 
 
+@dataclass(frozen=True, slots=True)
+class RowPage:
+    """One insert statement's rows (a JSON array), its cached answers, how many rows."""
+
+    rows: str
+    hits: list[dict[str, Any]]
+    count: int
+
+
 @dataclass
 class PreparedJob:
     """Insert statements' rows (JSON arrays), the cached answers to record, the count."""
@@ -32,42 +41,52 @@ class PreparedJob:
     count: int = 0
 
 
-def prepare_job_rows(job: NewJob, job_id: str, now: float,
-                     lookup: CacheLookup) -> PreparedJob:
-    """Every request of ``job`` as rows, in order; Conflict on a repeated custom_id."""
-    prepared = PreparedJob()
+def job_pages(job: NewJob, job_id: str, now: float, lookup: CacheLookup) -> Iterator[RowPage]:
+    """Every request of ``job`` as pages of rows, in order, made as they are asked for;
+    Conflict on a repeated custom_id."""
     seen: set[str] = set()
     page: list[NewRequest] = []
+    count = 0
     for request in job.requests:
         if request.custom_id in seen:
             raise Conflict(f"custom_id {request.custom_id!r} appears more than once in the job")
         seen.add(request.custom_id)
         page.append(request)
         if len(page) == ROWS_PER_STATEMENT:
-            _add_page(prepared, job, job_id, now, page, lookup)
+            yield _page(job, job_id, now, page, count, lookup)
+            count += len(page)
             page = []
     if page:
-        _add_page(prepared, job, job_id, now, page, lookup)
+        yield _page(job, job_id, now, page, count, lookup)
+
+
+def prepare_job_rows(job: NewJob, job_id: str, now: float,
+                     lookup: CacheLookup) -> PreparedJob:
+    """Every request of ``job`` as rows, in order, all at once; Conflict on a repeated
+    custom_id."""
+    prepared = PreparedJob()
+    for page in job_pages(job, job_id, now, lookup):
+        prepared.chunks.append(page.rows)
+        prepared.hits.extend(page.hits)
+        prepared.count += page.count
     return prepared
 
 
-def _add_page(prepared: PreparedJob, job: NewJob, job_id: str, now: float,
-              page: Sequence[NewRequest], lookup: CacheLookup) -> None:
+def _page(job: NewJob, job_id: str, now: float, page: Sequence[NewRequest], first_idx: int,
+          lookup: CacheLookup) -> RowPage:
     keys = [r.cache_key for r in page if job.use_cache and r.cache_key is not None]
     answers = lookup(keys) if keys else {}
-    rows = []
+    rows, hits = [], []
     for offset, r in enumerate(page):
         request_id = new_id("req")
         hit = answers.get(r.cache_key) if job.use_cache and r.cache_key else None
-        row = {"id": request_id, "idx": prepared.count + offset, "custom_id": r.custom_id,
+        row = {"id": request_id, "idx": first_idx + offset, "custom_id": r.custom_id,
                "endpoint": r.endpoint, "body": json.dumps(r.body, separators=(",", ":")),
                "cache_key": r.cache_key if job.use_cache else None}
         if hit:
             row["cached"] = 1
+            hits.append({"request_id": request_id, "job_id": job_id, "text": hit[0],
+                         "finish_reason": hit[1], "prompt_tokens": hit[2],
+                         "completion_tokens": hit[3], "now": now})
         rows.append(row)
-        if hit:
-            prepared.hits.append({"request_id": request_id, "job_id": job_id, "text": hit[0],
-                                  "finish_reason": hit[1], "prompt_tokens": hit[2],
-                                  "completion_tokens": hit[3], "now": now})
-    prepared.chunks.append(json.dumps(rows, separators=(",", ":")))
-    prepared.count += len(page)
+    return RowPage(json.dumps(rows, separators=(",", ":")), hits, len(page))

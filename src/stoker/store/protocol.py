@@ -267,6 +267,14 @@ class Store(Protocol):
         """
         ...
 
+    def resume_staged_jobs(self, *, now: float, stale_after_s: float = 30.0,
+                           abandon_after_s: float = 3600.0) -> list[str]:
+        """Finish what a crashed submission of a big job left half done: move an admitted
+        job's staged requests into the queue (pages staged over ``stale_after_s`` ago), and
+        drop those of a submission never admitted (over ``abandon_after_s`` ago). Returns the
+        jobs whose requests moved."""
+        ...
+
     def register_runner(
         self,
         *,

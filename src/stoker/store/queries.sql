@@ -14,8 +14,10 @@ INSERT INTO requests (id, job_id, idx, custom_id, model, tier, team, priority, e
 SELECT json_extract(value, '$.id'), :job_id, json_extract(value, '$.idx'),
        json_extract(value, '$.custom_id'), :model, :tier, :team, :priority,
        json_extract(value, '$.endpoint'), json_extract(value, '$.body'),
-       CASE WHEN json_extract(value, '$.cached') = 1 THEN 'succeeded' ELSE 'queued' END, 0,
-       :max_attempts, :now, CASE WHEN json_extract(value, '$.cached') = 1 THEN :now END,
+       CASE WHEN json_extract(value, '$.cached') = 1 THEN 'succeeded'
+            WHEN :cancelled THEN 'cancelled' ELSE 'queued' END, 0,
+       :max_attempts, :now,
+       CASE WHEN json_extract(value, '$.cached') = 1 OR :cancelled THEN :now END,
        json_extract(value, '$.cache_key')
 FROM json_each(:rows) ORDER BY key;
 
@@ -42,10 +44,15 @@ UPDATE jobs SET cancelled_at = :now, superseded_by = :by
 WHERE id = :id AND cancelled_at IS NULL AND finished_at IS NULL;
 
 -- name: job_counts
-SELECT status, COUNT(*) AS n FROM requests WHERE job_id = :job_id GROUP BY status;
+-- (Requests still staged, of a big job being moved in, count as queued.)
+SELECT status, COUNT(*) AS n FROM requests WHERE job_id = :job_id GROUP BY status
+UNION ALL
+SELECT 'queued', SUM(request_count) FROM staged_requests WHERE job_id = :job_id
+HAVING COUNT(*) > 0;
 
 -- name: job_open_requests
-SELECT COUNT(*) FROM requests WHERE job_id = :job_id AND status IN ('queued', 'leased');
+SELECT (SELECT COUNT(*) FROM requests WHERE job_id = :job_id AND status IN ('queued', 'leased'))
+     + (SELECT COUNT(*) FROM staged_requests WHERE job_id = :job_id);
 
 -- name: mark_job_finished
 UPDATE jobs SET finished_at = :now WHERE id = :job_id AND finished_at IS NULL;
@@ -294,7 +301,8 @@ UPDATE jobs SET finished_at = :now
 WHERE id IN (SELECT job_id FROM requests WHERE id IN (SELECT value FROM json_each(:ids)))
   AND finished_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM requests r
-                  WHERE r.job_id = jobs.id AND r.status IN ('queued', 'leased'));
+                  WHERE r.job_id = jobs.id AND r.status IN ('queued', 'leased'))
+  AND NOT EXISTS (SELECT 1 FROM staged_requests s WHERE s.job_id = jobs.id);
 
 -- name: add_batch_usage
 INSERT INTO team_usage (team, day, shard, completion_tokens)
@@ -402,3 +410,31 @@ SELECT 0;
 -- name: fold_usage
 -- SQLite has one writer at a time, so completions add to the usage row itself.
 SELECT 0;
+
+-- name: stage_page
+-- A page of a big job's rows (see migration staged_requests), before the job is admitted.
+INSERT INTO staged_requests (job_id, page, request_count, model, tier, team, priority,
+                             max_attempts, page_rows, page_hits, staged_at)
+VALUES (:job_id, :page, :request_count, :model, :tier, :team, :priority, :max_attempts,
+        :page_rows, :page_hits, :now);
+
+-- name: take_staged_page
+-- A staged page, taken by the one mover that deletes it (another finds it gone).
+DELETE FROM staged_requests WHERE job_id = :job_id AND page = :page
+RETURNING request_count, model, tier, team, priority, max_attempts, page_rows, page_hits,
+          staged_at;
+
+-- name: staged_pages
+SELECT page FROM staged_requests WHERE job_id = :job_id ORDER BY page;
+
+-- name: drop_staged
+DELETE FROM staged_requests WHERE job_id = :job_id;
+
+-- name: staged_jobs
+-- Jobs with staged pages: whether the job was admitted, and when its newest page was staged.
+SELECT s.job_id, MAX(CASE WHEN j.id IS NULL THEN 0 ELSE 1 END), MAX(s.staged_at)
+FROM staged_requests s LEFT JOIN jobs j ON j.id = s.job_id
+GROUP BY s.job_id;
+
+-- name: job_cancelled_for_move
+SELECT cancelled_at IS NOT NULL FROM jobs WHERE id = :job_id;

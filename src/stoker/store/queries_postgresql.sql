@@ -81,8 +81,10 @@ FROM team_admission WHERE team = :team FOR UPDATE;
 INSERT INTO requests (id, job_id, idx, custom_id, model, tier, team, priority, endpoint, body,
                       status, attempts, max_attempts, enqueued_at, finished_at, cache_key)
 SELECT id, :job_id, idx, custom_id, :model, :tier, :team, :priority, endpoint, body,
-       CASE WHEN cached = 1 THEN 'succeeded' ELSE 'queued' END, 0, :max_attempts, :now,
-       CASE WHEN cached = 1 THEN CAST(:now AS DOUBLE PRECISION) END, cache_key
+       CASE WHEN cached = 1 THEN 'succeeded' WHEN CAST(:cancelled AS BOOLEAN) THEN 'cancelled'
+            ELSE 'queued' END, 0, :max_attempts, :now,
+       CASE WHEN cached = 1 OR CAST(:cancelled AS BOOLEAN)
+            THEN CAST(:now AS DOUBLE PRECISION) END, cache_key
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
     id TEXT, idx INTEGER, custom_id TEXT, endpoint TEXT, body TEXT, cache_key TEXT,
     cached INTEGER)
@@ -144,7 +146,8 @@ UPDATE jobs SET finished_at = :now
 FROM touched
 WHERE jobs.id = touched.job_id AND jobs.finished_at IS NULL
   AND NOT EXISTS (SELECT 1 FROM requests r
-                  WHERE r.job_id = jobs.id AND r.status IN ('queued', 'leased'));
+                  WHERE r.job_id = jobs.id AND r.status IN ('queued', 'leased'))
+  AND NOT EXISTS (SELECT 1 FROM staged_requests s WHERE s.job_id = jobs.id);
 
 -- The summary is the folded counts plus the deltas not folded yet (migration 0005). A group
 -- with departures not yet folded has its head looked up (one probe of the queue index).
@@ -206,3 +209,8 @@ INSERT INTO team_usage (team, day, shard, completion_tokens)
 SELECT team, day, 0, SUM(completion_tokens) FROM taken GROUP BY team, day ORDER BY team, day
 ON CONFLICT (team, day, shard) DO UPDATE
 SET completion_tokens = team_usage.completion_tokens + EXCLUDED.completion_tokens;
+
+-- name: job_cancelled_for_move
+-- The job row is locked while a page moves in, so a cancel either lands before (the page comes
+-- in cancelled) or after (it cancels the page's queued rows).
+SELECT cancelled_at IS NOT NULL FROM jobs WHERE id = :job_id FOR UPDATE;

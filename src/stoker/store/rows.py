@@ -24,7 +24,9 @@ Row = Sequence[Any]
 
 def counts_from(status_counts: Sequence[Row]) -> RequestCounts:
     """Request counts from ``(status, n)`` rows."""
-    by_status = {RequestStatus(status): int(n) for status, n in status_counts}
+    by_status: dict[RequestStatus, int] = {}
+    for status, n in status_counts:  # a status may come twice (staged rows count as queued)
+        by_status[RequestStatus(status)] = by_status.get(RequestStatus(status), 0) + int(n)
     return RequestCounts(
         total=sum(by_status.values()),
         queued=by_status.get(RequestStatus.QUEUED, 0),

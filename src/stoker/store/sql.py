@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
 from typing import Any
 
-from stoker.core.admission import AdmissionState, Refuse, TeamLoad
 from stoker.core.batching import Pick
 from stoker.core.model import (
     BatchRecord,
@@ -24,39 +22,23 @@ from stoker.core.model import (
 from stoker.errors import (
     Conflict,
     LeaseLost,
-    NotFound,
-    RateLimited,
-    StokerError,
-    Unprocessable,
 )
 from stoker.store import rows
 from stoker.store.ids import new_id, utc_day
-from stoker.store.job_rows import PreparedJob, prepare_job_rows
 from stoker.store.protocol import (
-    AdmissionCheck,
     CompletionSummary,
     JobBatch,
-    NewJob,
     RequestOutcome,
     ResultRow,
-    Submission,
 )
-from stoker.store.sql_base import LEASES_EXPIRED, PROGRESS, WORK
-from stoker.store.sql_openai import OpenAIObjectsSQL
+from stoker.store.sql_base import CACHE_HITS, LEASES_EXPIRED, PROGRESS, WORK
 from stoker.store.sql_runners import RunnersSQL
+from stoker.store.sql_submit import SubmitSQL
 from stoker.store.sql_usage import UsageSQL
 
 DUPLICATE_RESULTS = "duplicate_results"
-CACHE_HITS = "cache_hits"
 PROVIDER_RATE_LIMITS = "provider_rate_limits"
 COUNTERS = (DUPLICATE_RESULTS, LEASES_EXPIRED, CACHE_HITS, PROVIDER_RATE_LIMITS)
-
-
-def refusal_error(refusal: Refuse) -> StokerError:
-    """The error a client gets for a refused submission: 429, or 422 if it can never pass."""
-    if refusal.permanent:
-        return Unprocessable(refusal.message)
-    return RateLimited(refusal.message, retry_after_s=refusal.retry_after_s)
 
 
 def put_back_counts(cursor: Any) -> tuple[int, int]:
@@ -76,113 +58,10 @@ def _check_report_in_lease(lease_id: str, granted: Sequence[str],
                        f"{shown}; nothing of it was recorded")
 
 
-class SQLStore(OpenAIObjectsSQL, UsageSQL, RunnersSQL):
+class SQLStore(SubmitSQL, UsageSQL, RunnersSQL):
     """:class:`stoker.store.Store` over any connection that speaks our named queries."""
 
     # -- jobs ------------------------------------------------------------------------------
-
-    def submit_job(self, job: NewJob, *, now: float,
-                   admission: AdmissionCheck | None = None) -> Submission:
-        """Store a job and all of its requests in one transaction (see :class:`Store`)."""
-        job_id = new_id("job")
-        # Rows are made (and cached answers looked up) before the write lock is taken; a
-        # cached answer that appears meanwhile is only a miss.
-        prepared = prepare_job_rows(job, job_id, now, self._cached_answers)
-        batch_id = new_id("batch") if job.batch is not None else None
-        refusal: Refuse | None = None
-        existing: str | None = None
-        superseded: list[str] = []
-        try:
-            with self._tx() as conn:
-                existing = self._idempotent_match(conn, job)
-                if existing is None and admission is not None:
-                    refusal = self._admit(conn, job, admission, now)
-                if existing is None and refusal is None:
-                    if job.concurrency_group is not None and job.cancel_in_progress:
-                        superseded = self._supersede(conn, job, job_id, now)
-                    self._insert_job(conn, job, job_id, prepared, now)
-                    if job.batch is not None and batch_id is not None:
-                        self._insert_openai_batch(conn, job.batch, batch_id, job_id, now)
-                    self._announce(conn, WORK, f"{job.model}\t{prepared.count}")
-                    if superseded:
-                        self._announce(conn, PROGRESS, "")
-        except self.integrity_errors:
-            # Another replica stored the same idempotency key first: theirs is the job.
-            if job.idempotency_key is None:
-                raise
-            with self._tx() as conn:
-                existing = self._idempotent_match(conn, job)
-            if existing is None:
-                raise
-        if refusal is not None:
-            raise refusal_error(refusal)
-        if existing is not None:
-            return Submission(self.get_job(existing), created=False)
-        return Submission(self.get_job(job_id), created=True, superseded=tuple(superseded),
-                          batch_id=batch_id)
-
-    def _idempotent_match(self, conn: Any, job: NewJob) -> str | None:
-        if job.idempotency_key is None:
-            return None
-        row = self._x(conn, "job_by_idempotency_key", team=job.team,
-                      key=job.idempotency_key).fetchone()
-        if row is None:
-            return None
-        if row[1] is not None and job.fingerprint is not None and row[1] != job.fingerprint:
-            raise Conflict(f"Idempotency-Key {job.idempotency_key!r} was used for job {row[0]} "
-                           "with a different request; send the same request to get that job "
-                           "back, or use a new key for new work")
-        return str(row[0])
-
-    def _admit(self, conn: Any, job: NewJob, admission: AdmissionCheck,
-               now: float) -> Refuse | None:
-        # Decide under the team's lock: what is queued and used is read after every
-        # concurrent submission of the team has committed or given up.
-        self._x(conn, "lock_team_admission", team=job.team)
-        queued = self._x(conn, "team_queued", team=job.team).fetchone()[0]
-        tokens = self._x(conn, "team_tokens_on", team=job.team, day=utc_day(now)).fetchone()[0]
-        row = self._x(conn, "get_admission", team=job.team).fetchone()
-        state = AdmissionState(*row) if row else None
-        decision, new_state = admission(TeamLoad(int(queued), int(tokens)), state)
-        self._x(conn, "put_admission", team=job.team, **asdict(new_state))
-        return decision if isinstance(decision, Refuse) else None
-
-    def _supersede(self, conn: Any, job: NewJob, job_id: str,
-                   now: float) -> list[str]:
-        older = [j for (j,) in self._x(conn, "open_jobs_in_group", team=job.team,
-                                       group=job.concurrency_group).fetchall()]
-        for old in older:
-            self._x(conn, "supersede_job", id=old, by=job_id, now=now)
-            self._x(conn, "cancel_queued_requests", job_id=old, now=now)
-        self._finish_jobs(conn, set(older), now)
-        return older
-
-    def _insert_job(self, conn: Any, job: NewJob, job_id: str, prepared: PreparedJob,
-                    now: float) -> None:
-        self._x(conn, "insert_job", id=job_id, team=job.team, tier=job.tier, model=job.model,
-                created_at=now, request_count=prepared.count,
-                metadata=json.dumps(job.metadata), idempotency_key=job.idempotency_key,
-                concurrency_group=job.concurrency_group, fingerprint=job.fingerprint)
-        # A statement per page of rows (PostgreSQL's queue trigger sums each statement once).
-        for chunk in prepared.chunks:
-            self._x(conn, "insert_requests", rows=chunk, job_id=job_id, model=job.model,
-                    tier=job.tier, team=job.team, priority=job.priority,
-                    max_attempts=job.max_attempts, now=now)
-        if prepared.hits:
-            self._xmany(conn, "insert_cached_result", prepared.hits)
-            self._x(conn, "bump_counter", name=CACHE_HITS, by=len(prepared.hits))
-            self._finish_jobs(conn, {job_id}, now)
-
-    def _cached_answers(self, keys: list[str]) -> dict[str, tuple[Any, ...]]:
-        """The result cache's answers for these fingerprints (one read)."""
-        return {str(r[0]): tuple(r[1:]) for r in self._all("cache_lookup", keys=json.dumps(keys))}
-
-    def get_job(self, job_id: str) -> Job:
-        """A job and its request counts."""
-        row = self._one("get_job", id=job_id)
-        if row is None:
-            raise NotFound(f"no job {job_id!r}")
-        return rows.job_from(row, rows.counts_from(self._all("job_counts", job_id=job_id)))
 
     def list_jobs(self, *, limit: int, team: str | None = None) -> list[Job]:
         """Most recent jobs first, of one team or of all."""

@@ -15,6 +15,7 @@ from typing import Any
 WORK = "stoker_work"
 PROGRESS = "stoker_progress"
 LEASES_EXPIRED = "leases_expired"
+CACHE_HITS = "cache_hits"
 
 
 class SQLBase:
