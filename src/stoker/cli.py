@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -24,6 +25,8 @@ app = typer.Typer(help="Stoker: keep GPUs warm and fed.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 model_app = typer.Typer(help="Model checkpoints.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+pool_app = typer.Typer(help="The runner pool and its autoscaler.", no_args_is_help=True)
+app.add_typer(pool_app, name="pool")
 
 out = Console()
 err = Console(stderr=True)
@@ -231,6 +234,47 @@ def list_runners(server: ServerOpt = None, token: TokenOpt = None, as_json: Json
         table.add_row(r["id"], r["name"], r["model"], r["state"], str(r["pid"] or ""),
                       str(r["batch_in_hand"]), str(r["max_batch_size"]))
     out.print(table)
+
+
+@pool_app.command("status")
+def pool_status(server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+                decisions: Annotated[int, typer.Option(help="decisions to show per model")]
+                = 5) -> None:
+    """Each model pool: fixed or autoscaled, runners by state, what the autoscaler wants and
+    why (its latest decisions, with the signals behind them)."""
+    pools = _ask(server, token, lambda c: c.pool(decisions=decisions))
+    if as_json:
+        _print_json(pools)
+        return
+    for p in pools:
+        runners = ", ".join(f"{n} {s}" for s, n in p["runners"].items()) or "none"
+        scale = p["autoscale"]
+        sizing = (f"autoscaled {scale['min_runners']}–{scale['max_runners']}, keep warm "
+                  f"{scale['keep_warm_s']:.0f}s" if scale else f"fixed {p['fixed_runners']}")
+        measured = p["measured"]
+        out.print(f"[bold]{escape(p['model'])}[/bold]: {sizing}; runners: {runners}; desired: "
+                  f"{p['desired'] if p['desired'] is not None else '-'}; measured: "
+                  f"{_rate(measured['tokens_per_runner_s'], 'tok/s')} per runner, cold start "
+                  f"{_rate(measured['cold_start_s'], 's')}")
+        if not p["decisions"]:
+            continue
+        table = Table("at (UTC)", "desired", "start", "stop", "reason", "queued", "warm",
+                      "starting")
+        for d in p["decisions"]:
+            sig = d["signals"]
+            queued = ", ".join(f"{t} {n}" for t, n in sig.get("queued_requests", {}).items())
+            table.add_row(_utc(d["decided_at"]), str(d["desired"]), str(d["started"]),
+                          str(len(d["stopped"])), d["reason"], queued or "0",
+                          str(sig.get("warm", "")), str(sig.get("starting", "")))
+        out.print(table)
+
+
+def _rate(value: float | None, unit: str) -> str:
+    return f"{value:.1f} {unit}" if value is not None else "not measured yet"
+
+
+def _utc(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @app.command()

@@ -119,6 +119,11 @@ class StokerClient:
         params = {"include_stopped": "true"} if include_stopped else {}
         return list(self._ok(self._http.get("/api/runners", params=params)).json()["data"])
 
+    def pool(self, *, decisions: int = 20) -> list[dict[str, Any]]:
+        """Each model pool: its sizing, runners by state, the autoscaler's latest decisions."""
+        r = self._ok(self._http.get("/api/pool", params={"decisions": decisions}))
+        return list(r.json()["data"])
+
     def wait(self, job_id: str, *, timeout_s: float = 3600.0, update_s: float = 30.0,
              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Long-poll until the job is finished, calling ``on_progress`` at least every

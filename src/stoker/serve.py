@@ -7,21 +7,29 @@ results, then stops the API. Nothing accepted is lost: it is in the store.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Mapping
 
 import uvicorn
 
 from stoker.api import create_app
 from stoker.api.guarded_http import guarded_protocol
+from stoker.api.scheduling import build_tiers
 from stoker.clock import SystemClock
+from stoker.core.autoscale import AutoscaleConfig
 from stoker.errors import Unavailable
-from stoker.pool.local import LocalPool
+from stoker.pool.controller import PoolController
+from stoker.pool.local import LocalProvisioner
+from stoker.pool.provisioner import Provisioner
 from stoker.runner.backends.tiny_model import create_tiny_model, is_checkpoint
 from stoker.settings import TINY_MODEL_NAME, Settings
-from stoker.store import open_store
+from stoker.store import Store, open_store
 
 log = logging.getLogger("stoker.serve")
 
@@ -44,6 +52,29 @@ def provider_keys(settings: Settings) -> dict[str, str]:
             if key is not None:
                 keys[name] = key
     return keys
+
+
+def autoscale_controllers(settings: Settings, store: Store,
+                          provisioners: Mapping[str, Provisioner]) -> list[PoolController]:
+    """A controller for each model whose pool is autoscaled (see stoker.pool.controller)."""
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    tiers = build_tiers(settings)
+    controllers = []
+    for name, spec in settings.models.items():
+        scale = spec.autoscale
+        if scale is None:
+            continue
+        config = AutoscaleConfig(
+            min_runners=scale.min_runners, max_runners=scale.max_runners,
+            keep_warm_s=scale.keep_warm_s, scale_to_zero=scale.scale_to_zero,
+            cooldown_s=scale.cooldown_s,
+            assumed_tokens_per_runner_s=scale.assumed_tokens_per_runner_s,
+            assumed_cold_start_s=scale.assumed_cold_start_s)
+        controllers.append(PoolController(
+            store, provisioners[name], config, tiers, SystemClock(), holder,
+            interval_s=scale.interval_s,
+            assumed_completion_tokens=scale.assumed_completion_tokens))
+    return controllers
 
 
 def serve(settings: Settings, *, on_ready: threading.Event | None = None,
@@ -76,22 +107,34 @@ def serve(settings: Settings, *, on_ready: threading.Event | None = None,
         time.sleep(0.05)
     url = f"http://{settings.host}:{settings.port}"
     log.info("Stoker API on %s", url)
-    pools = [(LocalPool(url, name, settings.data_dir / "logs", runner_token=runner_token,
-                        provider_key=keys.get(name), local_model=not spec.is_remote),
-              settings.runners_for(name))
-             for name, spec in settings.models.items() if settings.runners_for(name) > 0]
+    provisioners = {name: LocalProvisioner(
+        url, name, settings.data_dir / "logs", runner_token=runner_token,
+        provider_key=keys.get(name), local_model=not spec.is_remote,
+        max_runners=spec.autoscale.max_runners if spec.autoscale else None)
+        for name, spec in settings.models.items()
+        if spec.autoscale is not None or settings.runners_for(name) > 0}
+    controllers = autoscale_controllers(settings, store, provisioners)
     stop = stop or threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    stop_scaling = threading.Event()
+    scaling = [threading.Thread(target=c.run, args=(stop_scaling,), name=f"pool-{c.model}",
+                                daemon=True) for c in controllers]
     try:
-        for pool, count in pools:
-            pool.start(count)
+        for name, provisioner in provisioners.items():
+            if settings.models[name].autoscale is None:
+                provisioner.start(settings.runners_for(name))
+        for t in scaling:
+            t.start()
         if on_ready is not None:
             on_ready.set()
         stop.wait()
-        log.info("draining %d runners", sum(len(pool.processes) for pool, _ in pools))
-        for pool, _ in pools:
-            pool.drain(timeout_s=settings.leases.ttl_s + 30)
+        stop_scaling.set()
+        for t in scaling:
+            t.join(timeout=30)
+        log.info("draining %d runners", sum(len(p.processes) for p in provisioners.values()))
+        for provisioner in provisioners.values():
+            provisioner.drain(timeout_s=settings.leases.ttl_s + 30)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

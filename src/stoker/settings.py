@@ -42,6 +42,32 @@ class BatchingSettings(_Strict):
 REMOTE_BACKENDS = ("openai", "anthropic")
 
 
+class AutoscaleSettings(_Strict):
+    """A model pool sized by the autoscaler (see stoker.core.autoscale)."""
+
+    min_runners: int = Field(0, ge=0, le=64)
+    max_runners: int = Field(ge=1, le=64)
+    #: How long a runner with no work is kept warm before it is stopped.
+    keep_warm_s: float = Field(1800.0, ge=0, le=7 * 86_400)
+    #: Stop the last runner too once nothing is queued (the next request waits a cold start).
+    scale_to_zero: bool = False
+    #: Between two stops, against flapping.
+    cooldown_s: float = Field(60.0, ge=0, le=86_400)
+    #: How often the controller decides.
+    interval_s: float = Field(2.0, gt=0, le=600)
+    #: Used until the pool has measured its own (from its recorded batches and starts).
+    assumed_tokens_per_runner_s: float = Field(100.0, gt=0)
+    assumed_cold_start_s: float = Field(60.0, ge=0)
+    assumed_completion_tokens: float = Field(128.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscaleSettings:
+        if self.min_runners > self.max_runners:
+            raise ValueError(f"min_runners ({self.min_runners}) is above max_runners "
+                             f"({self.max_runners})")
+        return self
+
+
 class ModelSettings(_Strict):
     """One model the pool serves, under its public name.
 
@@ -76,8 +102,10 @@ class ModelSettings(_Strict):
     params: int | None = Field(None, ge=1)
     dtype: str | None = None
     #: Runner processes `stoker serve` starts for this model (default: pool.size for the
-    #: default model, 1 for a remote one, 0 otherwise).
+    #: default model, 1 for a remote one, 0 otherwise). With ``autoscale``, the pool's size is
+    #: the autoscaler's instead.
     runners: int | None = Field(None, ge=0, le=64)
+    autoscale: AutoscaleSettings | None = None
 
     @model_validator(mode="after")
     def _backend_fields(self) -> ModelSettings:
@@ -200,6 +228,9 @@ class TierSettings(_Strict):
     preemptible: bool = False
     window: WindowSettings | None = None
     run_outside_window_when_idle: bool = False
+    #: Seconds within which the pool should finish this tier's queued work (autoscaling);
+    #: default: the built-in tier's of that name, else an hour.
+    drain_target_s: float | None = Field(None, gt=0, le=7 * 86_400)
 
 
 class QuotaSettings(_Strict):

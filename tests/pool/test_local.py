@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stoker.pool.local import LocalPool, runner_environment
+from stoker.pool.local import LocalProvisioner, runner_environment
 from stoker.runner.loop import PROVIDER_KEY_ENV
 
 SECRETS = {"OTHER_MODEL_KEY": "sk-other-model-7f3a", "STOKER_TOKEN_EVALS": "team-token-1",
@@ -33,7 +33,7 @@ def test_a_started_runner_holds_only_its_own_key(tmp_path: Path,
         monkeypatch.setenv(name, value)
     # Nothing listens there: the runner keeps retrying to register while we read its
     # environment from /proc, then it is stopped.
-    pool = LocalPool("http://127.0.0.1:9", "remote-m", tmp_path, runner_token="rt-1",
+    pool = LocalProvisioner("http://127.0.0.1:9", "remote-m", tmp_path, runner_token="rt-1",
                      provider_key="sk-mine", local_model=False)
     pool.start(1)
     try:

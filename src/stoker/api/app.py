@@ -22,6 +22,7 @@ from stoker.api import (
     openai_batches,
     openai_files,
     openai_online,
+    pool,
     runners,
 )
 from stoker.api.body import BodySizeLimit
@@ -75,6 +76,7 @@ def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
     app.include_router(jobs.router)
     app.include_router(runners.router)
+    app.include_router(pool.router)
     app.include_router(runners.protocol)
     app.include_router(openai_online.router)
     app.include_router(openai_files.router)

@@ -53,11 +53,32 @@ class StoreCollector(Collector):
             family = CounterMetricFamily(f"stoker_{name}", f"Events: {name.replace('_', ' ')}")
             family.add_metric([], self._store.counter(name))
             yield family
+        yield from self._pool()
         cost = CounterMetricFamily("stoker_job_cost_usd", "Direct cost of recorded work",
                                    labels=["team", "tier"])
         for (team, tier), usd in sorted(self._direct_cost().items()):
             cost.add_metric([team, tier], usd)
         yield cost
+
+    def _pool(self) -> Iterator[Metric]:
+        """The autoscaler's wish per model pool, and its decisions by reason (from the store,
+        so every replica reports the acting controller's)."""
+        desired = GaugeMetricFamily("stoker_pool_desired_runners",
+                                    "Runners the autoscaler wants for the model's pool",
+                                    labels=["model"])
+        for name, spec in sorted(self._settings.models.items()):
+            if spec.autoscale is None:
+                continue
+            latest = self._store.pool_decisions(model=name, limit=1)
+            if latest:
+                desired.add_metric([name], latest[0].desired)
+        yield desired
+        decisions = CounterMetricFamily("stoker_pool_decisions",
+                                        "Autoscaler decisions recorded, by reason",
+                                        labels=["model", "reason"])
+        for (model, reason), n in sorted(self._store.pool_decision_counts().items()):
+            decisions.add_metric([model, reason], n)
+        yield decisions
 
     def _direct_cost(self) -> dict[tuple[str, str], float]:
         now = self._clock.now()

@@ -17,8 +17,13 @@ def build_tiers(settings: Settings) -> dict[str, Tier]:
         if spec.window is not None:
             window = DispatchWindow(spec.window.start, spec.window.end, spec.window.timezone)
         tiers[name] = Tier(name, spec.priority, spec.max_prompts, spec.preemptible, window,
-                           spec.run_outside_window_when_idle)
+                           spec.run_outside_window_when_idle,
+                           spec.drain_target_s or _default_drain_target_s(tiers.get(name)))
     return tiers
+
+
+def _default_drain_target_s(tier: Tier | None) -> float:
+    return tier.drain_target_s if tier is not None else 3600.0
 
 
 def build_policy(settings: Settings, tiers: dict[str, Tier],

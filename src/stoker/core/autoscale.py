@@ -142,7 +142,7 @@ def decide(snapshot: PoolSnapshot, state: AutoscaleState, config: AutoscaleConfi
     desired = min(config.max_runners, max(floor, want))
     if desired == config.max_runners and want > config.max_runners:
         reason = "max_runners"
-    elif desired == floor and want < floor:
+    elif desired == floor and (want < floor or want == 0):
         reason = "min_runners" if floor else "scale_to_zero"
     have = warm + snapshot.starting
     if desired > have:

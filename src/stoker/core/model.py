@@ -106,6 +106,9 @@ class Tier:
     preemptible: bool = False
     window: DispatchWindow | None = None
     run_outside_window_when_idle: bool = False
+    #: The pool is sized so that this tier's queued work (and all above it) is done within
+    #: this many seconds (the autoscaler's target).
+    drain_target_s: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)

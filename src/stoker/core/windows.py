@@ -57,5 +57,14 @@ class DispatchWindow:
         return False
 
 
+    def opens_in_s(self, now: float) -> float | None:
+        """Seconds until the window next opens; None while it is open."""
+        if self.contains(now):
+            return None
+        today = datetime.fromtimestamp(now, ZoneInfo(self.timezone)).date()
+        return min(at - now for at in (self.opens_at(today + timedelta(days=d)) for d in (0, 1, 2))
+                   if at > now)
+
+
 def _seconds(t: time) -> int:
     return t.hour * 3600 + t.minute * 60 + t.second

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stoker.core.model import Runner
 from stoker.runner.loop import PROVIDER_KEY_ENV
 
 log = logging.getLogger("stoker.pool")
@@ -55,7 +56,7 @@ def _drain_when_parent_dies() -> None:
 
 
 @dataclass
-class LocalPool:
+class LocalProvisioner:
     """Runner processes for one model, each its own process session (Ctrl-C is ours to route)."""
 
     server_url: str
@@ -66,16 +67,22 @@ class LocalPool:
     provider_key: str | None = field(default=None, repr=False)
     #: Local models share the machine's cores; remote ones load no torch at all.
     local_model: bool = True
+    #: How many runners will share the machine's cores at most (default: each start's count).
+    max_runners: int | None = None
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)
+    _started: int = 0
 
-    def start(self, count: int) -> None:
-        """Start ``count`` runners, sharing the machine's cores between them."""
+    def start(self, count: int) -> list[str]:
+        """Start ``count`` runners, sharing the machine's cores between them; their names."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        threads = max(1, (os.cpu_count() or 1) // max(1, count))
+        threads = max(1, (os.cpu_count() or 1) // max(1, self.max_runners or count))
         env = runner_environment(os.environ, runner_token=self.runner_token,
                                  provider_key=self.provider_key)
+        started = []
         for _ in range(count):
-            name = f"local-{self.model}-{len(self.processes)}"
+            name = f"local-{self.model}-{self._started}"
+            self._started += 1
             cmd = [sys.executable, "-m", "stoker.cli", "runner", "--server", self.server_url,
                    "--model", self.model, "--name", name]
             if self.local_model:
@@ -86,6 +93,29 @@ class LocalPool:
                                         preexec_fn=_drain_when_parent_dies)
             log.info("started runner %s (pid %d)", name, proc.pid)
             self.processes.append(proc)
+            self.names[proc.pid] = name
+            started.append(name)
+        return started
+
+    def stop(self, runner: Runner) -> bool:
+        """SIGTERM the runner's process: it drains (finishes its batch) and exits."""
+        for proc in self.processes:
+            if self.names.get(proc.pid) == runner.name and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                log.info("stopping runner %s (pid %d)", runner.name, proc.pid)
+                return True
+        return False
+
+    def list(self) -> list[str]:
+        """Names of the runners still running; exited ones are reaped."""
+        alive = []
+        for proc in list(self.processes):
+            if proc.poll() is None:
+                alive.append(self.names[proc.pid])
+            else:
+                self.processes.remove(proc)
+                self.names.pop(proc.pid, None)
+        return alive
 
     def drain(self, timeout_s: float = 60.0) -> None:
         """SIGTERM every runner, wait for them to finish their batches, SIGKILL stragglers."""

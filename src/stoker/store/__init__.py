@@ -16,6 +16,7 @@ from stoker.store.protocol import (
     StoredFile,
     Submission,
 )
+from stoker.store.protocol_pool import PoolDecisionRecord, PoolMeasurements
 
 
 def open_store(url: str | None, *, sqlite_path: Path, pool_size: int = 8) -> Store:
@@ -39,6 +40,8 @@ __all__ = [
     "NewJob",
     "NewRequest",
     "OpenAIBatch",
+    "PoolDecisionRecord",
+    "PoolMeasurements",
     "RequestOutcome",
     "ResultRow",
     "Store",

@@ -20,6 +20,7 @@ from stoker.core.model import (
     RunnerInterval,
     RunnerState,
 )
+from stoker.store.protocol_pool import PoolStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +177,7 @@ class JobBatch:
     job_requests: int
 
 
-class Store(Protocol):
+class Store(PoolStore, Protocol):
     """Durable state of jobs, requests, results, runners, leases and batches.
 
     Every write is committed durably before the call returns.

@@ -438,3 +438,43 @@ GROUP BY s.job_id;
 
 -- name: job_cancelled_for_move
 SELECT cancelled_at IS NOT NULL FROM jobs WHERE id = :job_id;
+
+-- name: claim_pool_controller
+-- The model pool's controller lease: taken when free or expired, renewed by its holder.
+INSERT INTO pool_controllers (model, holder, expires_at) VALUES (:model, :holder, :expires_at)
+ON CONFLICT (model) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE pool_controllers.holder = excluded.holder OR pool_controllers.expires_at <= :now
+RETURNING holder;
+
+-- name: release_pool_controller
+DELETE FROM pool_controllers WHERE model = :model AND holder = :holder;
+
+-- name: recent_cold_starts
+-- How long the model's last runners took from registering to warm (a start that never got
+-- warm is no measure of a cold start).
+SELECT i.ended_at - i.started_at FROM runner_intervals i JOIN runners r ON r.id = i.runner_id
+WHERE r.model = :model AND i.state = 'starting' AND i.ended_at IS NOT NULL
+  AND EXISTS (SELECT 1 FROM runner_intervals n WHERE n.runner_id = i.runner_id
+              AND n.state = 'idle' AND n.started_at = i.ended_at)
+ORDER BY i.started_at DESC LIMIT :limit;
+
+-- name: recent_batch_totals
+-- The model's last batches: generated tokens, runner-seconds busy, requests.
+SELECT COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(ended_at - started_at), 0),
+       COALESCE(SUM(request_count), 0)
+FROM (SELECT completion_tokens, ended_at, started_at, request_count FROM batches
+      WHERE model = :model ORDER BY ended_at DESC LIMIT :limit) recent;
+
+-- name: insert_pool_decision
+INSERT INTO pool_decisions (id, model, decided_at, controller, desired, started, stopped,
+                            reason, signals)
+VALUES (:id, :model, :decided_at, :controller, :desired, :started, :stopped, :reason,
+        :signals);
+
+-- name: recent_pool_decisions
+SELECT model, decided_at, controller, desired, started, stopped, reason, signals
+FROM pool_decisions WHERE model = COALESCE(:model, model)
+ORDER BY decided_at DESC, id DESC LIMIT :limit;
+
+-- name: pool_decision_counts
+SELECT model, reason, COUNT(*) FROM pool_decisions GROUP BY model, reason;

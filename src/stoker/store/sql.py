@@ -32,6 +32,7 @@ from stoker.store.protocol import (
     ResultRow,
 )
 from stoker.store.sql_base import CACHE_HITS, LEASES_EXPIRED, PROGRESS, WORK
+from stoker.store.sql_pool import PoolSQL
 from stoker.store.sql_runners import RunnersSQL
 from stoker.store.sql_submit import SubmitSQL
 from stoker.store.sql_usage import UsageSQL
@@ -58,7 +59,7 @@ def _check_report_in_lease(lease_id: str, granted: Sequence[str],
                        f"{shown}; nothing of it was recorded")
 
 
-class SQLStore(SubmitSQL, UsageSQL, RunnersSQL):
+class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL):
     """:class:`stoker.store.Store` over any connection that speaks our named queries."""
 
     # -- jobs ------------------------------------------------------------------------------

@@ -1,0 +1,150 @@
+"""The autoscaler's controller: one per model pool, in every `stoker serve`, acting only while
+it holds the pool's lease in the store (so two API replicas never both start runners).
+
+Each step reads the pool from the store (queued work per tier, warm and starting runners,
+the throughput and cold start the pool measured), asks :func:`stoker.core.autoscale.decide`,
+starts or stops runners through the provisioner, and records the decision with its signals
+when it acts or differs from the last one recorded (a steady pool writes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stoker.clock import Clock
+from stoker.core.autoscale import (
+    AutoscaleConfig,
+    AutoscaleState,
+    PoolSnapshot,
+    ScaleDecision,
+    TierDemand,
+    decide,
+)
+from stoker.core.model import Runner, RunnerState, Tier
+from stoker.errors import StokerError
+from stoker.pool.provisioner import Provisioner
+from stoker.store import PoolDecisionRecord, PoolMeasurements, Store
+
+log = logging.getLogger("stoker.pool")
+
+WARM_STATES = frozenset({RunnerState.IDLE, RunnerState.BUSY})
+
+
+@dataclass
+class PoolController:
+    """Sizes one model's pool, a step at a time."""
+
+    store: Store
+    provisioner: Provisioner
+    config: AutoscaleConfig
+    tiers: Mapping[str, Tier]
+    clock: Clock
+    #: This replica's name in the controller lease and the decisions it records.
+    holder: str
+    interval_s: float = 2.0
+    assumed_completion_tokens: float = 128.0
+    state: AutoscaleState = field(default_factory=AutoscaleState)
+    _last_recorded: tuple[Any, ...] | None = None
+
+    @property
+    def model(self) -> str:
+        """The model whose pool this is."""
+        return self.provisioner.model
+
+    def step(self) -> ScaleDecision | None:
+        """Decide and act once; None when another replica's controller holds the pool."""
+        now = self.clock.now()
+        if not self.store.claim_pool_controller(self.model, self.holder,
+                                                ttl_s=3 * self.interval_s, now=now):
+            return None
+        measured = self.store.pool_measurements(self.model)
+        snapshot = self.snapshot(measured, now=now)
+        decision, self.state = decide(snapshot, self.state, self.config, now=now)
+        self._act(decision)
+        self._record(decision, snapshot, measured, now=now)
+        return decision
+
+    def snapshot(self, measured: PoolMeasurements, *, now: float) -> PoolSnapshot:
+        """The pool as the store and the provisioner see it now."""
+        per_request = measured.completion_tokens_per_request or self.assumed_completion_tokens
+        queued: dict[str, int] = defaultdict(int)
+        for group in self.store.queue_groups(self.model):
+            queued[group.tier] += group.queued
+        demand = []
+        for name, n in sorted(queued.items()):
+            tier = self.tiers.get(name)
+            if tier is None or n == 0:
+                continue
+            opens_in = tier.window.opens_in_s(now) if tier.window is not None else None
+            demand.append(TierDemand(name, tier.priority, n, round(n * per_request),
+                                     tier.drain_target_s, opens_in))
+        runners = [r for r in self.store.list_runners() if r.model == self.model]
+        warm = {r.id: (r.state_since if r.state == RunnerState.IDLE else None)
+                for r in runners if r.state in WARM_STATES}
+        registered = {r.name for r in runners}
+        starting = sum(1 for r in runners if r.state == RunnerState.STARTING)
+        # Started but not registered yet (the process is still importing): starting too.
+        starting += sum(1 for name in self.provisioner.list() if name not in registered)
+        return PoolSnapshot(demand, warm, starting, measured.tokens_per_runner_s,
+                            measured.cold_start_s)
+
+    def _act(self, decision: ScaleDecision) -> None:
+        if decision.start:
+            names = self.provisioner.start(decision.start)
+            log.info("pool %s: starting %d runner(s) (%s): %s", self.model, decision.start,
+                     decision.reason, ", ".join(names))
+        for runner_id in decision.stop:
+            runner = self.store.get_runner(runner_id)
+            log.info("pool %s: stopping runner %s (%s)", self.model, runner.name,
+                     decision.reason)
+            if not self.provisioner.stop(runner):
+                self._drain_in_store(runner)
+
+    def _drain_in_store(self, runner: Runner) -> None:
+        """A runner another process started: told to drain at its next call."""
+        try:
+            self.store.set_runner_state(runner.id, RunnerState.DRAINING, now=self.clock.now())
+        except StokerError as exc:
+            log.warning("pool %s: could not drain runner %s: %s", self.model, runner.id, exc)
+
+    def _record(self, decision: ScaleDecision, snapshot: PoolSnapshot,
+                measured: PoolMeasurements, *, now: float) -> None:
+        key = (decision.desired, decision.reason, decision.start, decision.stop)
+        if key == self._last_recorded and not decision.start and not decision.stop:
+            return
+        self._last_recorded = key
+        signals = {
+            "queued_requests": {d.tier: d.queued_requests for d in snapshot.demand},
+            "queued_tokens": {d.tier: d.queued_tokens for d in snapshot.demand},
+            "drain_target_s": {d.tier: d.drain_target_s for d in snapshot.demand},
+            "needed_by_tier": dict(decision.needed_by_tier),
+            "warm": len(snapshot.warm),
+            "starting": snapshot.starting,
+            "tokens_per_runner_s": decision.tokens_per_runner_s,
+            "tokens_per_runner_s_measured": measured.tokens_per_runner_s is not None,
+            "cold_start_s": decision.cold_start_s,
+            "cold_starts_measured": measured.cold_starts_measured,
+            "min_runners": self.config.min_runners,
+            "max_runners": self.config.max_runners,
+        }
+        self.store.record_pool_decision(PoolDecisionRecord(
+            self.model, now, self.holder, decision.desired, decision.start, decision.stop,
+            decision.reason, signals))
+
+    def run(self, stop: threading.Event) -> None:
+        """Step every ``interval_s`` until ``stop``; then give the lease up."""
+        try:
+            while not stop.is_set():
+                try:
+                    self.step()
+                except Exception:
+                    log.exception("pool %s: autoscaler step failed; trying again",
+                                  self.model)
+                stop.wait(self.interval_s)
+        finally:
+            self.store.release_pool_controller(self.model, self.holder)

@@ -1,0 +1,68 @@
+"""The store's part in sizing the pool: what the pool measured, the autoscaler's decisions, and
+which replica's controller may act (a lease per model pool)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class PoolMeasurements:
+    """What a model's pool has measured of itself (None: nothing recorded yet)."""
+
+    #: Tokens one runner generates per second busy, over its recent batches.
+    tokens_per_runner_s: float | None
+    #: Completion tokens a request generates, on average, over those batches.
+    completion_tokens_per_request: float | None
+    #: Median seconds a recent runner took from registering to warm.
+    cold_start_s: float | None
+    cold_starts_measured: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolDecisionRecord:
+    """One autoscaler decision with the signals it was made from."""
+
+    model: str
+    decided_at: float
+    controller: str
+    desired: int
+    started: int
+    stopped: tuple[str, ...]
+    reason: str
+    signals: Mapping[str, Any] = field(default_factory=dict)
+
+
+class PoolStore(Protocol):
+    """The pool operations of :class:`stoker.store.Store`."""
+
+    def claim_pool_controller(self, model: str, holder: str, *, ttl_s: float,
+                              now: float) -> bool:
+        """Take or renew the right to act for ``model``'s pool until ``now + ttl_s``: True for
+        ``holder`` while no other holder's lease is live."""
+        ...
+
+    def release_pool_controller(self, model: str, holder: str) -> None:
+        """Give the lease up (on shutdown), so another replica takes over at once."""
+        ...
+
+    def pool_measurements(self, model: str, *, batches: int = 200,
+                          starts: int = 20) -> PoolMeasurements:
+        """Throughput over the model's last ``batches`` batches and cold start over its last
+        ``starts`` starts that got warm."""
+        ...
+
+    def record_pool_decision(self, decision: PoolDecisionRecord) -> None:
+        """Keep a decision."""
+        ...
+
+    def pool_decisions(self, *, model: str | None = None,
+                       limit: int = 50) -> list[PoolDecisionRecord]:
+        """The latest decisions, newest first (of one model, or all)."""
+        ...
+
+    def pool_decision_counts(self) -> dict[tuple[str, str], int]:
+        """Decisions recorded per (model, reason)."""
+        ...

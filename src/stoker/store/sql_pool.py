@@ -1,0 +1,60 @@
+"""The pool operations in SQL: the controller lease, measurements and decisions."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+from stoker.store.ids import new_id
+from stoker.store.protocol_pool import PoolDecisionRecord, PoolMeasurements
+from stoker.store.sql_base import SQLBase
+
+
+class PoolSQL(SQLBase):
+    """The pool operations of :class:`stoker.store.Store`."""
+
+    def claim_pool_controller(self, model: str, holder: str, *, ttl_s: float,
+                              now: float) -> bool:
+        """Take or renew the model pool's controller lease (see :class:`PoolStore`)."""
+        with self._tx() as conn:
+            row = self._x(conn, "claim_pool_controller", model=model, holder=holder,
+                          expires_at=now + ttl_s, now=now).fetchone()
+        return row is not None and str(row[0]) == holder
+
+    def release_pool_controller(self, model: str, holder: str) -> None:
+        """Give the lease up."""
+        with self._tx() as conn:
+            self._x(conn, "release_pool_controller", model=model, holder=holder)
+
+    def pool_measurements(self, model: str, *, batches: int = 200,
+                          starts: int = 20) -> PoolMeasurements:
+        """What the pool measured of itself (see :class:`PoolStore`)."""
+        tokens, busy_s, requests = self._one("recent_batch_totals", model=model, limit=batches)
+        cold = [float(s) for (s,) in self._all("recent_cold_starts", model=model, limit=starts)]
+        return PoolMeasurements(
+            tokens_per_runner_s=float(tokens) / float(busy_s) if tokens and busy_s else None,
+            completion_tokens_per_request=float(tokens) / int(requests) if requests else None,
+            cold_start_s=statistics.median(cold) if cold else None,
+            cold_starts_measured=len(cold),
+        )
+
+    def record_pool_decision(self, decision: PoolDecisionRecord) -> None:
+        """Keep a decision."""
+        with self._tx() as conn:
+            self._x(conn, "insert_pool_decision", id=new_id("decision"), model=decision.model,
+                    decided_at=decision.decided_at, controller=decision.controller,
+                    desired=decision.desired, started=decision.started,
+                    stopped=json.dumps(list(decision.stopped)), reason=decision.reason,
+                    signals=json.dumps(dict(decision.signals)))
+
+    def pool_decisions(self, *, model: str | None = None,
+                       limit: int = 50) -> list[PoolDecisionRecord]:
+        """The latest decisions, newest first."""
+        return [PoolDecisionRecord(str(m), float(at), str(c), int(d), int(s),
+                                   tuple(json.loads(stopped)), str(reason), json.loads(signals))
+                for m, at, c, d, s, stopped, reason, signals
+                in self._all("recent_pool_decisions", model=model, limit=limit)]
+
+    def pool_decision_counts(self) -> dict[tuple[str, str], int]:
+        """Decisions recorded per (model, reason)."""
+        return {(str(m), str(r)): int(n) for m, r, n in self._all("pool_decision_counts")}

@@ -1,0 +1,133 @@
+"""The pool sizes itself, with real runner processes: from zero to its max on a burst, back to
+zero after keep-warm, and up again for the next request (served after a cold start), with
+nothing lost; and with two API replicas on one PostgreSQL store, one controller acts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import Server, prompts, wait_until
+from tests.postgres import fresh_database
+
+MODEL = "tiny-llama"
+
+
+def autoscaled(tiny_model_dir: Any, **scale: Any) -> dict[str, Any]:
+    return {"models": {MODEL: {"path": str(tiny_model_dir), "autoscale": {
+        "interval_s": 0.5, "cooldown_s": 1.0, "assumed_cold_start_s": 5.0, **scale}}}}
+
+
+def pool(server: Server) -> dict[str, Any]:
+    r = httpx.get(server.url + "/api/pool", params={"decisions": 200},
+                  headers=server.operator_headers(), timeout=10)
+    assert r.status_code == 200, r.text
+    (entry,) = [p for p in r.json()["data"] if p["model"] == MODEL]
+    return dict(entry)
+
+
+def api_up(server: Server) -> bool:
+    try:
+        return httpx.get(server.url + "/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def live(server: Server) -> list[dict[str, Any]]:
+    return [r for r in server.runners() if r["model"] == MODEL]
+
+
+def test_a_burst_scales_up_idle_scales_to_zero_and_a_request_wakes_it(
+        make_server: Callable[..., Server], tiny_model_dir: Any) -> None:
+    server = make_server(**autoscaled(
+        tiny_model_dir, min_runners=0, max_runners=2, keep_warm_s=3.0, scale_to_zero=True,
+        # Slow enough that the burst asks for both runners within the batch tier's target.
+        assumed_tokens_per_runner_s=5.0), tiers={"batch": {"priority": 40,
+                                                            "drain_target_s": 20}})
+    server.start(runners=0, expect=0)
+    wait_until(lambda: api_up(server), timeout_s=60, what="the API")
+    assert wait_until(lambda: pool(server)["decisions"], timeout_s=30,
+                      what="a first decision")[-1]["desired"] == 0
+    assert live(server) == []
+
+    job = server.submit(prompts(60, max_tokens=4))
+    wait_until(lambda: len(live(server)) == 2, timeout_s=60, what="two runners started")
+    done = server.wait_job(job["id"], timeout_s=180)
+    assert done["request_counts"]["succeeded"] == 60  # nothing lost while runners came up
+    up = [d for d in pool(server)["decisions"] if d["started"]]
+    assert up
+    assert up[-1]["reason"] in ("drain_target", "max_runners")
+    assert up[-1]["signals"]["queued_requests"]["batch"] > 0
+
+    # Idle past keep-warm: stopped one per cool-down, down to zero.
+    wait_until(lambda: live(server) == [], timeout_s=60, what="scale to zero")
+    reasons = [d["reason"] for d in pool(server)["decisions"]]
+    assert reasons.count("keep_warm_expired") >= 2
+    # The cold start was measured, not assumed.
+    status = pool(server)
+    assert status["measured"]["cold_starts_measured"] >= 2
+    assert status["desired"] == 0
+
+    # The next request wakes the pool and is served after a cold start.
+    started = time.monotonic()
+    r = httpx.post(server.url + "/v1/completions", timeout=120, json={
+        "model": MODEL, "prompt": "hello", "max_tokens": 2, "temperature": 0})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["text"] is not None
+    assert time.monotonic() - started >= 0.5  # it waited for a runner to come up
+    newest_first = pool(server)["decisions"]
+    woke = next(i for i, d in enumerate(newest_first) if d["started"])
+    assert woke < next(i for i, d in enumerate(newest_first)
+                       if d["reason"] == "keep_warm_expired")
+    assert newest_first[woke]["signals"]["queued_requests"] == {"online": 1}
+
+    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    assert f'stoker_pool_desired_runners{{model="{MODEL}"}}' in metrics
+    assert f'stoker_pool_decisions_total{{model="{MODEL}",reason="keep_warm_expired"}}' \
+        in metrics
+    shown = subprocess.run([sys.executable, "-m", "stoker.cli", "pool", "status", "--server",
+                            server.url, "--decisions", "200"], capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert "autoscaled 0–2" in shown.stdout
+    assert "keep_warm_expired" in shown.stdout
+    assert server.interrupt() == 0
+
+
+def test_two_replicas_on_one_store_run_one_controller(
+        make_server: Callable[..., Server], tiny_model_dir: Any) -> None:
+    with fresh_database() as url:
+        settings = autoscaled(tiny_model_dir, min_runners=1, max_runners=1, keep_warm_s=600)
+        first, second = make_server(store=url, **settings), make_server(store=url, **settings)
+        first.start(runners=0, expect=1)
+        second.start(runners=0, expect=0)
+        wait_until(lambda: api_up(second), timeout_s=60, what="the second API")
+        # Both replicas run a controller; only one acts: still one runner, one holder.
+        wait_until(lambda: len({d["controller"] for d in pool(second)["decisions"]}) >= 1,
+                   timeout_s=10, what="a recorded decision")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            assert len(live(second)) == 1
+            time.sleep(0.25)
+        holders = {d["controller"] for d in pool(second)["decisions"]}
+        assert len(holders) == 1
+        # The acting replica dies (its runners with it): the other takes over and starts one.
+        assert first.proc is not None
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        for pid in first.runner_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: any(r["state"] == "idle" and r["pid"] not in first.runner_pids
+                               for r in live(second)),
+                   timeout_s=90, what="the second replica's controller to start a runner")
+        assert {d["controller"] for d in pool(second)["decisions"]} - holders
+        assert second.interrupt() == 0

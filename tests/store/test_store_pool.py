@@ -1,0 +1,65 @@
+"""The pool's records in each store: one controller per model pool at a time, what the pool
+measured of itself, and its decisions."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from stoker.core.model import RunnerState
+from stoker.store import PoolDecisionRecord, Store
+from tests.store.test_store_contract import MODEL, lease_all, new_job, ok, submit
+
+
+def test_one_controller_holds_a_model_pool_until_its_lease_expires(store: Store) -> None:
+    assert store.claim_pool_controller(MODEL, "a", ttl_s=10, now=0.0)
+    assert not store.claim_pool_controller(MODEL, "b", ttl_s=10, now=5.0)
+    assert store.claim_pool_controller("other-model", "b", ttl_s=10, now=5.0)
+    assert store.claim_pool_controller(MODEL, "a", ttl_s=10, now=8.0)  # renewed to 18
+    assert not store.claim_pool_controller(MODEL, "b", ttl_s=10, now=15.0)
+    assert store.claim_pool_controller(MODEL, "b", ttl_s=10, now=18.0)  # a went quiet
+    assert not store.claim_pool_controller(MODEL, "a", ttl_s=10, now=19.0)
+    store.release_pool_controller(MODEL, "b")
+    assert store.claim_pool_controller(MODEL, "a", ttl_s=10, now=20.0)
+
+
+def test_replicas_claiming_at_once_get_one_controller(store: Store) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda h: store.claim_pool_controller(MODEL, f"r{h}", ttl_s=10,
+                                                                  now=1.0), range(8)))
+    assert won.count(True) == 1
+
+
+def test_the_pool_measures_throughput_and_cold_start_from_its_records(store: Store) -> None:
+    nothing = store.pool_measurements(MODEL)
+    assert (nothing.tokens_per_runner_s, nothing.cold_start_s) == (None, None)
+    # A runner registers at 0 and is warm at 12: a 12 s cold start.
+    r = store.register_runner(name="r", model=MODEL, pid=1, host="h", max_batch_size=16,
+                              max_wait_ms=10, now=0.0)
+    store.set_runner_state(r.id, RunnerState.IDLE, now=12.0)
+    # One that never got warm is no measure.
+    lost = store.register_runner(name="x", model=MODEL, pid=2, host="h", max_batch_size=16,
+                                 max_wait_ms=10, now=0.0)
+    store.set_runner_state(lost.id, RunnerState.STOPPED, now=90.0)
+    submit(store, new_job(4), now=13.0)
+    lease_id, ids = lease_all(store, r.id, now=14.0)
+    # ok() records 5 completion tokens a request: 20 tokens in 2 s busy.
+    store.complete(lease_id, r.id, [ok(i) for i in ids], started_at=14, ended_at=16, now=16)
+    got = store.pool_measurements(MODEL)
+    assert got.tokens_per_runner_s == 10.0
+    assert got.completion_tokens_per_request == 5.0
+    assert (got.cold_start_s, got.cold_starts_measured) == (12.0, 1)
+    assert store.pool_measurements("other-model").tokens_per_runner_s is None
+
+
+def test_decisions_are_kept_with_their_signals_and_counted(store: Store) -> None:
+    for at, reason in [(1.0, "drain_target"), (2.0, "steady"), (3.0, "drain_target")]:
+        store.record_pool_decision(PoolDecisionRecord(
+            MODEL, at, "replica-1", desired=2, started=1 if reason != "steady" else 0,
+            stopped=("runner_x",) if at == 2.0 else (), reason=reason,
+            signals={"queued_requests": {"batch": 40}, "cold_start_s": 12.0}))
+    latest = store.pool_decisions(model=MODEL, limit=2)
+    assert [d.decided_at for d in latest] == [3.0, 2.0]
+    assert latest[1].stopped == ("runner_x",)
+    assert latest[0].signals == {"queued_requests": {"batch": 40}, "cold_start_s": 12.0}
+    assert store.pool_decisions(model="other-model") == []
+    assert store.pool_decision_counts() == {(MODEL, "drain_target"): 2, (MODEL, "steady"): 1}
