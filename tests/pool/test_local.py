@@ -3,10 +3,13 @@ and the runner token, never the server's other secrets."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from stoker.core.model import Runner, RunnerState
 from stoker.pool.local import LocalProvisioner, runner_environment
 from stoker.runner.loop import PROVIDER_KEY_ENV
 
@@ -45,3 +48,24 @@ def test_a_started_runner_holds_only_its_own_key(tmp_path: Path,
     assert not set(SECRETS) & set(env)
     assert not any(v in raw.decode() for v in SECRETS.values())
     assert env[PROVIDER_KEY_ENV] == "sk-mine"
+
+
+def test_the_provisioner_lists_and_stops_the_runners_it_started(tmp_path: Path) -> None:
+    pool = LocalProvisioner("http://127.0.0.1:9", "remote-m", tmp_path, local_model=False)
+    names = pool.start(2)
+    try:
+        assert names == ["local-remote-m-0", "local-remote-m-1"]
+        assert sorted(pool.list()) == names
+        stranger = Runner("runner_x", "someone-else", "remote-m", RunnerState.IDLE, 1, "h",
+                          8, 10, 0.0, 0.0, 0.0)
+        assert not pool.stop(stranger)
+        mine = replace(stranger, name=names[0])
+        assert pool.stop(mine)
+        deadline = time.monotonic() + 30
+        while pool.list() != [names[1]]:
+            assert time.monotonic() < deadline, "the stopped runner did not exit"
+            time.sleep(0.05)
+        assert not pool.stop(mine)  # gone already
+        assert pool.start(1) == ["local-remote-m-2"]  # names are never reused
+    finally:
+        pool.drain(timeout_s=10)

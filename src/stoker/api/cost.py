@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stoker.accounting.view import CostView, cost_view, finding_json, report_json
 from stoker.api import access
+from stoker.api.pool import decision_json
 from stoker.api.render import runner_json
 from stoker.api.services import Services, bearer_matches, client_team, services
 from stoker.core.model import RunnerState
@@ -105,6 +106,10 @@ async def dashboard_data(request: Request, hours: float = Query(1.0, gt=0, le=24
         "timeline": [{"runner_id": rid, "name": names[rid].name if rid in names else rid,
                       "model": names[rid].model if rid in names else "", "spans": s}
                      for rid, s in spans.items()] if scope is None else [],
+        # The autoscaler's decisions in the window, drawn under the runner timeline.
+        "pool_decisions": [decision_json(d) for d in await run_in_threadpool(
+            svc.store.pool_decisions, limit=500) if d.decided_at >= records.since]
+        if scope is None else [],
         "cost": report_json(view, team=scope),
         "findings": [finding_json(f) for f in view.findings],
     }

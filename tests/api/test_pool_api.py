@@ -1,0 +1,66 @@
+"""The pool's sizing and the autoscaler's decisions, as the operator sees them (and a team
+does not): /api/pool, the dashboard's data, /metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from stoker.store import PoolDecisionRecord
+from stoker.store.sqlite import SQLiteStore
+from tests.api.conftest import make_client
+
+API = tuple[TestClient, SQLiteStore]
+OPERATOR = {"Authorization": "Bearer operator-token-456"}
+TEAM = {"Authorization": "Bearer team-token-123"}
+MODEL = "tiny-llama"
+
+
+@pytest.fixture
+def autoscaled(tmp_path: Path) -> Iterator[API]:
+    yield from make_client(
+        tmp_path, operator_token="operator-token-456", runner_token="runner-token-789",
+        teams={"evals": {"token": "team-token-123"}},
+        models={MODEL: {"path": str(tmp_path / "m"),
+                        "autoscale": {"min_runners": 1, "max_runners": 3}}})
+
+
+def record(store: SQLiteStore, *, at: float, desired: int, reason: str) -> None:
+    store.record_pool_decision(PoolDecisionRecord(
+        MODEL, at, "replica-1", desired, started=desired - 1, stopped=(), reason=reason,
+        signals={"queued_requests": {"batch": 500}, "cold_start_s": 9.5}))
+
+
+def test_the_operator_sees_the_pool_its_sizing_and_latest_decisions(autoscaled: API) -> None:
+    client, store = autoscaled
+    now = time.time()
+    record(store, at=now - 5, desired=2, reason="drain_target")
+    record(store, at=now - 1, desired=3, reason="max_runners")
+    (entry,) = client.get("/api/pool", headers=OPERATOR).json()["data"]
+    assert (entry["mode"], entry["autoscale"]["max_runners"], entry["desired"]) == \
+        ("autoscaled", 3, 3)
+    assert [d["reason"] for d in entry["decisions"]] == ["max_runners", "drain_target"]
+    assert entry["decisions"][0]["signals"]["queued_requests"] == {"batch": 500}
+    assert client.get("/api/pool", headers=TEAM).status_code in (401, 403)
+
+
+def test_the_dashboard_draws_decisions_for_the_operator_only(autoscaled: API) -> None:
+    client, store = autoscaled
+    record(store, at=time.time() - 1, desired=2, reason="drain_target")
+    mine = client.get("/api/dashboard", headers=OPERATOR).json()["pool_decisions"]
+    assert [(d["desired"], d["reason"]) for d in mine] == [(2, "drain_target")]
+    assert client.get("/api/dashboard", headers=TEAM).json()["pool_decisions"] == []
+
+
+def test_metrics_carry_the_desired_size_and_decisions_by_reason(autoscaled: API) -> None:
+    client, store = autoscaled
+    now = time.time()
+    record(store, at=now - 2, desired=2, reason="drain_target")
+    record(store, at=now - 1, desired=1, reason="keep_warm_expired")
+    text = client.get("/metrics", headers=OPERATOR).text
+    assert f'stoker_pool_desired_runners{{model="{MODEL}"}} 1.0' in text
+    assert f'stoker_pool_decisions_total{{model="{MODEL}",reason="drain_target"}} 1.0' in text
