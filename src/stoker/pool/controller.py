@@ -13,7 +13,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stoker.clock import Clock
@@ -33,6 +33,42 @@ from stoker.store import PoolDecisionRecord, PoolMeasurements, Store
 log = logging.getLogger("stoker.pool")
 
 WARM_STATES = frozenset({RunnerState.IDLE, RunnerState.BUSY})
+#: Runners that exit before they get warm this many times in a row pause starts, for
+#: ``START_BACKOFF_S`` doubling with each further failure up to ``MAX_START_BACKOFF_S``.
+FAILED_STARTS_BEFORE_BACKOFF = 3
+START_BACKOFF_S = 15.0
+MAX_START_BACKOFF_S = 600.0
+
+
+@dataclass
+class StartWatch:
+    """Runners asked for and not warm yet, and whether starts keep failing (a bad checkpoint,
+    a broken node): the controller then stops starting runners for a while instead of
+    starting one per step for ever."""
+
+    pending: dict[str, float] = field(default_factory=dict)
+    failures_in_a_row: int = 0
+    paused_until: float = float("-inf")
+
+    def started(self, names: list[str], *, now: float) -> None:
+        """Runners just asked for."""
+        self.pending.update((name, now) for name in names)
+
+    def observe(self, warm_names: set[str], live_names: set[str], *, now: float) -> list[str]:
+        """Settle what became warm (a success) or exited first (a failure); the failed."""
+        failed = []
+        for name in list(self.pending):
+            if name in warm_names:
+                del self.pending[name]
+                self.failures_in_a_row = 0
+            elif name not in live_names:
+                del self.pending[name]
+                failed.append(name)
+                self.failures_in_a_row += 1
+        over = self.failures_in_a_row - FAILED_STARTS_BEFORE_BACKOFF
+        if failed and over >= 0:
+            self.paused_until = now + min(MAX_START_BACKOFF_S, START_BACKOFF_S * 2 ** over)
+        return failed
 
 
 @dataclass
@@ -49,6 +85,7 @@ class PoolController:
     interval_s: float = 2.0
     assumed_completion_tokens: float = 128.0
     state: AutoscaleState = field(default_factory=AutoscaleState)
+    starts: StartWatch = field(default_factory=StartWatch)
     _last_recorded: tuple[Any, ...] | None = None
 
     @property
@@ -65,12 +102,15 @@ class PoolController:
         measured = self.store.pool_measurements(self.model)
         snapshot = self.snapshot(measured, now=now)
         decision, self.state = decide(snapshot, self.state, self.config, now=now)
-        self._act(decision)
+        if decision.start and now < self.starts.paused_until:
+            decision = replace(decision, start=0, reason="start_backoff")
+        self._act(decision, now=now)
         self._record(decision, snapshot, measured, now=now)
         return decision
 
     def snapshot(self, measured: PoolMeasurements, *, now: float) -> PoolSnapshot:
-        """The pool as the store and the provisioner see it now."""
+        """The pool as the store and the provisioner see it now; runners asked for that got
+        warm, or exited first, are settled on the way (see :class:`StartWatch`)."""
         per_request = measured.completion_tokens_per_request or self.assumed_completion_tokens
         queued: dict[str, int] = defaultdict(int)
         for group in self.store.queue_groups(self.model):
@@ -88,14 +128,22 @@ class PoolController:
                 for r in runners if r.state in WARM_STATES}
         registered = {r.name for r in runners}
         starting = sum(1 for r in runners if r.state == RunnerState.STARTING)
+        live = set(self.provisioner.list())
         # Started but not registered yet (the process is still importing): starting too.
-        starting += sum(1 for name in self.provisioner.list() if name not in registered)
+        starting += len(live - registered)
+        failed = self.starts.observe({r.name for r in runners if r.state in WARM_STATES},
+                                     live, now=now)
+        if failed:
+            log.error("pool %s: runner(s) exited before getting warm: %s (%d in a row); see "
+                      "their logs", self.model, ", ".join(failed),
+                      self.starts.failures_in_a_row)
         return PoolSnapshot(demand, warm, starting, measured.tokens_per_runner_s,
                             measured.cold_start_s)
 
-    def _act(self, decision: ScaleDecision) -> None:
+    def _act(self, decision: ScaleDecision, *, now: float) -> None:
         if decision.start:
             names = self.provisioner.start(decision.start)
+            self.starts.started(names, now=now)
             log.info("pool %s: starting %d runner(s) (%s): %s", self.model, decision.start,
                      decision.reason, ", ".join(names))
         for runner_id in decision.stop:
@@ -129,6 +177,7 @@ class PoolController:
             "tokens_per_runner_s_measured": measured.tokens_per_runner_s is not None,
             "cold_start_s": decision.cold_start_s,
             "cold_starts_measured": measured.cold_starts_measured,
+            "failed_starts_in_a_row": self.starts.failures_in_a_row,
             "min_runners": self.config.min_runners,
             "max_runners": self.config.max_runners,
         }
