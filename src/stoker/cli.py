@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -256,6 +257,9 @@ def pool_status(server: ServerOpt = None, token: TokenOpt = None, as_json: JsonO
                   f"{p['desired'] if p['desired'] is not None else '-'}; measured: "
                   f"{_rate(measured['tokens_per_runner_s'], 'tok/s')} per runner, cold start "
                   f"{_rate(measured['cold_start_s'], 's')}")
+        for roll in p.get("rolls", [])[:1]:
+            out.print(f"  roll {roll['id']} to revision {roll['revision']}: {roll['status']}"
+                      + (f" ({escape(roll['message'])})" if roll["message"] else ""))
         if not p["decisions"]:
             continue
         table = Table("at (UTC)", "desired", "start", "stop", "reason", "queued", "warm",
@@ -267,6 +271,34 @@ def pool_status(server: ServerOpt = None, token: TokenOpt = None, as_json: JsonO
                           str(len(d["stopped"])), d["reason"], queued or "0",
                           str(sig.get("warm", "")), str(sig.get("starting", "")))
         out.print(table)
+
+
+@pool_app.command("roll")
+def pool_roll(
+    model: str,
+    path: Annotated[str, typer.Option("--path", help="the new checkpoint's directory")],
+    revision: Annotated[str | None, typer.Option(help="its revision (default: derived from "
+                                                 "its files)")] = None,
+    wait: Annotated[bool, typer.Option(help="follow the roll until it ends")] = True,
+    server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Replace MODEL's runners with ones on a new checkpoint, one at a time: a new one starts,
+    and once it is warm an old one drains; a new runner that fails stops the roll and the old
+    ones keep serving. Exit status 1 if the roll fails."""
+    roll = _ask(server, token, lambda c: c.roll(model, path, revision=revision))
+    if not as_json:
+        out.print(f"rolling {escape(model)} to revision {roll['revision']} ({roll['id']})")
+    while wait and roll["status"] == "rolling":
+        time.sleep(1.0)
+        pools = _ask(server, token, lambda c: c.pool(decisions=0))
+        roll = next(r for p in pools if p["model"] == model for r in p["rolls"]
+                    if r["id"] == roll["id"])
+    if as_json:
+        _print_json(roll)
+    elif roll["status"] != "rolling":
+        out.print(f"{roll['status']}: {escape(roll['message'] or '')}")
+    if roll["status"] == "failed":
+        raise typer.Exit(1)
 
 
 def _rate(value: float | None, unit: str) -> str:

@@ -124,6 +124,11 @@ class StokerClient:
         r = self._ok(self._http.get("/api/pool", params={"decisions": decisions}))
         return list(r.json()["data"])
 
+    def roll(self, model: str, path: str, *, revision: str | None = None) -> dict[str, Any]:
+        """Start a rolling update of ``model``'s pool to the checkpoint at ``path``."""
+        body = {"path": path, **({"revision": revision} if revision else {})}
+        return dict(self._ok(self._http.post(f"/api/pool/{model}/roll", json=body)).json())
+
     def wait(self, job_id: str, *, timeout_s: float = 3600.0, update_s: float = 30.0,
              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Long-poll until the job is finished, calling ``on_progress`` at least every

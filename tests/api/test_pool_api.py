@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from stoker.store import PoolDecisionRecord
+from stoker.store import PoolDecisionRecord, RollStatus
 from stoker.store.sqlite import SQLiteStore
 from tests.api.conftest import make_client
 
@@ -64,3 +64,57 @@ def test_metrics_carry_the_desired_size_and_decisions_by_reason(autoscaled: API)
     text = client.get("/metrics", headers=OPERATOR).text
     assert f'stoker_pool_desired_runners{{model="{MODEL}"}} 1.0' in text
     assert f'stoker_pool_decisions_total{{model="{MODEL}",reason="drain_target"}} 1.0' in text
+
+
+RUNNER = {"Authorization": "Bearer runner-token-789"}
+
+
+def checkpoint_dir(path: Path) -> Path:
+    path.mkdir()
+    (path / "config.json").write_text('{"model_type": "llama"}')
+    return path
+
+
+def register(client: TestClient) -> dict[str, object]:
+    r = client.post("/api/runners", json={"name": "r", "model": MODEL}, headers=RUNNER)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def test_a_roll_hands_new_runners_the_new_checkpoint_until_it_fails(
+        autoscaled: API, tmp_path: Path) -> None:
+    client, store = autoscaled
+    new = checkpoint_dir(tmp_path / "v2")
+    r = client.post(f"/api/pool/{MODEL}/roll", json={"path": str(new), "revision": "v2"},
+                    headers=OPERATOR)
+    assert r.status_code == 202, r.text
+    assert (r.json()["status"], r.json()["revision"]) == ("rolling", "v2")
+    terms = register(client)
+    assert terms["model_path"] == str(new)
+    assert terms["runner"]["revision"] == "v2"  # type: ignore[index]
+    # One roll at a time.
+    again = client.post(f"/api/pool/{MODEL}/roll", json={"path": str(new)}, headers=OPERATOR)
+    assert again.status_code == 409
+    # A failed roll: new runners get the configured checkpoint again.
+    store.end_roll(r.json()["id"], RollStatus.FAILED, "did not get warm", now=time.time())
+    terms = register(client)
+    assert terms["model_path"] == str(tmp_path / "m")
+    assert terms["runner"]["revision"] is None  # type: ignore[index]
+    (entry,) = client.get("/api/pool", headers=OPERATOR).json()["data"]
+    assert [(x["status"], x["message"]) for x in entry["rolls"]] == \
+        [("failed", "did not get warm")]
+
+
+def test_a_roll_needs_a_checkpoint_and_an_autoscaled_local_pool(
+        autoscaled: API, tmp_path: Path) -> None:
+    client, store = autoscaled
+    r = client.post(f"/api/pool/{MODEL}/roll", json={"path": str(tmp_path / "nowhere")},
+                    headers=OPERATOR)
+    assert r.status_code == 422
+    assert "not a checkpoint" in r.json()["error"]["message"]
+    r = client.post("/api/pool/no-such-model/roll", json={"path": str(tmp_path)},
+                    headers=OPERATOR)
+    assert r.status_code == 404
+    assert client.post(f"/api/pool/{MODEL}/roll", json={"path": str(tmp_path)},
+                       headers=TEAM).status_code in (401, 403)
+    assert store.model_rolls(MODEL) == []

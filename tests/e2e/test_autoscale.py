@@ -5,12 +5,16 @@ nothing lost; and with two API replicas on one PostgreSQL store, one controller 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -131,3 +135,70 @@ def test_two_replicas_on_one_store_run_one_controller(
                    timeout_s=90, what="the second replica's controller to start a runner")
         assert {d["controller"] for d in pool(second)["decisions"]} - holders
         assert second.interrupt() == 0
+
+
+def warm_revisions(server: Server) -> list[str | None]:
+    return [r["revision"] for r in live(server) if r["state"] in ("idle", "busy")]
+
+
+def test_a_rolling_update_under_load_loses_nothing_and_never_dips_below_the_pool(
+        make_server: Callable[..., Server], tiny_model_dir: Any, tmp_path: Path) -> None:
+    server = make_server(**autoscaled(tiny_model_dir, min_runners=2, max_runners=2,
+                                      keep_warm_s=600))
+    server.start(runners=0, expect=2)
+    new = tmp_path / "tiny-llama-v2"
+    shutil.copytree(tiny_model_dir, new)
+    job = server.submit(prompts(120, max_tokens=8))
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            samples.append(len(warm_revisions(server)))
+            stop.wait(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        rolled = subprocess.run([sys.executable, "-m", "stoker.cli", "pool", "roll", MODEL,
+                                 "--path", str(new), "--server", server.url, "--json"],
+                                capture_output=True, text=True, timeout=300)
+    finally:
+        stop.set()
+        watcher.join()
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    roll = json.loads(rolled.stdout)
+    assert roll["status"] == "done"
+    assert min(samples) >= 2  # a new runner was warm before each old one drained
+    assert warm_revisions(server) == [roll["revision"]] * 2
+    done = server.wait_job(job["id"])
+    assert done["request_counts"]["succeeded"] == 120  # nothing lost on the way
+    reasons = [d["reason"] for d in pool(server)["decisions"]]
+    assert reasons.count("roll_start") == 2
+    assert reasons.count("roll_drain") == 2
+    assert server.interrupt() == 0
+
+
+def test_a_roll_to_a_broken_checkpoint_stops_and_the_old_runners_keep_serving(
+        make_server: Callable[..., Server], tiny_model_dir: Any, tmp_path: Path) -> None:
+    server = make_server(**autoscaled(tiny_model_dir, min_runners=1, max_runners=1,
+                                      keep_warm_s=600))
+    server.start(runners=0, expect=1)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    r = httpx.post(f"{server.url}/api/pool/{MODEL}/roll", json={"path": str(broken)},
+                   headers=server.operator_headers(), timeout=10)
+    assert r.status_code == 202, r.text
+    roll = wait_until(lambda: next(x for x in pool(server)["rolls"] if x["id"] == r.json()["id"])
+                      if pool(server)["rolls"][0]["status"] == "failed" else None,
+                      timeout_s=120, what="the roll to fail")
+    assert "exited before getting warm" in roll["message"]
+    assert warm_revisions(server) == [None]  # the configured checkpoint still serves
+    answer = httpx.post(server.url + "/v1/completions", timeout=60, json={
+        "model": MODEL, "prompt": "still there?", "max_tokens": 2, "temperature": 0})
+    assert answer.status_code == 200
+    # A second roll is taken now that the first has ended.
+    again = httpx.post(f"{server.url}/api/pool/{MODEL}/roll", json={"path": str(broken)},
+                       headers=server.operator_headers(), timeout=10)
+    assert again.status_code == 202

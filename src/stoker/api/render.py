@@ -80,4 +80,5 @@ def runner_json(runner: Runner) -> dict[str, Any]:
         "registered_at": runner.registered_at,
         "last_heartbeat_at": runner.last_heartbeat_at,
         "batch_in_hand": runner.leased_requests,
+        "revision": runner.revision,
     }

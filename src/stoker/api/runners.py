@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from stoker.api import access
 from stoker.api.body import decode_utf8, json_body, parse_json, validate
 from stoker.api.render import runner_json
-from stoker.api.services import Services, services
+from stoker.api.services import Services, current_checkpoint, services
 from stoker.core.model import RunnerState
 from stoker.errors import LeaseLost, ModelNotFound
 from stoker.settings import ModelSettings
@@ -96,10 +96,12 @@ async def register(request: Request, svc: Services = Depends(services)) -> dict[
         raise ModelNotFound(f"model {body.model!r} is not configured on this server; "
                             f"configured: {', '.join(sorted(settings.models))}")
     batching = settings.batching_for(body.model)
+    checkpoint = await run_in_threadpool(current_checkpoint, svc, body.model)
     runner = await run_in_threadpool(
         svc.store.register_runner, name=body.name, model=body.model, pid=body.pid,
         host=body.host, max_batch_size=body.max_batch_size or batching.max_batch_size,
         max_wait_ms=batching.max_wait_ms, now=svc.clock.now(),
+        revision=checkpoint.revision if checkpoint.roll_id is not None else None,
     )
     leases = settings.leases
     return {
@@ -107,7 +109,7 @@ async def register(request: Request, svc: Services = Depends(services)) -> dict[
         "lease_ttl_s": leases.ttl_s,
         "heartbeat_interval_s": max(0.2, leases.ttl_s / 3),
         "long_poll_s": leases.long_poll_s,
-        "model_path": str(settings.model_path(body.model)),
+        "model_path": checkpoint.path,
         "backend": backend_terms(body.model, settings.models[body.model]),
     }
 

@@ -17,7 +17,7 @@ from stoker.core.batching import SchedulingPolicy
 from stoker.core.model import Tier
 from stoker.errors import Unauthorized
 from stoker.settings import ModelSettings, Settings
-from stoker.store import Store
+from stoker.store import RollStatus, Store
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,27 @@ class Services:
     #: When this API process started (the ``created`` of /v1/models entries).
     started_at: float
     metrics: StokerMetrics
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What a model's runners load now: the newest roll in progress or done, else the
+    configured checkpoint. ``rolling``: both revisions serve until the roll ends."""
+
+    path: str
+    revision: str
+    rolling: bool = False
+    #: None for the configured checkpoint (no roll yet).
+    roll_id: str | None = None
+
+
+def current_checkpoint(svc: Services, model: str) -> Checkpoint:
+    """The checkpoint runners of ``model`` load now (one small read of the store)."""
+    for roll in svc.store.model_rolls(model, limit=20):
+        if roll.status in (RollStatus.ROLLING, RollStatus.DONE):
+            return Checkpoint(roll.path, roll.revision, roll.status == RollStatus.ROLLING,
+                              roll.id)
+    return Checkpoint(str(svc.settings.model_path(model)), svc.revisions[model])
 
 
 def services(request: Request) -> Services:

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stoker.api.job_input import JobOptions, ParsedJob, RequestsReadBack, canonical_line
 from stoker.api.result_cache import cache_key
-from stoker.api.services import Services
+from stoker.api.services import Services, current_checkpoint
 from stoker.core.admission import AdmissionDecision, AdmissionState, TeamLoad, admit, initial_state
 from stoker.core.model import Tier
 from stoker.errors import InvalidRequest, RateLimited, Unprocessable
@@ -101,7 +101,6 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
                   batch: NewBatch | None = None) -> Submission:
     """Admit and store a job (with its OpenAI batch, if any), then wake a runner for it."""
     policy = svc.teams.policy(team)
-    revision = svc.revisions[parsed.model]
     now = svc.clock.now()
 
     def check(load: TeamLoad, state: AdmissionState | None
@@ -114,13 +113,16 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
         # Walking every request (token limits, fingerprints) is done in the worker thread:
         # a 100,000-line job would hold the event loop for a second.
         check_token_budgets(svc, parsed)
+        checkpoint = current_checkpoint(svc, parsed.model)
         new_job = NewJob(
             team=team, tier=tier.name, priority=tier.priority, model=parsed.model,
             requests=KeyedRequests(parsed.requests, policy.cache_scope, parsed.model,
-                                   revision),
+                                   checkpoint.revision),
             max_attempts=svc.settings.leases.max_attempts, metadata=options.metadata,
             idempotency_key=idempotency_key, concurrency_group=options.concurrency_group,
-            cancel_in_progress=options.cancel_in_progress, use_cache=options.cache,
+            cancel_in_progress=options.cancel_in_progress,
+            # While a roll is under way either revision may answer: no cache either way.
+            use_cache=options.cache and not checkpoint.rolling,
             batch=batch, fingerprint=fingerprint(tier, parsed, options),
         )
         return svc.store.submit_job(new_job, now=now, admission=check)

@@ -210,6 +210,8 @@ class Runner:
     last_heartbeat_at: float
     state_since: float
     leased_requests: int = 0
+    #: The checkpoint revision it loaded (None: the configured one, before any roll).
+    revision: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

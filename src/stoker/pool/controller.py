@@ -28,7 +28,7 @@ from stoker.core.autoscale import (
 from stoker.core.model import Runner, RunnerState, Tier
 from stoker.errors import StokerError
 from stoker.pool.provisioner import Provisioner
-from stoker.store import PoolDecisionRecord, PoolMeasurements, Store
+from stoker.store import ModelRoll, PoolDecisionRecord, PoolMeasurements, RollStatus, Store
 
 log = logging.getLogger("stoker.pool")
 
@@ -86,6 +86,7 @@ class PoolController:
     assumed_completion_tokens: float = 128.0
     state: AutoscaleState = field(default_factory=AutoscaleState)
     starts: StartWatch = field(default_factory=StartWatch)
+    _roll_sizes: dict[str, int] = field(default_factory=dict)
     _last_recorded: tuple[Any, ...] | None = None
 
     @property
@@ -99,6 +100,9 @@ class PoolController:
         if not self.store.claim_pool_controller(self.model, self.holder,
                                                 ttl_s=3 * self.interval_s, now=now):
             return None
+        rolls = self.store.model_rolls(self.model, limit=1)
+        if rolls and rolls[0].status == RollStatus.ROLLING:
+            return self._roll_step(rolls[0], now=now)
         measured = self.store.pool_measurements(self.model)
         snapshot = self.snapshot(measured, now=now)
         decision, self.state = decide(snapshot, self.state, self.config, now=now)
@@ -152,6 +156,47 @@ class PoolController:
                      decision.reason)
             if not self.provisioner.stop(runner):
                 self._drain_in_store(runner)
+
+    def _roll_step(self, roll: ModelRoll, *, now: float) -> ScaleDecision:
+        """One step of a rolling update (autoscaling waits until it ends): start a runner of
+        the new checkpoint; once it is warm, drain an old one; never fewer warm runners than
+        when the roll began (one more while a new one starts, as maxSurge 1)."""
+        runners = [r for r in self.store.list_runners() if r.model == self.model]
+        warm = [r for r in runners if r.state in WARM_STATES]
+        failed = self.starts.observe({r.name for r in warm}, set(self.provisioner.list()),
+                                     now=now)
+        old = [r for r in warm if r.revision != roll.revision]
+        size = self._roll_sizes.setdefault(roll.id, max(len(warm), self.config.min_runners))
+        start: int = 0
+        stop: tuple[str, ...] = ()
+        if failed:
+            self.store.end_roll(roll.id, RollStatus.FAILED,
+                                f"runner {failed[0]} of revision {roll.revision} exited before "
+                                "getting warm (see its log); the old runners keep serving",
+                                now=now)
+            reason = "roll_failed"
+        elif not old and not self.starts.pending:
+            self.store.end_roll(roll.id, RollStatus.DONE,
+                                f"{len(warm)} runner(s) on revision {roll.revision}", now=now)
+            reason = "roll_done"
+        elif self.starts.pending:
+            reason = "roll_waiting"
+        elif len(warm) > size:
+            stop = (min(old, key=lambda r: (r.state != RunnerState.IDLE, r.state_since)).id,)
+            reason = "roll_drain"
+        else:
+            start, reason = 1, "roll_start"
+        decision = ScaleDecision(size, start, stop, reason, {}, 0.0, 0.0)
+        self._act(decision, now=now)
+        key = (reason, len(old), len(warm))
+        if key != self._last_recorded or start or stop:
+            self._last_recorded = key
+            self.store.record_pool_decision(PoolDecisionRecord(
+                self.model, now, self.holder, size, start, stop, reason,
+                {"roll_id": roll.id, "revision": roll.revision, "old_warm": len(old),
+                 "new_warm": len(warm) - len(old), "starting": len(self.starts.pending),
+                 "failed_starts_in_a_row": self.starts.failures_in_a_row}))
+        return decision
 
     def _drain_in_store(self, runner: Runner) -> None:
         """A runner another process started: told to drain at its next call."""

@@ -16,7 +16,12 @@ from stoker.store.protocol import (
     StoredFile,
     Submission,
 )
-from stoker.store.protocol_pool import PoolDecisionRecord, PoolMeasurements
+from stoker.store.protocol_pool import (
+    ModelRoll,
+    PoolDecisionRecord,
+    PoolMeasurements,
+    RollStatus,
+)
 
 
 def open_store(url: str | None, *, sqlite_path: Path, pool_size: int = 8) -> Store:
@@ -36,6 +41,7 @@ def open_store(url: str | None, *, sqlite_path: Path, pool_size: int = 8) -> Sto
 __all__ = [
     "CompletionSummary",
     "JobBatch",
+    "ModelRoll",
     "NewBatch",
     "NewJob",
     "NewRequest",
@@ -44,6 +50,7 @@ __all__ = [
     "PoolMeasurements",
     "RequestOutcome",
     "ResultRow",
+    "RollStatus",
     "Store",
     "StoredFile",
     "Submission",

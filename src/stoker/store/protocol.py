@@ -286,8 +286,10 @@ class Store(PoolStore, Protocol):
         max_batch_size: int,
         max_wait_ms: int,
         now: float,
+        revision: str | None = None,
     ) -> Runner:
-        """Record a new runner in state ``starting``."""
+        """Record a new runner in state ``starting``, with the checkpoint revision it was
+        given (None: the configured checkpoint)."""
         ...
 
     def get_runner(self, runner_id: str) -> Runner:

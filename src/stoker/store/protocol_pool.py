@@ -5,7 +5,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
+
+
+class RollStatus(StrEnum):
+    """Where a rolling model update is.
+
+    - ``rolling``: runners of the new checkpoint are being started, old ones drained.
+    - ``done``: every runner of the pool is of the new checkpoint (terminal).
+    - ``failed``: a new runner did not get warm; the old ones keep serving (terminal).
+    """
+
+    ROLLING = "rolling"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoll:
+    """A rolling update of one model's pool to another checkpoint."""
+
+    id: str
+    model: str
+    path: str
+    revision: str
+    status: RollStatus
+    started_at: float
+    ended_at: float | None = None
+    message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,4 +93,18 @@ class PoolStore(Protocol):
 
     def pool_decision_counts(self) -> dict[tuple[str, str], int]:
         """Decisions recorded per (model, reason)."""
+        ...
+
+    def start_roll(self, model: str, path: str, revision: str, *, now: float) -> ModelRoll:
+        """Begin moving ``model``'s pool to the checkpoint at ``path``; Conflict while
+        another roll of it is in progress."""
+        ...
+
+    def model_rolls(self, model: str, *, limit: int = 10) -> list[ModelRoll]:
+        """The model's rolls, newest first."""
+        ...
+
+    def end_roll(self, roll_id: str, status: RollStatus, message: str, *,
+                 now: float) -> None:
+        """Close a roll in progress as done or failed."""
         ...

@@ -251,16 +251,16 @@ SELECT value FROM counters WHERE name = :name;
 
 -- name: insert_runner
 INSERT INTO runners (id, name, model, state, pid, host, max_batch_size, max_wait_ms,
-                     registered_at, last_heartbeat_at, state_since)
+                     registered_at, last_heartbeat_at, state_since, revision)
 VALUES (:id, :name, :model, 'starting', :pid, :host, :max_batch_size, :max_wait_ms,
-        :now, :now, :now);
+        :now, :now, :now, :revision);
 
 -- name: get_runner
 SELECT id, name, model, state, pid, host, max_batch_size, max_wait_ms, registered_at,
        last_heartbeat_at, state_since,
        (SELECT COUNT(*) FROM requests q JOIN leases l ON q.lease_id = l.id
         WHERE l.runner_id = runners.id AND l.released_at IS NULL
-          AND q.status = 'leased') AS leased
+          AND q.status = 'leased') AS leased, revision
 FROM runners WHERE id = :id;
 
 -- name: list_runners
@@ -268,7 +268,7 @@ SELECT id, name, model, state, pid, host, max_batch_size, max_wait_ms, registere
        last_heartbeat_at, state_since,
        (SELECT COUNT(*) FROM requests q JOIN leases l ON q.lease_id = l.id
         WHERE l.runner_id = runners.id AND l.released_at IS NULL
-          AND q.status = 'leased') AS leased
+          AND q.status = 'leased') AS leased, revision
 FROM runners WHERE state != 'stopped' OR :include_stopped ORDER BY registered_at, id;
 
 -- name: set_runner_state
@@ -287,7 +287,7 @@ WHERE runner_id = :runner_id ORDER BY started_at, id;
 -- name: touch_runner
 UPDATE runners SET last_heartbeat_at = :now WHERE id = :id
 RETURNING id, name, model, state, pid, host, max_batch_size, max_wait_ms, registered_at,
-          last_heartbeat_at, state_since, 0;
+          last_heartbeat_at, state_since, 0, revision;
 
 -- name: lost_runners
 SELECT id FROM runners WHERE state != 'stopped' AND last_heartbeat_at <= :cutoff;
@@ -478,3 +478,16 @@ ORDER BY decided_at DESC, id DESC LIMIT :limit;
 
 -- name: pool_decision_counts
 SELECT model, reason, COUNT(*) FROM pool_decisions GROUP BY model, reason;
+
+-- name: start_roll
+INSERT INTO model_rolls (id, model, path, revision, status, started_at)
+VALUES (:id, :model, :path, :revision, 'rolling', :now);
+
+-- name: model_rolls
+-- A model's rolls, newest first.
+SELECT id, model, path, revision, status, started_at, ended_at, message
+FROM model_rolls WHERE model = :model ORDER BY started_at DESC, id DESC LIMIT :limit;
+
+-- name: end_roll
+UPDATE model_rolls SET status = :status, ended_at = :now, message = :message
+WHERE id = :id AND status = 'rolling';

@@ -103,7 +103,7 @@ def result_from(row: Row) -> ResultRow:
 def runner_from(row: Row) -> Runner:
     """A runner from a ``get_runner``/``list_runners`` row."""
     (rid, name, model, state, pid, host, max_batch_size, max_wait_ms, registered_at,
-     last_heartbeat_at, state_since, leased) = row
+     last_heartbeat_at, state_since, leased, revision) = row
     return Runner(
         id=rid,
         name=name,
@@ -117,6 +117,7 @@ def runner_from(row: Row) -> Runner:
         last_heartbeat_at=last_heartbeat_at,
         state_since=state_since,
         leased_requests=int(leased or 0),
+        revision=revision,
     )
 
 

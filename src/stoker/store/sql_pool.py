@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import statistics
 
+from stoker.errors import Conflict
 from stoker.store.ids import new_id
-from stoker.store.protocol_pool import PoolDecisionRecord, PoolMeasurements
+from stoker.store.protocol_pool import ModelRoll, PoolDecisionRecord, PoolMeasurements, RollStatus
 from stoker.store.sql_base import SQLBase
 
 
@@ -58,3 +59,29 @@ class PoolSQL(SQLBase):
     def pool_decision_counts(self) -> dict[tuple[str, str], int]:
         """Decisions recorded per (model, reason)."""
         return {(str(m), str(r)): int(n) for m, r, n in self._all("pool_decision_counts")}
+
+    def start_roll(self, model: str, path: str, revision: str, *, now: float) -> ModelRoll:
+        """Begin a rolling update (see :class:`PoolStore`)."""
+        roll_id = new_id("roll")
+        try:
+            with self._tx() as conn:
+                self._x(conn, "start_roll", id=roll_id, model=model, path=path,
+                        revision=revision, now=now)
+        except self.integrity_errors:
+            raise Conflict(f"a roll of {model!r} is in progress; wait for it to end (stoker "
+                           "pool status shows it)") from None
+        return ModelRoll(roll_id, model, path, revision, RollStatus.ROLLING, now)
+
+    def model_rolls(self, model: str, *, limit: int = 10) -> list[ModelRoll]:
+        """The model's rolls, newest first."""
+        return [ModelRoll(str(i), str(m), str(p), str(r), RollStatus(s), float(at),
+                          None if end is None else float(end), msg)
+                for i, m, p, r, s, at, end, msg
+                in self._all("model_rolls", model=model, limit=limit)]
+
+    def end_roll(self, roll_id: str, status: RollStatus, message: str, *,
+                 now: float) -> None:
+        """Close a roll in progress."""
+        with self._tx() as conn:
+            self._x(conn, "end_roll", id=roll_id, status=status.value, message=message,
+                    now=now)

@@ -13,12 +13,15 @@ class RunnersSQL(SQLBase):
     """The runner operations of :class:`stoker.store.Store`."""
 
     def register_runner(self, *, name: str, model: str, pid: int | None, host: str,
-                        max_batch_size: int, max_wait_ms: int, now: float) -> Runner:
-        """Record a new runner in state ``starting``."""
+                        max_batch_size: int, max_wait_ms: int, now: float,
+                        revision: str | None = None) -> Runner:
+        """Record a new runner in state ``starting`` (with the checkpoint revision it was
+        given to load)."""
         runner_id = new_id("runner")
         with self._tx() as conn:
             self._x(conn, "insert_runner", id=runner_id, name=name, model=model, pid=pid,
-                    host=host, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, now=now)
+                    host=host, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, now=now,
+                    revision=revision)
             self._x(conn, "open_interval", runner_id=runner_id, state="starting", now=now)
         return self.get_runner(runner_id)
 
