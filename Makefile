@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: on our machines this takes the CPU build from local disk.
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[local,dev,postgresql]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[local,dev,postgresql,kubernetes]'
 	touch $(STAMP)
 
 lint: $(STAMP)

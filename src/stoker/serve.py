@@ -25,6 +25,7 @@ from stoker.clock import SystemClock
 from stoker.core.autoscale import AutoscaleConfig
 from stoker.errors import Unavailable
 from stoker.pool.controller import PoolController
+from stoker.pool.kubernetes import KubernetesProvisioner, kubernetes_pods_api
 from stoker.pool.local import LocalProvisioner
 from stoker.pool.provisioner import Provisioner
 from stoker.runner.backends.tiny_model import create_tiny_model, is_checkpoint
@@ -52,6 +53,15 @@ def provider_keys(settings: Settings) -> dict[str, str]:
             if key is not None:
                 keys[name] = key
     return keys
+
+
+def pod_provisioners(settings: Settings) -> dict[str, Provisioner]:
+    """With ``provisioner: kubernetes``, a pod provisioner per autoscaled model."""
+    if settings.provisioner != "kubernetes" or settings.kubernetes is None:
+        return {}
+    api = kubernetes_pods_api()
+    return {name: KubernetesProvisioner(api, settings.kubernetes, name, spec.runner_class)
+            for name, spec in settings.models.items() if spec.autoscale is not None}
 
 
 def autoscale_controllers(settings: Settings, store: Store,
@@ -107,12 +117,14 @@ def serve(settings: Settings, *, on_ready: threading.Event | None = None,
         time.sleep(0.05)
     url = f"http://{settings.host}:{settings.port}"
     log.info("Stoker API on %s", url)
-    provisioners = {name: LocalProvisioner(
+    local = {name: LocalProvisioner(
         url, name, settings.data_dir / "logs", runner_token=runner_token,
         provider_key=keys.get(name), local_model=not spec.is_remote,
         max_runners=spec.autoscale.max_runners if spec.autoscale else None)
         for name, spec in settings.models.items()
-        if spec.autoscale is not None or settings.runners_for(name) > 0}
+        if (spec.autoscale is not None and settings.provisioner == "local")
+        or (spec.autoscale is None and settings.runners_for(name) > 0)}
+    provisioners: dict[str, Provisioner] = {**local, **pod_provisioners(settings)}
     controllers = autoscale_controllers(settings, store, provisioners)
     stop = stop or threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -121,7 +133,7 @@ def serve(settings: Settings, *, on_ready: threading.Event | None = None,
     scaling = [threading.Thread(target=c.run, args=(stop_scaling,), name=f"pool-{c.model}",
                                 daemon=True) for c in controllers]
     try:
-        for name, provisioner in provisioners.items():
+        for name, provisioner in local.items():
             if settings.models[name].autoscale is None:
                 provisioner.start(settings.runners_for(name))
         for t in scaling:
@@ -132,8 +144,10 @@ def serve(settings: Settings, *, on_ready: threading.Event | None = None,
         stop_scaling.set()
         for t in scaling:
             t.join(timeout=30)
-        log.info("draining %d runners", sum(len(p.processes) for p in provisioners.values()))
-        for provisioner in provisioners.values():
+        # Local runners are this process's to drain; pods outlive it (another replica's
+        # controller takes the pool over).
+        log.info("draining %d runners", sum(len(p.processes) for p in local.values()))
+        for provisioner in local.values():
             provisioner.drain(timeout_s=settings.leases.ttl_s + 30)
     finally:
         server.should_exit = True

@@ -11,8 +11,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -23,13 +21,10 @@ from pydantic import (
 from stoker.accounting.prices import DEFAULT_RUNNER_CLASSES
 from stoker.core.tiers import DEFAULT_TIERS
 from stoker.errors import InvalidRequest
+from stoker.settings_pool import AutoscaleSettings, KubernetesSettings, PoolSettings
+from stoker.settings_strict import _Strict
 
 TINY_MODEL_NAME = "tiny-llama"
-
-
-class _Strict(BaseModel):
-    # A typo in a config file is an error, not a silently ignored key.
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class BatchingSettings(_Strict):
@@ -40,32 +35,6 @@ class BatchingSettings(_Strict):
 
 
 REMOTE_BACKENDS = ("openai", "anthropic")
-
-
-class AutoscaleSettings(_Strict):
-    """A model pool sized by the autoscaler (see stoker.core.autoscale)."""
-
-    min_runners: int = Field(0, ge=0, le=64)
-    max_runners: int = Field(ge=1, le=64)
-    #: How long a runner with no work is kept warm before it is stopped.
-    keep_warm_s: float = Field(1800.0, ge=0, le=7 * 86_400)
-    #: Stop the last runner too once nothing is queued (the next request waits a cold start).
-    scale_to_zero: bool = False
-    #: Between two stops, against flapping.
-    cooldown_s: float = Field(60.0, ge=0, le=86_400)
-    #: How often the controller decides.
-    interval_s: float = Field(2.0, gt=0, le=600)
-    #: Used until the pool has measured its own (from its recorded batches and starts).
-    assumed_tokens_per_runner_s: float = Field(100.0, gt=0)
-    assumed_cold_start_s: float = Field(60.0, ge=0)
-    assumed_completion_tokens: float = Field(128.0, gt=0)
-
-    @model_validator(mode="after")
-    def _bounds(self) -> AutoscaleSettings:
-        if self.min_runners > self.max_runners:
-            raise ValueError(f"min_runners ({self.min_runners}) is above max_runners "
-                             f"({self.max_runners})")
-        return self
 
 
 class ModelSettings(_Strict):
@@ -161,12 +130,6 @@ class AccountingSettings(_Strict):
     #: The minimum a cold machine bills, in the one-job-at-a-time counterfactual.
     min_billed_s: float = Field(60.0, ge=0)
     default_window_h: float = Field(24.0, gt=0, le=24 * 366)
-
-
-class PoolSettings(_Strict):
-    """The local pool: how many runner processes serve the default model."""
-
-    size: int = Field(2, ge=0, le=64)
 
 
 class LeaseSettings(_Strict):
@@ -286,6 +249,9 @@ class Settings(_Strict):
     )
     batching: BatchingSettings = BatchingSettings()
     pool: PoolSettings = PoolSettings()
+    #: Where autoscaled pools start runners: local processes, or pods (``kubernetes``).
+    provisioner: Literal["local", "kubernetes"] = "local"
+    kubernetes: KubernetesSettings | None = None
     leases: LeaseSettings = LeaseSettings()
     limits: LimitSettings = LimitSettings()
     runner_token: SecretStr | None = None
@@ -354,6 +320,12 @@ def _check_policy(settings: Settings) -> None:
                              "endpoints are not open to every caller")
 
 
+def _check_provisioner(settings: Settings) -> None:
+    if settings.provisioner == "kubernetes" and settings.kubernetes is None:
+        raise InvalidRequest("provisioner: kubernetes needs a kubernetes section (namespace, "
+                             "image, server_url); see deploy/kubernetes/")
+
+
 def _check_ceiling(settings: Settings) -> None:
     """Starved work may be promoted, but never above online traffic."""
     sched = settings.scheduling
@@ -413,6 +385,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         )
         raise InvalidRequest(f"invalid settings: {problems}") from None
     _check_policy(settings)
+    _check_provisioner(settings)
     if not settings.teams and not is_loopback(settings.host):
         # No teams means no client authentication, so the API must not be reachable from
         # other machines. Teams and their tokens lift this (next milestone).

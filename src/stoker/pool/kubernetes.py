@@ -1,0 +1,143 @@
+"""Runner pods on Kubernetes, through the official client: one pod per runner.
+
+The autoscaler's controller is the one that sizes the pool, so runners are plain pods (no
+Deployment whose own controller would fight it): ``start`` creates pods from the model's
+template (image, GPU request and node selector of its runner class, the runner token from a
+Secret), ``stop`` deletes one pod (the kubelet's SIGTERM makes the runner drain its batch
+within the grace period), and ``list`` reads the pods by label. A pod registers under its
+own name, so a runner in the store and its pod are matched by name. A runner that drained
+and exited is deleted as it is seen; one that failed is kept for its logs (``restartPolicy:
+Never``: a crashing runner is the controller's to notice and back off from, not the kubelet's
+to restart for ever).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Any, Protocol
+
+from stoker.core.model import Runner
+from stoker.settings_pool import KubernetesSettings, RunnerPodSettings
+
+log = logging.getLogger("stoker.pool")
+
+#: Labels every runner pod carries.
+APP_LABEL = "app.kubernetes.io/name"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MODEL_LABEL = "stoker.dev/model"
+LIVE_PHASES = frozenset({"Pending", "Running"})
+
+
+class PodsApi(Protocol):
+    """What the provisioner uses of ``kubernetes.client.CoreV1Api``."""
+
+    def create_namespaced_pod(self, namespace: str, body: Any) -> Any: ...
+
+    def delete_namespaced_pod(self, name: str, namespace: str, **kwargs: Any) -> Any: ...
+
+    def list_namespaced_pod(self, namespace: str, **kwargs: Any) -> Any: ...
+
+
+def label_value(text: str) -> str:
+    """``text`` as a valid label value / DNS-1123 fragment (lower case, ``-`` for the rest)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:40].strip("-") or "model"
+
+
+def runner_pod(settings: KubernetesSettings, model: str, runner_class: str,
+               name: str) -> dict[str, Any]:
+    """The manifest of one runner pod of ``model``."""
+    placement = settings.runner_classes.get(runner_class, RunnerPodSettings(gpus=0))
+    limits: dict[str, str] = {}
+    requests: dict[str, str] = {}
+    if placement.gpus:
+        limits[placement.gpu_resource] = str(placement.gpus)
+    if placement.cpu:
+        requests["cpu"] = placement.cpu
+    if placement.memory:
+        requests["memory"] = limits["memory"] = placement.memory
+    container: dict[str, Any] = {
+        "name": "runner",
+        "image": settings.image,
+        "args": ["runner", "--server", settings.server_url, "--model", model, "--name", name],
+        "env": [{"name": "STOKER_RUNNER_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": settings.runner_token_secret, "key": "runner-token"}}}],
+        "resources": {k: v for k, v in (("limits", limits), ("requests", requests)) if v},
+    }
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": settings.termination_grace_period_s,
+        "containers": [container],
+    }
+    if placement.node_selector:
+        spec["nodeSelector"] = dict(placement.node_selector)
+    if settings.service_account:
+        spec["serviceAccountName"] = settings.service_account
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": settings.namespace, "labels": {
+            APP_LABEL: "stoker", COMPONENT_LABEL: "runner", MODEL_LABEL: label_value(model)}},
+        "spec": spec,
+    }
+
+
+class KubernetesProvisioner:
+    """A model's runners as pods in one namespace (see the module's docstring)."""
+
+    def __init__(self, api: PodsApi, settings: KubernetesSettings, model: str,
+                 runner_class: str) -> None:
+        self.model = model
+        self._api, self._settings, self._runner_class = api, settings, runner_class
+        self._selector = (f"{COMPONENT_LABEL}=runner,{MODEL_LABEL}={label_value(model)}")
+
+    def start(self, count: int) -> list[str]:
+        """Create ``count`` runner pods; their names."""
+        names = []
+        for _ in range(count):
+            name = f"stoker-runner-{label_value(self.model)}-{secrets.token_hex(3)}"
+            body = runner_pod(self._settings, self.model, self._runner_class, name)
+            self._api.create_namespaced_pod(self._settings.namespace, body)
+            log.info("created runner pod %s", name)
+            names.append(name)
+        return names
+
+    def stop(self, runner: Runner) -> bool:
+        """Delete the runner's pod (it drains within the grace period); False if it is not
+        one of this pool's live pods."""
+        if runner.name not in self.list():
+            return False
+        self._api.delete_namespaced_pod(
+            runner.name, self._settings.namespace,
+            grace_period_seconds=self._settings.termination_grace_period_s)
+        log.info("deleted runner pod %s", runner.name)
+        return True
+
+    def list(self) -> list[str]:
+        """The pool's pods still pending or running (and not being deleted); pods that
+        drained and exited are deleted on the way."""
+        pods = self._api.list_namespaced_pod(self._settings.namespace,
+                                             label_selector=self._selector)
+        alive = []
+        for pod in pods.items:
+            name, phase = pod.metadata.name, pod.status.phase if pod.status else None
+            if phase in LIVE_PHASES and pod.metadata.deletion_timestamp is None:
+                alive.append(name)
+            elif phase == "Succeeded":
+                self._api.delete_namespaced_pod(name, self._settings.namespace)
+        return alive
+
+
+def kubernetes_pods_api() -> PodsApi:
+    """The cluster's pods API: in-cluster credentials when running in a pod, else the
+    local kubeconfig (for trying it from a workstation)."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    api: PodsApi = client.CoreV1Api()
+    return api

@@ -1,0 +1,67 @@
+"""Settings of the runner pool: its fixed size, its autoscaler, and where runners run."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from stoker.settings_strict import _Strict
+
+
+class PoolSettings(_Strict):
+    """The local pool: how many runner processes serve the default model."""
+
+    size: int = Field(2, ge=0, le=64)
+
+
+class AutoscaleSettings(_Strict):
+    """A model pool sized by the autoscaler (see stoker.core.autoscale)."""
+
+    min_runners: int = Field(0, ge=0, le=64)
+    max_runners: int = Field(ge=1, le=64)
+    #: How long a runner with no work is kept warm before it is stopped.
+    keep_warm_s: float = Field(1800.0, ge=0, le=7 * 86_400)
+    #: Stop the last runner too once nothing is queued (the next request waits a cold start).
+    scale_to_zero: bool = False
+    #: Between two stops, against flapping.
+    cooldown_s: float = Field(60.0, ge=0, le=86_400)
+    #: How often the controller decides.
+    interval_s: float = Field(2.0, gt=0, le=600)
+    #: Used until the pool has measured its own (from its recorded batches and starts).
+    assumed_tokens_per_runner_s: float = Field(100.0, gt=0)
+    assumed_cold_start_s: float = Field(60.0, ge=0)
+    assumed_completion_tokens: float = Field(128.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscaleSettings:
+        if self.min_runners > self.max_runners:
+            raise ValueError(f"min_runners ({self.min_runners}) is above max_runners "
+                             f"({self.max_runners})")
+        return self
+
+
+class RunnerPodSettings(_Strict):
+    """How a runner class's pods are placed on a Kubernetes cluster."""
+
+    #: Nodes of this class (e.g. ``{"cloud.google.com/gke-accelerator": "nvidia-l4"}``).
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    #: The extended resource a runner asks for, and how many (0: a CPU runner).
+    gpu_resource: str = Field("nvidia.com/gpu", min_length=1, max_length=253)
+    gpus: int = Field(1, ge=0, le=16)
+    cpu: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    memory: str | None = Field(None, pattern=r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+
+
+class KubernetesSettings(_Strict):
+    """Runner pods on Kubernetes (``provisioner: kubernetes``), made by the autoscaler."""
+
+    namespace: str = Field("stoker", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    image: str = Field(min_length=1, max_length=512)
+    #: How runner pods reach the API (its Service), e.g. http://stoker-api.stoker.svc:8420.
+    server_url: str = Field(pattern=r"^https?://[^\s]+$")
+    #: The Secret holding the runner token under the key ``runner-token``.
+    runner_token_secret: str = Field("stoker-secrets", min_length=1, max_length=253)
+    service_account: str | None = Field(None, min_length=1, max_length=253)
+    #: Time a stopped runner has to finish its batch before it is killed.
+    termination_grace_period_s: int = Field(300, ge=1, le=86_400)
+    #: Placement per runner class (the model's ``runner_class``); absent: no GPU request.
+    runner_classes: dict[str, RunnerPodSettings] = Field(default_factory=dict)
