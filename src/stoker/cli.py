@@ -70,14 +70,20 @@ def serve(
         "--store", envvar="STOKER_STORE", show_envvar=True,
         help="postgresql://… for a shared store (default: SQLite in the data dir)")] = None,
 ) -> None:
-    """Run the API and a local pool of warm runners (SQLite under ./.stoker by default)."""
+    """Run the API and a local pool of warm runners (SQLite under ./.stoker by default).
+    $STOKER_RUNNER_TOKEN and $STOKER_OPERATOR_TOKEN, when set, are the runner and operator
+    tokens."""
     from stoker.serve import serve as run_serve
     from stoker.settings import load_settings
 
     _setup_logging()
     try:
+        # Tokens may come from the environment (a Kubernetes Secret), never from flags,
+        # which any process on the machine can read.
         settings = load_settings(config, port=port, data_dir=data_dir, host=host, store=store,
-                                 pool={"size": runners} if runners is not None else None)
+                                 pool={"size": runners} if runners is not None else None,
+                                 runner_token=os.environ.get("STOKER_RUNNER_TOKEN") or None,
+                                 operator_token=os.environ.get("STOKER_OPERATOR_TOKEN") or None)
         run_serve(settings)
     except StokerError as exc:
         raise _fail(exc.message) from None

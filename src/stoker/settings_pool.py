@@ -63,5 +63,9 @@ class KubernetesSettings(_Strict):
     service_account: str | None = Field(None, min_length=1, max_length=253)
     #: Time a stopped runner has to finish its batch before it is killed.
     termination_grace_period_s: int = Field(300, ge=1, le=86_400)
+    #: A PersistentVolumeClaim holding the checkpoints, mounted read-only in runner pods at
+    #: ``models_mount_path`` (models' ``path`` point under it).
+    models_claim: str | None = Field(None, min_length=1, max_length=253)
+    models_mount_path: str = Field("/models", pattern=r"^/")
     #: Placement per runner class (the model's ``runner_class``); absent: no GPU request.
     runner_classes: dict[str, RunnerPodSettings] = Field(default_factory=dict)

@@ -18,7 +18,8 @@ K8S_VERSION = "1.30.0"
 
 
 def test_a_runner_pod_is_valid_and_placed_by_its_runner_class() -> None:
-    settings = k8s_settings(runner_classes={"l4": L4}, service_account="stoker-runner")
+    settings = k8s_settings(runner_classes={"l4": L4}, service_account="stoker-runner",
+                            models_claim="stoker-models")
     pod = runner_pod(settings, "Llama-3.1 8B", "l4", "stoker-runner-llama-3-1-8b-abc123")
     kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
     spec = pod["spec"]
@@ -29,6 +30,9 @@ def test_a_runner_pod_is_valid_and_placed_by_its_runner_class() -> None:
     assert (spec["restartPolicy"], spec["serviceAccountName"]) == ("Never", "stoker-runner")
     assert container["args"][-4:] == ["--model", "Llama-3.1 8B", "--name",
                                       "stoker-runner-llama-3-1-8b-abc123"]
+    assert spec["volumes"][0]["persistentVolumeClaim"] == {"claimName": "stoker-models",
+                                                           "readOnly": True}
+    assert container["volumeMounts"][0]["mountPath"] == "/models"
     (token,) = container["env"]
     assert token["valueFrom"]["secretKeyRef"] == {"name": "stoker-secrets",
                                                   "key": "runner-token"}

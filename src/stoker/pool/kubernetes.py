@@ -75,6 +75,11 @@ def runner_pod(settings: KubernetesSettings, model: str, runner_class: str,
         spec["nodeSelector"] = dict(placement.node_selector)
     if settings.service_account:
         spec["serviceAccountName"] = settings.service_account
+    if settings.models_claim:
+        spec["volumes"] = [{"name": "models", "persistentVolumeClaim": {
+            "claimName": settings.models_claim, "readOnly": True}}]
+        container["volumeMounts"] = [{"name": "models", "mountPath": settings.models_mount_path,
+                                      "readOnly": True}]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
