@@ -84,6 +84,8 @@ def register(client: TestClient) -> dict[str, object]:
 def test_a_roll_hands_new_runners_the_new_checkpoint_until_it_fails(
         autoscaled: API, tmp_path: Path) -> None:
     client, store = autoscaled
+    configured = register(client)["runner"]["revision"]  # type: ignore[index]
+    assert configured  # the configured checkpoint's, derived from its files
     new = checkpoint_dir(tmp_path / "v2")
     r = client.post(f"/api/pool/{MODEL}/roll", json={"path": str(new), "revision": "v2"},
                     headers=OPERATOR)
@@ -99,7 +101,7 @@ def test_a_roll_hands_new_runners_the_new_checkpoint_until_it_fails(
     store.end_roll(r.json()["id"], RollStatus.FAILED, "did not get warm", now=time.time())
     terms = register(client)
     assert terms["model_path"] == str(tmp_path / "m")
-    assert terms["runner"]["revision"] is None  # type: ignore[index]
+    assert terms["runner"]["revision"] == configured  # type: ignore[index]
     (entry,) = client.get("/api/pool", headers=OPERATOR).json()["data"]
     assert [(x["status"], x["message"]) for x in entry["rolls"]] == \
         [("failed", "did not get warm")]
@@ -118,3 +120,17 @@ def test_a_roll_needs_a_checkpoint_and_an_autoscaled_local_pool(
     assert client.post(f"/api/pool/{MODEL}/roll", json={"path": str(tmp_path)},
                        headers=TEAM).status_code in (401, 403)
     assert store.model_rolls(MODEL) == []
+
+
+def test_a_roll_to_the_revision_already_running_is_refused(autoscaled: API,
+                                                           tmp_path: Path) -> None:
+    client, store = autoscaled
+    new = checkpoint_dir(tmp_path / "v2")
+    first = client.post(f"/api/pool/{MODEL}/roll", json={"path": str(new), "revision": "v2"},
+                        headers=OPERATOR)
+    store.end_roll(first.json()["id"], RollStatus.DONE, "1 runner(s)", now=time.time())
+    again = client.post(f"/api/pool/{MODEL}/roll", json={"path": str(new), "revision": "v2"},
+                        headers=OPERATOR)
+    assert again.status_code == 409
+    assert "already runs revision v2" in again.json()["error"]["message"]
+    assert len(store.model_rolls(MODEL)) == 1

@@ -161,7 +161,8 @@ def test_a_rolling_update_under_load_loses_nothing_and_never_dips_below_the_pool
     watcher.start()
     try:
         rolled = subprocess.run([sys.executable, "-m", "stoker.cli", "pool", "roll", MODEL,
-                                 "--path", str(new), "--server", server.url, "--json"],
+                                 "--path", str(new), "--revision", "v2", "--server",
+                                 server.url, "--json"],
                                 capture_output=True, text=True, timeout=300)
     finally:
         stop.set()
@@ -194,7 +195,8 @@ def test_a_roll_to_a_broken_checkpoint_stops_and_the_old_runners_keep_serving(
                       if pool(server)["rolls"][0]["status"] == "failed" else None,
                       timeout_s=120, what="the roll to fail")
     assert "exited before getting warm" in roll["message"]
-    assert warm_revisions(server) == [None]  # the configured checkpoint still serves
+    (serving,) = warm_revisions(server)
+    assert serving not in (None, roll["revision"])  # the configured checkpoint still serves
     answer = httpx.post(server.url + "/v1/completions", timeout=60, json={
         "model": MODEL, "prompt": "still there?", "max_tokens": 2, "temperature": 0})
     assert answer.status_code == 200
@@ -202,3 +204,37 @@ def test_a_roll_to_a_broken_checkpoint_stops_and_the_old_runners_keep_serving(
     again = httpx.post(f"{server.url}/api/pool/{MODEL}/roll", json={"path": str(broken)},
                        headers=server.operator_headers(), timeout=10)
     assert again.status_code == 202
+
+
+def test_a_pinned_job_is_served_by_its_revision_through_a_roll(
+        make_server: Callable[..., Server], tiny_model_dir: Any, tmp_path: Path) -> None:
+    server = make_server(**autoscaled(tiny_model_dir, min_runners=1, max_runners=1,
+                                      keep_warm_s=600))
+    server.start(runners=0, expect=1)
+    (old,) = warm_revisions(server)
+    new = tmp_path / "tiny-llama-v2"
+    shutil.copytree(tiny_model_dir, new)
+    pinned = server.submit(prompts(600, max_tokens=16), pin_revision=True)
+    free = server.submit(prompts(50, max_tokens=4))
+    r = httpx.post(f"{server.url}/api/pool/{MODEL}/roll",
+                   json={"path": str(new), "revision": "v2"},
+                   headers=server.operator_headers(), timeout=10)
+    assert r.status_code == 202, r.text
+    roll = wait_until(lambda: next((x for x in pool(server)["rolls"]
+                                    if x["id"] == r.json()["id"] and x["status"] != "rolling"),
+                                   None), timeout_s=240, what="the roll to end")
+    assert roll["status"] == "done", roll
+    done = server.wait_job(pinned["id"])
+    assert done["request_counts"]["succeeded"] == 600
+    assert server.wait_job(free["id"])["request_counts"]["succeeded"] == 50
+    # Every batch of the pinned job ran on a runner of the revision it was pinned to, and
+    # the roll could only end once the job had.
+    revision_of = {x["id"]: x["revision"] for x in httpx.get(
+        server.url + "/api/runners", params={"include_stopped": "true"},
+        headers=server.operator_headers(), timeout=10).json()["data"]}
+    batches = server.get(f"/api/jobs/{pinned['id']}/batches")["data"]
+    assert {revision_of[b["runner_id"]] for b in batches} == {old}
+    assert roll["ended_at"] >= done["finished_at"]
+    assert warm_revisions(server) == ["v2"]
+    reasons = [d["reason"] for d in pool(server)["decisions"]]
+    assert "roll_waiting_pinned" in reasons  # the old runner stayed for the pinned job

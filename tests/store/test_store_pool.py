@@ -4,6 +4,7 @@ measured of itself, and its decisions."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from stoker.core.model import RunnerState
 from stoker.store import PoolDecisionRecord, Store
@@ -63,3 +64,27 @@ def test_decisions_are_kept_with_their_signals_and_counted(store: Store) -> None
     assert latest[0].signals == {"queued_requests": {"batch": 40}, "cold_start_s": 12.0}
     assert store.pool_decisions(model="other-model") == []
     assert store.pool_decision_counts() == {(MODEL, "drain_target"): 2, (MODEL, "steady"): 1}
+
+
+def runner_of(store: Store, revision: str, name: str) -> str:
+    r = store.register_runner(name=name, model=MODEL, pid=1, host="h", max_batch_size=16,
+                              max_wait_ms=10, now=0.0, revision=revision)
+    store.set_runner_state(r.id, RunnerState.IDLE, now=0.0)
+    return r.id
+
+
+def test_a_pinned_job_is_leased_only_by_runners_of_its_revision(store: Store) -> None:
+    pinned = store.submit_job(replace(new_job(3), revision="v1"), now=1.0).job
+    free = submit(store, new_job(2), now=2.0)
+    big = store.submit_job(replace(new_job(4500), revision="v1"), now=3.0).job  # staged pages
+    assert store.pinned_open_requests(MODEL) == {"v1": 4503}
+    newer = runner_of(store, "v2", "new")
+    _, got = lease_all(store, newer, now=4.0, limit=5000)
+    assert sorted(got) == sorted(r.request_id for r in store.job_results(free.id))
+    older = runner_of(store, "v1", "old")
+    lease_id, got = lease_all(store, older, now=5.0, limit=5000)
+    assert len(got) == 4503
+    store.complete(lease_id, older, [ok(i) for i in got], started_at=5, ended_at=6, now=6)
+    assert store.get_job(pinned.id).counts.succeeded == 3
+    assert store.get_job(big.id).counts.succeeded == 4500
+    assert store.pinned_open_requests(MODEL) == {}

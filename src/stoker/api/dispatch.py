@@ -28,6 +28,8 @@ log = logging.getLogger("stoker.dispatch")
 
 #: How many runners' terms a replica remembers before starting over.
 _MAX_REMEMBERED_RUNNERS = 10_000
+#: After a grant that came back empty, how long a runner waits for news before looking again.
+EMPTY_GRANT_PAUSE_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +125,14 @@ class Dispatcher:
                         if queued > decision.size or woken.done():
                             self.notify(runner.model, wake=1)  # pass the baton
                         return got
-                    # Another runner took them first, or this one drains: read its state and
-                    # look again with fresh numbers.
+                    # Another runner took them first, this one drains, or what is queued is
+                    # pinned to another revision: wait for news a moment (never spin), read
+                    # its state and look again with fresh numbers.
+                    if deadline - now <= 0:
+                        return None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(woken),
+                                               timeout=min(EMPTY_GRANT_PAUSE_S, deadline - now))
                 else:
                     timeout = deadline - now
                     if decision.until is not None:

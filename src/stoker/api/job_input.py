@@ -28,6 +28,9 @@ class JobOptions(BaseModel):
     concurrency_group: str | None = Field(None, min_length=1, max_length=256)
     cancel_in_progress: bool = False
     cache: bool = True
+    #: Serve every request by the checkpoint revision current at submission, through a
+    #: rolling update too (an eval's answers all come from one model).
+    pin_revision: bool = False
 
 
 class JobSubmission(JobOptions):

@@ -47,6 +47,8 @@ async def submit_job(
                                           description="concurrency group (JSONL upload)"),
     cancel_in_progress: bool = Query(False, description="supersede the group's older jobs"),
     cache: bool = Query(True, description="answer repeated deterministic requests from cache"),
+    pin_revision: bool = Query(False, description="serve every request by the model revision "
+                                                  "current now, through a rolling update too"),
     idempotency_key: str | None = Header(None, max_length=256),
     svc: Services = Depends(services),
 ) -> JSONResponse:
@@ -57,7 +59,8 @@ async def submit_job(
     team = client_team(request)
     limit = svc.settings.limits.max_requests_per_job
     options = validate(JobOptions, {"tier": tier, "concurrency_group": concurrency_group,
-                                    "cancel_in_progress": cancel_in_progress, "cache": cache},
+                                    "cancel_in_progress": cancel_in_progress, "cache": cache,
+                                    "pin_revision": pin_revision},
                        where="query")
     if _is_jsonl(request):
         upload = await read_upload(request, max_lines=limit)

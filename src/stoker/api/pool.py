@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from stoker.api import access
 from stoker.api.body import decode_utf8, json_body, parse_json, validate
 from stoker.api.result_cache import model_revision
-from stoker.api.services import Services, services
-from stoker.errors import ModelNotFound, Unprocessable
+from stoker.api.services import Services, current_checkpoint, services
+from stoker.errors import Conflict, ModelNotFound, Unprocessable
 from stoker.store import ModelRoll, PoolDecisionRecord
 
 router = APIRouter(prefix="/api/pool", tags=["pool"], dependencies=[Depends(access.operator)])
@@ -97,6 +97,10 @@ async def roll_model(model: str, request: Request,
         raise Unprocessable(f"{body.path!r} is not a checkpoint directory (no config.json)")
     revision: str = body.revision if body.revision is not None else \
         await run_in_threadpool(model_revision, path, None)
+    current = await run_in_threadpool(current_checkpoint, svc, model)
+    if revision == current.revision:
+        raise Conflict(f"{model!r} already runs revision {revision} (from {current.path}); "
+                       "give the new checkpoint's revision, or change its files")
     roll = await run_in_threadpool(svc.store.start_roll, model, str(path), revision,
                                    now=svc.clock.now())
     return roll_json(roll)

@@ -101,7 +101,7 @@ async def register(request: Request, svc: Services = Depends(services)) -> dict[
         svc.store.register_runner, name=body.name, model=body.model, pid=body.pid,
         host=body.host, max_batch_size=body.max_batch_size or batching.max_batch_size,
         max_wait_ms=batching.max_wait_ms, now=svc.clock.now(),
-        revision=checkpoint.revision if checkpoint.roll_id is not None else None,
+        revision=checkpoint.revision,
     )
     leases = settings.leases
     return {

@@ -40,7 +40,10 @@ def fingerprint(tier: Tier, parsed: ParsedJob, options: JobOptions) -> str:
     """A digest of everything a submission asks for, to tell a repeat from new work (taken
     request by request: a big upload is never held whole)."""
     digest = hashlib.sha256()
-    head = [tier.name, parsed.model, options.model_dump(exclude={"tier"})]
+    asked = options.model_dump(exclude={"tier"})
+    if not asked["pin_revision"]:
+        del asked["pin_revision"]  # as before the option existed: old fingerprints still match
+    head = [tier.name, parsed.model, asked]
     requests = parsed.requests
     lines = (requests.canonical_lines() if isinstance(requests, RequestsReadBack)
              else (canonical_line(r) for r in requests))
@@ -124,6 +127,7 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
             # While a roll is under way either revision may answer: no cache either way.
             use_cache=options.cache and not checkpoint.rolling,
             batch=batch, fingerprint=fingerprint(tier, parsed, options),
+            revision=checkpoint.revision if options.pin_revision else None,
         )
         return svc.store.submit_job(new_job, now=now, admission=check)
 

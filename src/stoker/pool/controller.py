@@ -160,13 +160,18 @@ class PoolController:
     def _roll_step(self, roll: ModelRoll, *, now: float) -> ScaleDecision:
         """One step of a rolling update (autoscaling waits until it ends): start a runner of
         the new checkpoint; once it is warm, drain an old one; never fewer warm runners than
-        when the roll began (one more while a new one starts, as maxSurge 1)."""
+        when the roll began (one more while a new one starts, as maxSurge 1); the last runner
+        of a revision that open pinned requests need stays until they are done."""
         runners = [r for r in self.store.list_runners() if r.model == self.model]
         warm = [r for r in runners if r.state in WARM_STATES]
         failed = self.starts.observe({r.name for r in warm}, set(self.provisioner.list()),
                                      now=now)
         old = [r for r in warm if r.revision != roll.revision]
         size = self._roll_sizes.setdefault(roll.id, max(len(warm), self.config.min_runners))
+        # A revision with pinned work open keeps a runner until that work is done.
+        pinned = self.store.pinned_open_requests(self.model)
+        drainable = [r for r in old if not pinned.get(r.revision or "", 0)
+                     or sum(1 for w in warm if w.revision == r.revision) > 1]
         start: int = 0
         stop: tuple[str, ...] = ()
         if failed:
@@ -181,8 +186,11 @@ class PoolController:
             reason = "roll_done"
         elif self.starts.pending:
             reason = "roll_waiting"
+        elif len(warm) > size and not drainable:
+            reason = "roll_waiting_pinned"
         elif len(warm) > size:
-            stop = (min(old, key=lambda r: (r.state != RunnerState.IDLE, r.state_since)).id,)
+            stop = (min(drainable, key=lambda r: (r.state != RunnerState.IDLE,
+                                                   r.state_since)).id,)
             reason = "roll_drain"
         else:
             start, reason = 1, "roll_start"
@@ -194,6 +202,7 @@ class PoolController:
             self.store.record_pool_decision(PoolDecisionRecord(
                 self.model, now, self.holder, size, start, stop, reason,
                 {"roll_id": roll.id, "revision": roll.revision, "old_warm": len(old),
+                 "pinned_open_requests": pinned,
                  "new_warm": len(warm) - len(old), "starting": len(self.starts.pending),
                  "failed_starts_in_a_row": self.starts.failures_in_a_row}))
         return decision

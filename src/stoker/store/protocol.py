@@ -103,6 +103,8 @@ class NewJob:
     batch: NewBatch | None = None
     #: A digest of what was asked: a repeated ``idempotency_key`` with another one is refused.
     fingerprint: str | None = None
+    #: Pinned to this checkpoint revision: only runners of it lease the job's requests.
+    revision: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

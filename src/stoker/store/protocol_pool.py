@@ -104,6 +104,11 @@ class PoolStore(Protocol):
         """The model's rolls, newest first."""
         ...
 
+    def pinned_open_requests(self, model: str) -> dict[str, int]:
+        """Queued or leased requests of ``model`` pinned to a revision, by revision (a roll
+        keeps a runner of each such revision until they finish)."""
+        ...
+
     def end_roll(self, roll_id: str, status: RollStatus, message: str, *,
                  now: float) -> None:
         """Close a roll in progress as done or failed."""

@@ -10,7 +10,8 @@ VALUES (:id, :team, :tier, :model, :created_at, :request_count, :metadata, :idem
 -- A page of a job's requests in one statement, from a JSON array of objects holding what
 -- differs row to row (a row answered from cache has "cached": 1); the rest are parameters.
 INSERT INTO requests (id, job_id, idx, custom_id, model, tier, team, priority, endpoint, body,
-                      status, attempts, max_attempts, enqueued_at, finished_at, cache_key)
+                      status, attempts, max_attempts, enqueued_at, finished_at, cache_key,
+                      revision)
 SELECT json_extract(value, '$.id'), :job_id, json_extract(value, '$.idx'),
        json_extract(value, '$.custom_id'), :model, :tier, :team, :priority,
        json_extract(value, '$.endpoint'), json_extract(value, '$.body'),
@@ -18,7 +19,7 @@ SELECT json_extract(value, '$.id'), :job_id, json_extract(value, '$.idx'),
             WHEN :cancelled THEN 'cancelled' ELSE 'queued' END, 0,
        :max_attempts, :now,
        CASE WHEN json_extract(value, '$.cached') = 1 OR :cancelled THEN :now END,
-       json_extract(value, '$.cache_key')
+       json_extract(value, '$.cache_key'), :revision
 FROM json_each(:rows) ORDER BY key;
 
 -- name: get_job
@@ -97,9 +98,12 @@ VALUES (:id, :runner_id, :model, :now, :expires_at,
         (SELECT json_group_array(id) FROM requests WHERE lease_id = :id AND status = 'leased'));
 
 -- name: lease_group
+-- (A request pinned to a revision goes only to a runner of that revision.)
 UPDATE requests SET status = 'leased', lease_id = :lease_id, attempts = attempts + 1
 WHERE id IN (SELECT id FROM requests
              WHERE model = :model AND tier = :tier AND team = :team AND status = 'queued'
+               AND (revision IS NULL
+                    OR revision = (SELECT revision FROM runners WHERE id = :runner_id))
              ORDER BY enqueued_at, seq LIMIT :count);
 
 -- name: runner_may_lease
@@ -414,15 +418,15 @@ SELECT 0;
 -- name: stage_page
 -- A page of a big job's rows (see migration staged_requests), before the job is admitted.
 INSERT INTO staged_requests (job_id, page, request_count, model, tier, team, priority,
-                             max_attempts, page_rows, page_hits, staged_at)
+                             max_attempts, page_rows, page_hits, staged_at, revision)
 VALUES (:job_id, :page, :request_count, :model, :tier, :team, :priority, :max_attempts,
-        :page_rows, :page_hits, :now);
+        :page_rows, :page_hits, :now, :revision);
 
 -- name: take_staged_page
 -- A staged page, taken by the one mover that deletes it (another finds it gone).
 DELETE FROM staged_requests WHERE job_id = :job_id AND page = :page
 RETURNING request_count, model, tier, team, priority, max_attempts, page_rows, page_hits,
-          staged_at;
+          staged_at, revision;
 
 -- name: staged_pages
 SELECT page FROM staged_requests WHERE job_id = :job_id ORDER BY page;
@@ -491,3 +495,9 @@ FROM model_rolls WHERE model = :model ORDER BY started_at DESC, id DESC LIMIT :l
 -- name: end_roll
 UPDATE model_rolls SET status = :status, ended_at = :now, message = :message
 WHERE id = :id AND status = 'rolling';
+
+-- name: pinned_open_requests
+-- A model's queued or leased requests pinned to a revision, by revision.
+SELECT revision, COUNT(*) FROM requests
+WHERE model = :model AND status IN ('queued', 'leased') AND revision IS NOT NULL
+GROUP BY revision;

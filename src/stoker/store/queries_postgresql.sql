@@ -28,6 +28,8 @@ WITH picks AS (
     SELECT c.seq FROM picks p CROSS JOIN LATERAL (
         SELECT seq FROM requests
         WHERE model = :model AND tier = p.tier AND team = p.team AND status = 'queued'
+          AND (revision IS NULL
+               OR revision = (SELECT revision FROM runners WHERE id = :runner_id))
         ORDER BY enqueued_at, seq LIMIT p.n
         FOR UPDATE SKIP LOCKED) AS c
 ), taken AS (
@@ -79,12 +81,13 @@ FROM team_admission WHERE team = :team FOR UPDATE;
 
 -- name: insert_requests
 INSERT INTO requests (id, job_id, idx, custom_id, model, tier, team, priority, endpoint, body,
-                      status, attempts, max_attempts, enqueued_at, finished_at, cache_key)
+                      status, attempts, max_attempts, enqueued_at, finished_at, cache_key,
+                      revision)
 SELECT id, :job_id, idx, custom_id, :model, :tier, :team, :priority, endpoint, body,
        CASE WHEN cached = 1 THEN 'succeeded' WHEN CAST(:cancelled AS BOOLEAN) THEN 'cancelled'
             ELSE 'queued' END, 0, :max_attempts, :now,
        CASE WHEN cached = 1 OR CAST(:cancelled AS BOOLEAN)
-            THEN CAST(:now AS DOUBLE PRECISION) END, cache_key
+            THEN CAST(:now AS DOUBLE PRECISION) END, cache_key, CAST(:revision AS TEXT)
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
     id TEXT, idx INTEGER, custom_id TEXT, endpoint TEXT, body TEXT, cache_key TEXT,
     cached INTEGER)

@@ -123,7 +123,7 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL):
                 return None
             taken = sum(
                 self._x(conn, "lease_group", lease_id=lease_id, model=model, tier=p.tier,
-                        team=p.team, count=p.count).rowcount
+                        team=p.team, count=p.count, runner_id=runner_id).rowcount
                 for p in picks
             )
             if taken == 0:

@@ -85,3 +85,7 @@ class PoolSQL(SQLBase):
         with self._tx() as conn:
             self._x(conn, "end_roll", id=roll_id, status=status.value, message=message,
                     now=now)
+
+    def pinned_open_requests(self, model: str) -> dict[str, int]:
+        """Queued or leased requests of ``model`` pinned to a revision, by revision."""
+        return {str(r): int(n) for r, n in self._all("pinned_open_requests", model=model)}

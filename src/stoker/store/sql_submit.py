@@ -152,7 +152,8 @@ class SubmitSQL(OpenAIObjectsSQL):
         for chunk in prepared.chunks:
             self._x(conn, "insert_requests", rows=chunk, job_id=job_id, model=job.model,
                     tier=job.tier, team=job.team, priority=job.priority,
-                    max_attempts=job.max_attempts, now=now, cancelled=False)
+                    max_attempts=job.max_attempts, now=now, cancelled=False,
+                    revision=job.revision)
         if prepared.hits:
             self._insert_hits(conn, prepared.hits)
             self._finish_jobs(conn, {job_id}, now)
@@ -177,7 +178,7 @@ class SubmitSQL(OpenAIObjectsSQL):
                             request_count=page.count, model=job.model, tier=job.tier,
                             team=job.team, priority=job.priority,
                             max_attempts=job.max_attempts, page_rows=page.rows,
-                            page_hits=json.dumps(page.hits), now=now)
+                            page_hits=json.dumps(page.hits), now=now, revision=job.revision)
                 count += page.count
         except BaseException:
             self._drop_staged(job_id)
@@ -197,11 +198,12 @@ class SubmitSQL(OpenAIObjectsSQL):
                 taken = self._x(conn, "take_staged_page", job_id=job_id, page=number).fetchone()
                 if found is None or taken is None:
                     continue  # another mover took it
-                count, model, tier, team, priority, max_attempts, page_rows, hits, at = taken
+                (count, model, tier, team, priority, max_attempts, page_rows, hits, at,
+                 revision) = taken
                 cancelled = bool(found[0])
                 self._x(conn, "insert_requests", rows=page_rows, job_id=job_id, model=model,
                         tier=tier, team=team, priority=priority, max_attempts=max_attempts,
-                        now=float(at), cancelled=cancelled)
+                        now=float(at), cancelled=cancelled, revision=revision)
                 if hits != "[]":
                     self._insert_hits(conn, json.loads(hits))
                 if not cancelled:

@@ -14,3 +14,7 @@ CREATE UNIQUE INDEX model_rolls_one_in_progress ON model_rolls (model) WHERE sta
 CREATE INDEX model_rolls_model ON model_rolls (model, started_at);
 
 ALTER TABLE runners ADD COLUMN revision TEXT;
+-- A job may pin its requests to the checkpoint revision current when it was submitted: only a
+-- runner of that revision leases them, through a rolling update too.
+ALTER TABLE requests ADD COLUMN revision TEXT;
+ALTER TABLE staged_requests ADD COLUMN revision TEXT;
