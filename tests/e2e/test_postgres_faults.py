@@ -76,7 +76,12 @@ class Cluster:
         return next(u for u, p in self.replicas.items() if p.poll() is None)
 
     def runner_rows(self) -> list[dict[str, Any]]:
-        return list(httpx.get(self.live() + "/api/runners", timeout=10).json()["data"])
+        r = httpx.get(self.live() + "/api/runners", timeout=10)
+        # While the database's connections are cut the API answers 503 (retry): no rows yet.
+        if r.status_code == 503:
+            return []
+        assert r.status_code == 200, r.text
+        return list(r.json()["data"])
 
     def db(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.url, autocommit=True)
