@@ -117,15 +117,17 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
         # a 100,000-line job would hold the event loop for a second.
         check_token_budgets(svc, parsed)
         checkpoint = current_checkpoint(svc, parsed.model)
+        # While a roll is under way either revision may answer: no cache either way.
+        use_cache = options.cache and not checkpoint.rolling
+        # Fingerprints only for a job that uses the cache (its rows keep none otherwise).
+        requests = KeyedRequests(parsed.requests, policy.cache_scope, parsed.model,
+                                 checkpoint.revision) if use_cache else parsed.requests
         new_job = NewJob(
             team=team, tier=tier.name, priority=tier.priority, model=parsed.model,
-            requests=KeyedRequests(parsed.requests, policy.cache_scope, parsed.model,
-                                   checkpoint.revision),
+            requests=requests,
             max_attempts=svc.settings.leases.max_attempts, metadata=options.metadata,
             idempotency_key=idempotency_key, concurrency_group=options.concurrency_group,
-            cancel_in_progress=options.cancel_in_progress,
-            # While a roll is under way either revision may answer: no cache either way.
-            use_cache=options.cache and not checkpoint.rolling,
+            cancel_in_progress=options.cancel_in_progress, use_cache=use_cache,
             batch=batch, fingerprint=fingerprint(tier, parsed, options),
             revision=checkpoint.revision if options.pin_revision else None,
         )
