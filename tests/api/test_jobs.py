@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from stoker.store import NewJob, NewRequest
 from stoker.store.sqlite import SQLiteStore
 from tests.api.conftest import line, make_client
 
@@ -226,3 +228,25 @@ def test_a_report_naming_another_lease_s_request_is_refused(api: API) -> None:
                           "results": [{"request_id": "req_not_mine", "text": "x"}]})
     assert r.status_code == 409
     assert "did not grant" in r.json()["error"]["message"]
+
+
+def test_a_runner_whose_queue_holds_only_work_pinned_elsewhere_waits_not_spins(
+        api: API, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, store = api
+    store.submit_job(NewJob(team="default", tier="batch", priority=40, model="tiny-llama",
+                            requests=[NewRequest("a", "/v1/completions", {"prompt": "x"})],
+                            max_attempts=3, revision="another-revision"), now=time.time())
+    runner_id = register(client)
+    grants = []
+    lease_batch = store.lease_batch
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        grants.append(1)
+        return lease_batch(*args, **kwargs)
+
+    monkeypatch.setattr(store, "lease_batch", counted)  # a spy: the real grant, counted
+    r = client.post(f"/api/runners/{runner_id}/lease", json={"wait_s": 1.0}).json()
+    assert r["lease"] is None
+    # Looking again at once for 0.1 s (a lost race is over by then), then once per 0.25 s:
+    # a few hundred grants at most, not one every millisecond for the whole second.
+    assert len(grants) < 400

@@ -28,7 +28,10 @@ log = logging.getLogger("stoker.dispatch")
 
 #: How many runners' terms a replica remembers before starting over.
 _MAX_REMEMBERED_RUNNERS = 10_000
-#: After a grant that came back empty, how long a runner waits for news before looking again.
+#: Grants that come back empty for this long (not a race lost to another runner, which is
+#: over in milliseconds, but work this runner may not take) make it wait for news, up to
+#: ``EMPTY_GRANT_PAUSE_S``, before each new look.
+EMPTY_GRANTS_FOR_S = 0.1
 EMPTY_GRANT_PAUSE_S = 0.25
 
 
@@ -110,6 +113,7 @@ class Dispatcher:
         config = BatchConfig(runner.max_batch_size, runner.max_wait_ms)
         deadline = self._clock.now() + min(wait_s, self._terms.long_poll_s)
         state: RunnerState | None = None  # unknown until read again; the grant checks it
+        empty_since: float | None = None  # when grants began coming back empty
         waiting = self._waiters.setdefault(runner.model, deque())
         while True:
             # Queue up before looking, so that work arriving while we look still wakes us.
@@ -125,14 +129,17 @@ class Dispatcher:
                         if queued > decision.size or woken.done():
                             self.notify(runner.model, wake=1)  # pass the baton
                         return got
-                    # Another runner took them first, this one drains, or what is queued is
-                    # pinned to another revision: wait for news a moment (never spin), read
-                    # its state and look again with fresh numbers.
+                    # Another runner took them first (look again at once), this one drains,
+                    # or what is queued is pinned to another revision (empty for a while:
+                    # wait for news, never spin); read its state, look with fresh numbers.
+                    empty_since = now if empty_since is None else empty_since
                     if deadline - now <= 0:
                         return None
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(woken),
-                                               timeout=min(EMPTY_GRANT_PAUSE_S, deadline - now))
+                    if now - empty_since >= EMPTY_GRANTS_FOR_S:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(
+                                asyncio.shield(woken),
+                                timeout=min(EMPTY_GRANT_PAUSE_S, deadline - now))
                 else:
                     timeout = deadline - now
                     if decision.until is not None:
