@@ -26,9 +26,6 @@ from stoker.store.protocol import AdmissionCheck, NewJob, Submission
 from stoker.store.sql_base import CACHE_HITS, PROGRESS, WORK
 from stoker.store.sql_openai import OpenAIObjectsSQL
 
-#: A moved page is announced with this many rows, so runners start on a big job at once.
-_NO_ROWS = PreparedJob()
-
 
 def refusal_error(refusal: Refuse) -> StokerError:
     """The error a client gets for a refused submission: 429, or 422 if it can never pass."""
@@ -85,7 +82,8 @@ class SubmitSQL(OpenAIObjectsSQL):
                 if existing is None and refusal is None:
                     if job.concurrency_group is not None and job.cancel_in_progress:
                         superseded = self._supersede(conn, job, job_id, now)
-                    self._insert_job(conn, job, job_id, count, prepared or _NO_ROWS, now)
+                    # A staged job's rows come after, moved a page at a time.
+                    self._insert_job(conn, job, job_id, count, prepared or PreparedJob(), now)
                     if job.batch is not None and batch_id is not None:
                         self._insert_openai_batch(conn, job.batch, batch_id, job_id, now)
                     if prepared is not None:
