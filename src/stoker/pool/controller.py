@@ -46,23 +46,23 @@ class StartWatch:
     a broken node): the controller then stops starting runners for a while instead of
     starting one per step for ever."""
 
-    pending: dict[str, float] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)
     failures_in_a_row: int = 0
     paused_until: float = float("-inf")
 
-    def started(self, names: list[str], *, now: float) -> None:
+    def started(self, names: list[str]) -> None:
         """Runners just asked for."""
-        self.pending.update((name, now) for name in names)
+        self.pending.update(names)
 
     def observe(self, warm_names: set[str], live_names: set[str], *, now: float) -> list[str]:
         """Settle what became warm (a success) or exited first (a failure); the failed."""
         failed = []
-        for name in list(self.pending):
+        for name in sorted(self.pending):
             if name in warm_names:
-                del self.pending[name]
+                self.pending.discard(name)
                 self.failures_in_a_row = 0
             elif name not in live_names:
-                del self.pending[name]
+                self.pending.discard(name)
                 failed.append(name)
                 self.failures_in_a_row += 1
         over = self.failures_in_a_row - FAILED_STARTS_BEFORE_BACKOFF
@@ -103,8 +103,9 @@ class PoolController:
         rolls = self.store.model_rolls(self.model, limit=1)
         if rolls and rolls[0].status == RollStatus.ROLLING:
             return self._roll_step(rolls[0], now=now)
+        runners, live, _ = self._runners(now=now)
         measured = self.store.pool_measurements(self.model)
-        snapshot = self.snapshot(measured, now=now)
+        snapshot = self.snapshot(measured, runners, live, now=now)
         decision, self.state = decide(snapshot, self.state, self.config, now=now)
         if decision.start and now < self.starts.paused_until:
             decision = replace(decision, start=0, reason="start_backoff")
@@ -112,9 +113,23 @@ class PoolController:
         self._record(decision, snapshot, measured, now=now)
         return decision
 
-    def snapshot(self, measured: PoolMeasurements, *, now: float) -> PoolSnapshot:
-        """The pool as the store and the provisioner see it now; runners asked for that got
-        warm, or exited first, are settled on the way (see :class:`StartWatch`)."""
+    def _runners(self, *, now: float) -> tuple[list[Runner], set[str], list[str]]:
+        """The pool's live runners in the store, the names the provisioner still runs, and
+        the runners asked for that exited before getting warm (settled on the way, see
+        :class:`StartWatch`)."""
+        runners = [r for r in self.store.list_runners() if r.model == self.model]
+        live = set(self.provisioner.list())
+        failed = self.starts.observe({r.name for r in runners if r.state in WARM_STATES},
+                                     live, now=now)
+        if failed:
+            log.error("pool %s: runner(s) exited before getting warm: %s (%d in a row); see "
+                      "their logs", self.model, ", ".join(failed),
+                      self.starts.failures_in_a_row)
+        return runners, live, failed
+
+    def snapshot(self, measured: PoolMeasurements, runners: list[Runner], live: set[str], *,
+                 now: float) -> PoolSnapshot:
+        """The pool as the store and the provisioner see it now."""
         per_request = measured.completion_tokens_per_request or self.assumed_completion_tokens
         queued: dict[str, int] = defaultdict(int)
         for group in self.store.queue_groups(self.model):
@@ -127,27 +142,18 @@ class PoolController:
             opens_in = tier.window.opens_in_s(now) if tier.window is not None else None
             demand.append(TierDemand(name, tier.priority, n, round(n * per_request),
                                      tier.drain_target_s, opens_in))
-        runners = [r for r in self.store.list_runners() if r.model == self.model]
         warm = {r.id: (r.state_since if r.state == RunnerState.IDLE else None)
                 for r in runners if r.state in WARM_STATES}
-        registered = {r.name for r in runners}
         starting = sum(1 for r in runners if r.state == RunnerState.STARTING)
-        live = set(self.provisioner.list())
         # Started but not registered yet (the process is still importing): starting too.
-        starting += len(live - registered)
-        failed = self.starts.observe({r.name for r in runners if r.state in WARM_STATES},
-                                     live, now=now)
-        if failed:
-            log.error("pool %s: runner(s) exited before getting warm: %s (%d in a row); see "
-                      "their logs", self.model, ", ".join(failed),
-                      self.starts.failures_in_a_row)
+        starting += len(live - {r.name for r in runners})
         return PoolSnapshot(demand, warm, starting, measured.tokens_per_runner_s,
                             measured.cold_start_s)
 
     def _act(self, decision: ScaleDecision, *, now: float) -> None:
         if decision.start:
             names = self.provisioner.start(decision.start)
-            self.starts.started(names, now=now)
+            self.starts.started(names)
             log.info("pool %s: starting %d runner(s) (%s): %s", self.model, decision.start,
                      decision.reason, ", ".join(names))
         for runner_id in decision.stop:
@@ -162,10 +168,8 @@ class PoolController:
         the new checkpoint; once it is warm, drain an old one; never fewer warm runners than
         when the roll began (one more while a new one starts, as maxSurge 1); the last runner
         of a revision that open pinned requests need stays until they are done."""
-        runners = [r for r in self.store.list_runners() if r.model == self.model]
+        runners, _, failed = self._runners(now=now)
         warm = [r for r in runners if r.state in WARM_STATES]
-        failed = self.starts.observe({r.name for r in warm}, set(self.provisioner.list()),
-                                     now=now)
         old = [r for r in warm if r.revision != roll.revision]
         size = self._roll_sizes.setdefault(roll.id, max(len(warm), self.config.min_runners))
         # A revision with pinned work open keeps a runner until that work is done.
@@ -196,15 +200,11 @@ class PoolController:
             start, reason = 1, "roll_start"
         decision = ScaleDecision(size, start, stop, reason, {}, 0.0, 0.0)
         self._act(decision, now=now)
-        key = (reason, len(old), len(warm))
-        if key != self._last_recorded or start or stop:
-            self._last_recorded = key
-            self.store.record_pool_decision(PoolDecisionRecord(
-                self.model, now, self.holder, size, start, stop, reason,
-                {"roll_id": roll.id, "revision": roll.revision, "old_warm": len(old),
-                 "pinned_open_requests": pinned,
-                 "new_warm": len(warm) - len(old), "starting": len(self.starts.pending),
-                 "failed_starts_in_a_row": self.starts.failures_in_a_row}))
+        self._keep((reason, len(old), len(warm)), decision, {
+            "roll_id": roll.id, "revision": roll.revision, "old_warm": len(old),
+            "pinned_open_requests": pinned, "new_warm": len(warm) - len(old),
+            "starting": len(self.starts.pending),
+            "failed_starts_in_a_row": self.starts.failures_in_a_row}, now=now)
         return decision
 
     def _drain_in_store(self, runner: Runner) -> None:
@@ -214,12 +214,19 @@ class PoolController:
         except StokerError as exc:
             log.warning("pool %s: could not drain runner %s: %s", self.model, runner.id, exc)
 
-    def _record(self, decision: ScaleDecision, snapshot: PoolSnapshot,
-                measured: PoolMeasurements, *, now: float) -> None:
-        key = (decision.desired, decision.reason, decision.start, decision.stop)
+    def _keep(self, key: tuple[Any, ...], decision: ScaleDecision, signals: dict[str, Any],
+              *, now: float) -> None:
+        """Record a decision that acts, or whose ``key`` differs from the last one recorded
+        (a steady pool writes nothing)."""
         if key == self._last_recorded and not decision.start and not decision.stop:
             return
         self._last_recorded = key
+        self.store.record_pool_decision(PoolDecisionRecord(
+            self.model, now, self.holder, decision.desired, decision.start, decision.stop,
+            decision.reason, signals))
+
+    def _record(self, decision: ScaleDecision, snapshot: PoolSnapshot,
+                measured: PoolMeasurements, *, now: float) -> None:
         signals = {
             "queued_requests": {d.tier: d.queued_requests for d in snapshot.demand},
             "queued_tokens": {d.tier: d.queued_tokens for d in snapshot.demand},
@@ -235,9 +242,8 @@ class PoolController:
             "min_runners": self.config.min_runners,
             "max_runners": self.config.max_runners,
         }
-        self.store.record_pool_decision(PoolDecisionRecord(
-            self.model, now, self.holder, decision.desired, decision.start, decision.stop,
-            decision.reason, signals))
+        self._keep((decision.desired, decision.reason, decision.start, decision.stop),
+                   decision, signals, now=now)
 
     def run(self, stop: threading.Event) -> None:
         """Step every ``interval_s`` until ``stop``; then give the lease up."""
