@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stoker.child_env import child_environment
 from stoker.core.model import Runner
 from stoker.runner.loop import PROVIDER_KEY_ENV
 
@@ -21,24 +22,12 @@ log = logging.getLogger("stoker.pool")
 
 PR_SET_PDEATHSIG = 1
 
-#: What a runner keeps of the server's environment: what a Python process, torch and the
-#: accelerator need, and nothing else (no team tokens, other models' keys, the store's URL).
-RUNNER_ENV_NAMES = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
-    "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "VIRTUAL_ENV", "LD_LIBRARY_PATH",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "HF_HOME", "XDG_CACHE_HOME",
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-})
-RUNNER_ENV_PREFIXES = ("LC_", "OMP_", "MKL_", "OPENBLAS_", "CUDA_", "NVIDIA_", "ROCR_", "HIP_",
-                       "TORCH_", "PYTORCH_")
-
 
 def runner_environment(parent: Mapping[str, str], *, runner_token: str | None,
                        provider_key: str | None) -> dict[str, str]:
     """A runner's environment, built from an allow-list of the server's: its own model's key
     and the runner token are the only secrets in it."""
-    env = {k: v for k, v in parent.items()
-           if k in RUNNER_ENV_NAMES or k.startswith(RUNNER_ENV_PREFIXES)}
+    env = child_environment(parent)
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     if runner_token:
         env["STOKER_RUNNER_TOKEN"] = runner_token
