@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 
 def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -32,6 +32,35 @@ def jsonl_byte_lines(raw: bytes | bytearray) -> Iterator[tuple[int, bytes]]:
         if line.strip():
             yield number, line
         start = end + 1
+
+
+def jsonl_stream_lines(pieces: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    """The same lines as :func:`jsonl_byte_lines`, from a document that arrives in pieces
+    (which may split a line anywhere): only the line being completed is held."""
+    number = 0
+    pending = bytearray()
+    first = True
+    for piece in pieces:
+        pending += piece
+        if first:
+            if len(pending) < 3 and b"\xef\xbb\xbf".startswith(bytes(pending)):
+                continue  # too little yet to tell a byte order mark
+            if pending[:3] == b"\xef\xbb\xbf":
+                del pending[:3]
+            first = False
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            number += 1
+            line = bytes(pending[start:end]).removesuffix(b"\r")
+            if line.strip():
+                yield number, line
+            start = end + 1
+        del pending[:start]
+    if first and pending[:3] == b"\xef\xbb\xbf":
+        del pending[:3]
+    line = bytes(pending).removesuffix(b"\r")
+    if line.strip():
+        yield number + 1, line
 
 
 def in_chunks(lines: Iterator[bytes], size: int = 256 * 1024) -> Iterator[bytes]:
