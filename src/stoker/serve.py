@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import uvicorn
 
-from stoker.api import create_app
+from stoker.api.app import create_app
 from stoker.api.guarded_http import guarded_protocol
 from stoker.api.scheduling import build_tiers
 from stoker.clock import SystemClock
@@ -96,7 +96,7 @@ def serve(settings: Settings, *, on_ready: threading.Event | None = None,
     runner_token = settings.runner_token.get_secret_value() if settings.runner_token else None
     store = open_store(settings.store.get_secret_value() if settings.store else None,
                        sqlite_path=settings.database_path, pool_size=settings.store_pool_size)
-    app = create_app(settings, store, SystemClock())
+    app = create_app(settings, store, SystemClock(), prestart_upload_worker=True)
     # Worker threads validate and store big submissions while the event loop answers every
     # other call; each time the loop wants the GIL back it waits up to this long, and a call
     # takes it back several times. 0.5 ms (the default is 5) keeps that wait off the latency of

@@ -157,6 +157,9 @@ class LimitSettings(_Strict):
     #: The API process's GIL switch interval (Python's default is 5 ms): how long the event
     #: loop may wait for a worker thread busy with a big upload, each time it needs the GIL.
     gil_switch_interval_s: float = Field(0.0005, gt=0, le=0.1)
+    #: A JSONL upload of at least this many bytes is validated in a child process (seconds
+    #: of parsing that would otherwise hold the GIL the API's threads need); 0: every one.
+    upload_worker_min_bytes: int = Field(1024 * 1024, ge=0)
 
 
 class WindowSettings(_Strict):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from stoker.api import create_app
+from stoker.api.app import create_app
 from stoker.clock import SystemClock
 from stoker.settings import Settings, load_settings
 from stoker.store.sqlite import SQLiteStore

@@ -182,7 +182,7 @@ async def test_job_long_poll_returns_when_the_job_finishes(tmp_path: Path) -> No
 
     import httpx
 
-    from stoker.api import create_app
+    from stoker.api.app import create_app
     from stoker.clock import SystemClock
     from stoker.settings import load_settings
 

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from stoker.api import create_app
+from stoker.api.app import create_app
 from stoker.api.guarded_http import guarded_protocol
 from stoker.clock import SystemClock
 from stoker.settings import load_settings

@@ -1,5 +1,5 @@
-"""The HTTP service: the native /api, the runner protocol, and (later) OpenAI-compatible /v1."""
+"""The HTTP service: the native /api, the runner protocol, and the OpenAI- and
+Anthropic-compatible /v1 (``stoker.api.app.create_app`` is its composition root).
 
-from stoker.api.app import create_app
-
-__all__ = ["create_app"]
+Nothing is imported here, so that the upload worker's child process (``upload_worker``)
+loads only what validating an upload needs, not the whole service."""

@@ -32,14 +32,18 @@ from stoker.api.metrics import StokerMetrics
 from stoker.api.scheduling import build_policy, build_tiers
 from stoker.api.services import Services, model_revisions
 from stoker.api.teams import TeamDirectory
+from stoker.api.upload_worker import UploadWorker
 from stoker.clock import Clock
 from stoker.settings import Settings
 from stoker.store import Store
 from stoker.store.sql import COUNTERS
 
 
-def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
-    """The Stoker HTTP service over ``store``, with time from ``clock``."""
+def create_app(settings: Settings, store: Store, clock: Clock, *,
+               prestart_upload_worker: bool = False) -> FastAPI:
+    """The Stoker HTTP service over ``store``, with time from ``clock``. A served replica
+    starts its upload worker with it (``prestart_upload_worker``); else the first big upload
+    starts it."""
     leases = settings.leases
     teams = TeamDirectory(settings)
     tiers = build_tiers(settings)
@@ -57,21 +61,29 @@ def create_app(settings: Settings, store: Store, clock: Clock) -> FastAPI:
             loop.call_soon_threadsafe(dispatcher.hear, channel, payload)
 
         unsubscribe = store.subscribe(hear)
+        # Started beside the service, not awaited: the first big upload finds it warm.
+        warming = asyncio.create_task(
+            upload_worker.start() if prestart_upload_worker else asyncio.sleep(0),
+            name="upload-worker")
         task = asyncio.create_task(reaper.run(), name="reaper")
         try:
             yield
         finally:
             unsubscribe()
+            await warming
+            await upload_worker.close()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
     metrics = StokerMetrics(store, settings, clock)
+    upload_worker = UploadWorker()
     # The API's description is served by routes of our own, so that it has a lock too.
     app = FastAPI(title="Stoker", version=__version__, lifespan=lifespan, openapi_url=None,
                   docs_url=None, redoc_url=None)
     app.state.services = Services(settings, store, clock, dispatcher, tiers, teams, policy,
-                                  model_revisions(settings), clock.now(), metrics)
+                                  model_revisions(settings), clock.now(), metrics,
+                                  upload_worker)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
     app.include_router(jobs.router)

@@ -64,9 +64,13 @@ async def submit_job(
                        where="query")
     if _is_jsonl(request):
         upload = await read_upload(request, max_lines=limit)
+        if len(upload) >= svc.settings.limits.upload_worker_min_bytes:
+            validated = await svc.upload_worker.validate(upload, max_requests=limit)
+        else:
+            validated = await run_in_threadpool(validate_upload, upload, max_requests=limit)
+        requests, names = validated
 
         def parse() -> tuple[JobOptions, ParsedJob]:
-            requests, names = validate_upload(upload, max_requests=limit)
             model = resolve_model_names(names, default_model=svc.settings.default_model,
                                         known=set(svc.settings.models))
             return options, ParsedJob(model=model, requests=requests)

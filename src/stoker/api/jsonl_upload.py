@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from collections.abc import Iterator
-from typing import Any
-
-from fastapi import Request
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from stoker.api.body import parse_json
 from stoker.api.job_input import (
@@ -28,6 +26,9 @@ from stoker.api.job_input import (
 from stoker.errors import Unprocessable
 from stoker.jsonl import jsonl_byte_lines
 from stoker.openai_format import token_budget
+
+if TYPE_CHECKING:  # the upload worker's child imports this module, not the web framework
+    from fastapi import Request
 from stoker.store import NewRequest
 
 # The end of a line with something on it (a blank line is no request).
@@ -62,6 +63,16 @@ class UploadedRequests(RequestsReadBack):
     def __len__(self) -> int:
         return len(self._offsets) - 1
 
+    @property
+    def data(self) -> bytes | bytearray:
+        """The kept lines, one after another."""
+        return self._data
+
+    @property
+    def offsets(self) -> array[int]:
+        """Where each kept line starts, then where the last one ends."""
+        return self._offsets
+
     def _at(self, index: int) -> NewRequest:
         line = self._data[self._offsets[index]:self._offsets[index + 1]]
         custom_id, endpoint, body = json.loads(line)
@@ -80,13 +91,21 @@ class UploadedRequests(RequestsReadBack):
 def validate_upload(data: bytearray, *, max_requests: int) -> tuple[UploadedRequests, set[str]]:
     """Validate every line (422 listing the first problems); the requests, and the model
     names they give. ``data`` is emptied once its requests are kept."""
+    validated = validate_lines(jsonl_byte_lines(data), max_requests=max_requests)
+    data.clear()  # the upload itself is no longer needed: its requests are kept
+    return validated
+
+
+def validate_lines(lines: Iterable[tuple[int, bytes]], *, max_requests: int
+                   ) -> tuple[UploadedRequests, set[str]]:
+    """:func:`validate_upload` over an upload's numbered lines, however they are read."""
     problems: list[str] = []
     first_line: dict[str, int] = {}
     models: set[str] = set()
     kept = bytearray()
     offsets = array("q", [0])
     most_tokens = 0
-    for number, raw in jsonl_byte_lines(data):
+    for number, raw in lines:
         request = _valid_line(number, raw, problems)
         if request is None:
             continue
@@ -109,7 +128,6 @@ def validate_upload(data: bytearray, *, max_requests: int) -> tuple[UploadedRequ
         raise Unprocessable(shown + (f"; and {more} more" if more > 0 else ""))
     if len(offsets) == 1:
         raise Unprocessable("the job has no requests; send at least one line")
-    data.clear()  # the upload itself is no longer needed: its requests are in ``kept``
     return UploadedRequests(kept, offsets, most_tokens), models
 
 

@@ -12,6 +12,7 @@ from stoker.api.dispatch import Dispatcher
 from stoker.api.metrics import StokerMetrics
 from stoker.api.result_cache import model_revision
 from stoker.api.teams import TeamDirectory
+from stoker.api.upload_worker import UploadWorker
 from stoker.clock import Clock
 from stoker.core.batching import SchedulingPolicy
 from stoker.core.model import Tier
@@ -35,6 +36,8 @@ class Services:
     #: When this API process started (the ``created`` of /v1/models entries).
     started_at: float
     metrics: StokerMetrics
+    #: Validates big JSONL uploads in a child process.
+    upload_worker: UploadWorker
 
 
 @dataclass(frozen=True, slots=True)
