@@ -4,12 +4,14 @@ and a submission that stopped half way is finished or dropped. Each store."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from stoker.core.admission import AdmissionState, Refuse, TeamLoad
+from stoker.core.batching import Pick
 from stoker.core.model import JobStatus, RequestStatus
 from stoker.errors import Conflict, Unprocessable
 from stoker.store import NewRequest, Store
@@ -125,3 +127,24 @@ def test_a_big_job_takes_cached_answers_page_by_page(store: Store) -> None:
     rows = list(store.iter_job_results(job.id))
     assert [(r.status, r.text, r.cached) for r in rows[:3]] == \
         [(RequestStatus.SUCCEEDED, "known", True)] * 3
+
+
+def test_an_upload_kept_as_json_text_is_stored_as_sent(store: Store) -> None:
+    """Its rows are made from the text, no body parsed: the same bodies, ids and order."""
+    from stoker.api.jsonl_upload import validate_upload
+
+    bodies = [{"model": MODEL, "prompt": f"p\u2028{i} \"q\" \\ é", "max_tokens": i % 7 + 1}
+              for i in range(BIG)]
+    data = bytearray("".join(
+        json.dumps({"custom_id": f"c{i}", "method": "POST", "url": "/v1/completions",
+                    "body": b}, ensure_ascii=False) + "\n" for i, b in enumerate(bodies)).encode())
+    uploaded, _ = validate_upload(data, max_requests=BIG)
+    job = submit(store, replace(new_job(1), requests=uploaded, use_cache=False), now=1.0)
+    assert job.counts.queued == BIG
+    rid = runner(store)
+    picks = [Pick(g.tier, g.team, g.queued) for g in store.queue_groups(MODEL)]
+    got = store.lease_batch(rid, MODEL, picks, ttl_s=10.0, now=2.0)
+    assert got is not None
+    leased = sorted(got[1], key=lambda r: r.index)
+    assert [(r.custom_id, r.body["prompt"]) for r in leased] == \
+        [(f"c{i}", b["prompt"]) for i, b in enumerate(bodies)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from stoker.core.accounting import RunnerClass, UsageRecords
 from stoker.core.admission import AdmissionDecision, AdmissionState, TeamLoad
@@ -31,6 +31,15 @@ class NewRequest:
     endpoint: str
     body: dict[str, object]
     cache_key: str | None = None
+
+
+@runtime_checkable
+class EncodedRequests(Protocol):
+    """Requests that can give each one as ``[custom_id, endpoint, body]`` compact JSON text
+    (an upload kept that way): its rows are then made without parsing a body."""
+
+    def canonical_lines(self) -> Iterator[bytes]:
+        """Each request's ``[custom_id, endpoint, body]`` as compact JSON, in order."""
 
 
 @dataclass(frozen=True, slots=True)
