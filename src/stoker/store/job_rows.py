@@ -18,7 +18,7 @@ from stoker.errors import Conflict
 from stoker.store.ids import new_id
 from stoker.store.protocol import EncodedRequests, NewJob, NewRequest
 
-ROWS_PER_STATEMENT = 2000
+ROWS_PER_STATEMENT = 500
 
 #: Cached answers of some fingerprints: key -> (text, finish_reason, prompt, completion).
 CacheLookup = Callable[[list[str]], dict[str, tuple[Any, ...]]]

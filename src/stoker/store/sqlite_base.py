@@ -5,12 +5,54 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from stoker.store.queries import load_migrations, load_queries
+
+
+class ArrivalOrderLock:
+    """A reentrant lock granted in the order it was asked for.
+
+    The write connection's lock: a big job is written a page per transaction, and Python's
+    own lock lets the thread that just released it take it straight back (it still holds the
+    GIL), so an online submission could wait out several pages in a row. Here it waits for
+    one at most."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._asking: deque[int] = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> ArrivalOrderLock:
+        me = threading.get_ident()
+        with self._changed:
+            if self._owner == me:
+                self._depth += 1
+                return self
+            self._asking.append(me)
+            while self._owner is not None or self._asking[0] != me:
+                self._changed.wait()
+            self._asking.popleft()
+            self._owner, self._depth = me, 1
+        return self
+
+    @property
+    def waiting(self) -> int:
+        """How many threads wait for the lock now."""
+        with self._changed:
+            return len(self._asking)
+
+    def __exit__(self, *_: object) -> None:
+        with self._changed:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._changed.notify_all()
 
 
 class SQLiteBase:
@@ -23,7 +65,7 @@ class SQLiteBase:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute("PRAGMA busy_timeout=10000")
-        self._lock = threading.RLock()
+        self._lock = ArrivalOrderLock()
         self._q = load_queries()
         self.migrate()
         # Reads go through a connection of their own: in WAL mode they see the last commit
