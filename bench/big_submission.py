@@ -3,7 +3,8 @@
 Against `stoker serve` (SQLite, the tiny model, one runner):
 (a) while one client uploads a 100,000-line JSONL job (~20 MB), another polls /healthz and a
     third makes online /v1/completions calls back to back: their latencies (p50/p99) and the
-    server's peak memory above its resting size, against the file's size; then, for
+    server's peak memory (with its upload-validating child's) above its resting size,
+    against the file's size; then, for
     reference, online latencies while the runner works through that job (``online_after``);
 (b) a results download of a job of --download-lines lines (stored directly, as bench/pick.py
     fills its queue, since running a million requests is not what is measured): the server's
@@ -58,15 +59,30 @@ def jsonl(lines: int) -> bytes:
         for i in range(lines))
 
 
+def upload_worker_pid(server_pid: int) -> int | None:
+    """The server's upload-validating child process (part of the server's memory)."""
+    for entry in Path(f"/proc/{server_pid}/task").glob("*/children"):
+        for pid in entry.read_text().split():
+            with contextlib.suppress(OSError):
+                if b"stoker.api.upload_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return int(pid)
+    return None
+
+
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    """Resident memory of the server and its upload worker, together."""
+    total = 0
+    for each in (pid, upload_worker_pid(pid)):
+        if each is None:
+            continue
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
 
 
 class Sampler(threading.Thread):
-    """Samples a process's resident memory until stopped; keeps the peak."""
+    """Samples the server's resident memory until stopped; keeps the peak."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
@@ -129,10 +145,14 @@ def start_server(root: Path, port: int, runners: int,
                             stdout=(root / "serve.log").open("ab"), stderr=subprocess.STDOUT,
                             cwd=root)
     deadline = time.monotonic() + 120
+    worker_deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
             runners_up = httpx.get(f"http://127.0.0.1:{port}/api/runners", timeout=2).json()
-            if len([r for r in runners_up["data"] if r["state"] == "idle"]) >= runners:
+            idle = len([r for r in runners_up["data"] if r["state"] == "idle"])
+            # The upload worker starts with the server (a build from before it had none).
+            if idle >= runners and (upload_worker_pid(proc.pid) is not None
+                                    or time.monotonic() > worker_deadline):
                 return proc
         except httpx.HTTPError:
             pass
