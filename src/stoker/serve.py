@@ -25,6 +25,7 @@ from stoker.clock import SystemClock
 from stoker.core.autoscale import AutoscaleConfig
 from stoker.errors import Unavailable
 from stoker.pool.controller import PoolController
+from stoker.pool.fixed import FixedPool
 from stoker.pool.kubernetes import KubernetesProvisioner, kubernetes_pods_api
 from stoker.pool.local import LocalProvisioner
 from stoker.pool.provisioner import Provisioner
@@ -126,16 +127,19 @@ def serve(settings: Settings, *, on_ready: threading.Event | None = None,
         or (spec.autoscale is None and settings.runners_for(name) > 0)}
     provisioners: dict[str, Provisioner] = {**local, **pod_provisioners(settings)}
     controllers = autoscale_controllers(settings, store, provisioners)
+    fixed = [FixedPool(store, provisioner, settings.runners_for(name), SystemClock())
+             for name, provisioner in local.items() if settings.models[name].autoscale is None]
     stop = stop or threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop_scaling = threading.Event()
     scaling = [threading.Thread(target=c.run, args=(stop_scaling,), name=f"pool-{c.model}",
                                 daemon=True) for c in controllers]
+    scaling += [threading.Thread(target=f.run, args=(stop_scaling,), name=f"pool-{f.model}",
+                                 daemon=True) for f in fixed]
     try:
-        for name, provisioner in local.items():
-            if settings.models[name].autoscale is None:
-                provisioner.start(settings.runners_for(name))
+        for pool in fixed:
+            pool.step()  # its first runners, before the pool is ready
         for t in scaling:
             t.start()
         if on_ready is not None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +64,67 @@ def test_runner_killed_mid_batch_its_requests_still_complete_once(
     assert retried >= 1  # the killed runner's batch came back and ran again
     wait_until(lambda: all(r["id"] != victim["id"] for r in server.runners()),
                timeout_s=30, what="the killed runner to be marked stopped")
+
+
+def test_a_killed_runner_s_work_is_back_at_once_and_the_pool_replaces_it(
+        make_server: Callable[..., Server]) -> None:
+    # Leases last a minute here and a silent runner is lost only after two, so work back
+    # within seconds can only be the pool seeing its process exit.
+    server = make_server(leases={"ttl_s": 60.0, "runner_timeout_s": 120.0, "long_poll_s": 2.0,
+                                 "max_attempts": 3})
+    server.start(runners=1)
+    job = server.submit(prompts(40, max_tokens=48))
+    victim = wait_until(lambda: _frozen_with_batch(server), timeout_s=60,
+                        what="a runner frozen with a batch in hand", every_s=0.01)
+    os.kill(int(str(victim["pid"])), signal.SIGKILL)
+    killed_at = time.time()
+    wait_until(lambda: _open_leases(server, str(victim["id"])) == 0, timeout_s=10,
+               what="the killed runner's lease to be released")
+    with server.db() as db:
+        released_at, expires_at = db.execute(
+            "SELECT MAX(released_at), MIN(expires_at) FROM leases WHERE runner_id = ?",
+            (victim["id"],)).fetchone()
+    assert released_at - killed_at < 2.0  # the requirement: back in the queue within 2 s
+    assert expires_at - released_at > 30  # long before the lease would have run out
+    replacement = wait_until(
+        lambda: [r for r in server.idle_runners() + server.runners()
+                 if r["id"] != victim["id"] and r["state"] in ("idle", "busy")],
+        timeout_s=60, what="a runner started in the killed one's place")
+    assert replacement
+    done = server.wait_job(job["id"])
+    assert done["request_counts"]["succeeded"] == 40
+    assert_exactly_once(server, job["id"], 40)
+    log = (server.data_dir / "serve.log").read_text()
+    assert "killed by SIGKILL" in log
+
+
+def test_a_runner_that_cannot_load_is_reported_with_its_reason(
+        make_server: Callable[..., Server], tmp_path: Path) -> None:
+    server = make_server(models={"broken": {"path": str(tmp_path / "no-such-model")}},
+                         default_model="broken")
+    assert server.proc is None
+    log = subprocess.Popen(
+        [sys.executable, "-m", "stoker.cli", "serve", "--config", str(server.config),
+         "--runners", "1"], stdout=(server.data_dir / "serve.log").open("ab"),
+        stderr=subprocess.STDOUT, cwd=server.data_dir)
+    server.proc = log
+    text = wait_until(lambda: _log_with(server, "exited before getting warm (1 in a row)"),
+                      timeout_s=60, what="the failed start to be reported")
+    # The reason is the runner's own last word, not just an exit status.
+    assert "exited with status" in text
+    assert "no-such-model" in text
+
+
+def _log_with(server: Server, needle: str) -> str | None:
+    text = (server.data_dir / "serve.log").read_text(errors="replace")
+    return text if needle in text else None
+
+
+def _open_leases(server: Server, runner_id: str) -> int:
+    with server.db() as db:
+        (n,) = db.execute("SELECT COUNT(*) FROM leases WHERE runner_id = ? AND "
+                          "released_at IS NULL", (runner_id,)).fetchone()
+    return int(n)
 
 
 def test_ctrl_c_drains_runners_and_loses_nothing(make_server: Callable[..., Server]) -> None:

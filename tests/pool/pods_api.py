@@ -26,10 +26,13 @@ class PodsApi:
     calls: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def set_phase(self, name: str, phase: str) -> None:
-        """What the kubelet would report: the pod is running, or its runner exited."""
+    def set_phase(self, name: str, phase: str, *, reason: str | None = None,
+                  message: str | None = None) -> None:
+        """What the kubelet would report: the pod is running, or its runner exited (and
+        why, for a failed pod)."""
+        status = {"phase": phase, "reason": reason, "message": message}
         with self.lock:
-            self.pods[name]["status"] = {"phase": phase}
+            self.pods[name]["status"] = {k: v for k, v in status.items() if v is not None}
 
 
 def _matches(pod: dict[str, Any], selector: str) -> bool:

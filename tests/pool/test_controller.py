@@ -14,7 +14,8 @@ import pytest
 from stoker.core.autoscale import AutoscaleConfig
 from stoker.core.model import Runner
 from stoker.core.tiers import DEFAULT_TIERS
-from stoker.pool.controller import START_BACKOFF_S, PoolController
+from stoker.pool.controller import PoolController
+from stoker.pool.watch import START_BACKOFF_S
 from stoker.store.sqlite import SQLiteStore
 
 MODEL = "tiny-llama"
@@ -45,6 +46,9 @@ class DyingRunners:
 
     def list(self) -> list[str]:
         return []
+
+    def exit_reason(self, name: str) -> str | None:
+        return f"exited with status 1: OSError: no checkpoint at /models/{name}"
 
 
 @pytest.fixture

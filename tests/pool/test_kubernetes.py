@@ -65,8 +65,13 @@ def test_a_failed_runner_pod_is_kept_for_its_logs_a_drained_one_is_cleaned_up() 
     with pods_api_server() as (url, cluster):
         pods = KubernetesProvisioner(pods_client(url), k8s_settings(), "llm", "cpu")
         failed, drained, running = pods.start(3)
-        cluster.set_phase(failed, "Failed")
+        cluster.set_phase(failed, "Failed", reason="Evicted",
+                          message="The node was low on resource: memory.")
         cluster.set_phase(drained, "Succeeded")
         cluster.set_phase(running, "Running")
         assert pods.list() == [running]
         assert set(cluster.pods) == {failed, running}
+        # Why it failed, for the pool's log.
+        assert pods.exit_reason(failed) == \
+            "pod failed; Evicted; The node was low on resource: memory."
+        assert pods.exit_reason(running) is None

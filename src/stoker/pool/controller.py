@@ -28,48 +28,10 @@ from stoker.core.autoscale import (
 from stoker.core.model import Runner, RunnerState, Tier
 from stoker.errors import StokerError
 from stoker.pool.provisioner import Provisioner
+from stoker.pool.watch import WARM_STATES, ExitWatch, StartWatch
 from stoker.store import ModelRoll, PoolDecisionRecord, PoolMeasurements, RollStatus, Store
 
 log = logging.getLogger("stoker.pool")
-
-WARM_STATES = frozenset({RunnerState.IDLE, RunnerState.BUSY})
-#: Runners that exit before they get warm this many times in a row pause starts, for
-#: ``START_BACKOFF_S`` doubling with each further failure up to ``MAX_START_BACKOFF_S``.
-FAILED_STARTS_BEFORE_BACKOFF = 3
-START_BACKOFF_S = 15.0
-MAX_START_BACKOFF_S = 600.0
-
-
-@dataclass
-class StartWatch:
-    """Runners asked for and not warm yet, and whether starts keep failing (a bad checkpoint,
-    a broken node): the controller then stops starting runners for a while instead of
-    starting one per step for ever."""
-
-    pending: set[str] = field(default_factory=set)
-    failures_in_a_row: int = 0
-    paused_until: float = float("-inf")
-
-    def started(self, names: list[str]) -> None:
-        """Runners just asked for."""
-        self.pending.update(names)
-
-    def observe(self, warm_names: set[str], live_names: set[str], *, now: float) -> list[str]:
-        """Settle what became warm (a success) or exited first (a failure); the failed."""
-        failed = []
-        for name in sorted(self.pending):
-            if name in warm_names:
-                self.pending.discard(name)
-                self.failures_in_a_row = 0
-            elif name not in live_names:
-                self.pending.discard(name)
-                failed.append(name)
-                self.failures_in_a_row += 1
-        over = self.failures_in_a_row - FAILED_STARTS_BEFORE_BACKOFF
-        if failed and over >= 0:
-            self.paused_until = now + min(MAX_START_BACKOFF_S, START_BACKOFF_S * 2 ** over)
-        return failed
-
 
 @dataclass
 class PoolController:
@@ -86,6 +48,7 @@ class PoolController:
     assumed_completion_tokens: float = 128.0
     state: AutoscaleState = field(default_factory=AutoscaleState)
     starts: StartWatch = field(default_factory=StartWatch)
+    exits: ExitWatch = field(default_factory=ExitWatch)
     _roll_sizes: dict[str, int] = field(default_factory=dict)
     _last_recorded: tuple[Any, ...] | None = None
 
@@ -119,12 +82,11 @@ class PoolController:
         :class:`StartWatch`)."""
         runners = [r for r in self.store.list_runners() if r.model == self.model]
         live = set(self.provisioner.list())
+        gone = self.exits.settle(self.store, self.provisioner, runners, live, now=now)
+        runners = [r for r in runners if r.id not in gone]
         failed = self.starts.observe({r.name for r in runners if r.state in WARM_STATES},
                                      live, now=now)
-        if failed:
-            log.error("pool %s: runner(s) exited before getting warm: %s (%d in a row); see "
-                      "their logs", self.model, ", ".join(failed),
-                      self.starts.failures_in_a_row)
+        self.starts.report(self.provisioner, failed)
         return runners, live, failed
 
     def snapshot(self, measured: PoolMeasurements, runners: list[Runner], live: set[str], *,

@@ -97,6 +97,7 @@ class KubernetesProvisioner:
         self.model = model
         self._api, self._settings, self._runner_class = api, settings, runner_class
         self._selector = (f"{COMPONENT_LABEL}=runner,{MODEL_LABEL}={label_value(model)}")
+        self._exits: dict[str, str] = {}
 
     def start(self, count: int) -> list[str]:
         """Create ``count`` runner pods; their names."""
@@ -132,7 +133,15 @@ class KubernetesProvisioner:
                 alive.append(name)
             elif phase == "Succeeded":
                 self._api.delete_namespaced_pod(name, self._settings.namespace)
+            elif phase == "Failed":
+                status = pod.status
+                self._exits[name] = "; ".join(
+                    x for x in ("pod failed", status.reason, status.message) if x)
         return alive
+
+    def exit_reason(self, name: str) -> str | None:
+        """A failed pod's reason and message, as the kubelet reported them."""
+        return self._exits.get(name)
 
 
 def kubernetes_pods_api() -> PodsApi:

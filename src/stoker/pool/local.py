@@ -60,6 +60,8 @@ class LocalProvisioner:
     max_runners: int | None = None
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
+    #: Runners that exited: how, and the last line of their log.
+    exits: dict[str, str] = field(default_factory=dict)
     _started: int = 0
 
     def start(self, count: int) -> list[str]:
@@ -96,15 +98,33 @@ class LocalProvisioner:
         return False
 
     def list(self) -> list[str]:
-        """Names of the runners still running; exited ones are reaped."""
+        """Names of the runners still running; exited ones are reaped, and why kept."""
         alive = []
         for proc in list(self.processes):
             if proc.poll() is None:
                 alive.append(self.names[proc.pid])
             else:
                 self.processes.remove(proc)
-                self.names.pop(proc.pid, None)
+                name = self.names.pop(proc.pid, None)
+                if name is not None:
+                    self.exits[name] = self._why(name, proc.returncode)
         return alive
+
+    def exit_reason(self, name: str) -> str | None:
+        """How a reaped runner exited, and the last line of its log."""
+        return self.exits.get(name)
+
+    def _why(self, name: str, code: int) -> str:
+        how = (f"killed by {signal.Signals(-code).name}" if code < 0
+               else f"exited with status {code}")
+        try:
+            with (self.log_dir / f"runner-{name}.log").open("rb") as log_file:
+                log_file.seek(0, os.SEEK_END)
+                log_file.seek(max(0, log_file.tell() - 4096))
+                lines = log_file.read().decode("utf-8", "replace").strip().splitlines()
+        except OSError:
+            lines = []
+        return f"{how}: {lines[-1].strip()}" if lines else how
 
     def drain(self, timeout_s: float = 60.0) -> None:
         """SIGTERM every runner, wait for them to finish their batches, SIGKILL stragglers."""

@@ -29,3 +29,8 @@ class Provisioner(Protocol):
     def list(self) -> list[str]:
         """The names of the runners it started that are still running (or starting)."""
         ...
+
+    def exit_reason(self, name: str) -> str | None:
+        """Why a runner it started is no longer listed (its exit status and the last line
+        of its log, or its pod's reason), once :meth:`list` has seen it gone; else None."""
+        ...
