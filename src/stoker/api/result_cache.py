@@ -31,6 +31,9 @@ def model_revision(path: Path, declared: str | None) -> str:
     if declared:
         return declared
     digest = hashlib.sha256()
+    if path.is_file():  # a GGUF file: its name, size and modification time
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
     if path.is_dir():
         for entry in sorted(path.iterdir()):
             if entry.is_file():

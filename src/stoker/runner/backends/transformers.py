@@ -38,20 +38,27 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
+        from stoker.runner.backends.gguf_import import load_gguf
+
         hf_logging.disable_progress_bar()
 
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"no checkpoint at {path} (config.json missing)")
         self._torch = torch
         self.device = torch.device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+        if path.suffix == ".gguf":  # a GGUF file: de-quantized as it loads
+            model, self.tokenizer = load_gguf(
+                path, dtype=torch.float32 if dtype == "auto" else torch_dtype)
+        elif (path / "config.json").is_file():
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True,
+                                                         dtype=torch_dtype)
+        else:
+            raise FileNotFoundError(f"no checkpoint at {path} (neither a directory with "
+                                    "config.json nor a .gguf file)")
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, dtype=torch_dtype
-        ).to(self.device)
+        self.model = model.to(self.device)
         self.model.eval()
         self._eos = self.tokenizer.eos_token_id
         self._context = int(getattr(self.model.config, "max_position_embeddings", 2048))

