@@ -5,11 +5,7 @@ The dying runners are a fault, so a provisioner double stands in for them; the s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import pytest
 
 from stoker.core.autoscale import AutoscaleConfig
 from stoker.core.model import Runner
@@ -17,16 +13,9 @@ from stoker.core.tiers import DEFAULT_TIERS
 from stoker.pool.controller import PoolController
 from stoker.pool.watch import START_BACKOFF_S
 from stoker.store.sqlite import SQLiteStore
+from tests.pool.conftest import ManualClock
 
 MODEL = "tiny-llama"
-
-
-@dataclass
-class ManualClock:
-    at: float = 1000.0
-
-    def now(self) -> float:
-        return self.at
 
 
 @dataclass
@@ -49,13 +38,6 @@ class DyingRunners:
 
     def exit_reason(self, name: str) -> str | None:
         return f"exited with status 1: OSError: no checkpoint at /models/{name}"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "stoker.db")
-    yield s
-    s.close()
 
 
 def test_starts_back_off_once_runners_keep_dying_before_they_are_warm(

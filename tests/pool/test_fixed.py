@@ -7,9 +7,7 @@ with its reason. Processes that die are a fault, so a provisioner double stands 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -17,15 +15,8 @@ from stoker.core.model import Runner, RunnerState
 from stoker.pool.fixed import FixedPool
 from stoker.pool.watch import START_BACKOFF_S
 from stoker.store.sqlite import SQLiteStore
+from tests.pool.conftest import ManualClock
 from tests.store.test_store_contract import MODEL, lease_all, new_job, submit
-
-
-@dataclass
-class ManualClock:
-    at: float = 1000.0
-
-    def now(self) -> float:
-        return self.at
 
 
 @dataclass
@@ -55,13 +46,6 @@ class Processes:
     def die(self, name: str, why: str) -> None:
         self.running.discard(name)
         self.dead[name] = why
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "stoker.db")
-    yield s
-    s.close()
 
 
 def warm(store: SQLiteStore, name: str, now: float) -> str:
