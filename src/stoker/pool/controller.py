@@ -28,7 +28,7 @@ from stoker.core.autoscale import (
 from stoker.core.model import Runner, RunnerState, Tier
 from stoker.errors import StokerError
 from stoker.pool.provisioner import Provisioner
-from stoker.pool.watch import WARM_STATES, ExitWatch, StartWatch
+from stoker.pool.watch import WARM_STATES, ExitWatch, StartWatch, look_at_pool
 from stoker.store import ModelRoll, PoolDecisionRecord, PoolMeasurements, RollStatus, Store
 
 log = logging.getLogger("stoker.pool")
@@ -80,14 +80,7 @@ class PoolController:
         """The pool's live runners in the store, the names the provisioner still runs, and
         the runners asked for that exited before getting warm (settled on the way, see
         :class:`StartWatch`)."""
-        runners = [r for r in self.store.list_runners() if r.model == self.model]
-        live = set(self.provisioner.list())
-        gone = self.exits.settle(self.store, self.provisioner, runners, live, now=now)
-        runners = [r for r in runners if r.id not in gone]
-        failed = self.starts.observe({r.name for r in runners if r.state in WARM_STATES},
-                                     live, now=now)
-        self.starts.report(self.provisioner, failed)
-        return runners, live, failed
+        return look_at_pool(self.store, self.provisioner, self.starts, self.exits, now=now)
 
     def snapshot(self, measured: PoolMeasurements, runners: list[Runner], live: set[str], *,
                  now: float) -> PoolSnapshot:

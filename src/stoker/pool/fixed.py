@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from stoker.clock import Clock
 from stoker.pool.provisioner import Provisioner
-from stoker.pool.watch import WARM_STATES, ExitWatch, StartWatch
+from stoker.pool.watch import ExitWatch, StartWatch, look_at_pool
 from stoker.store import Store
 
 log = logging.getLogger("stoker.pool")
@@ -43,16 +43,10 @@ class FixedPool:
         """Settle exits, then start what is missing unless starts are backing off; the
         names started."""
         now = self.clock.now()
-        runners = [r for r in self.store.list_runners() if r.model == self.model]
-        live = set(self.provisioner.list())
-        gone = self.exits.settle(self.store, self.provisioner, runners, live, now=now)
-        warm = {r.name for r in runners if r.state in WARM_STATES and r.id not in gone}
-        failed = self.starts.observe(warm, live, now=now)
-        self.starts.report(self.provisioner, failed)
+        _, live, _ = look_at_pool(self.store, self.provisioner, self.starts, self.exits,
+                                  now=now)
         missing = self.size - len(live)
-        if missing <= 0:
-            return []
-        if now < self.starts.paused_until:
+        if missing <= 0 or now < self.starts.paused_until:
             return []
         names = self.provisioner.start(missing)
         self.starts.started(names)

@@ -16,7 +16,7 @@ from stoker.store import Store
 log = logging.getLogger("stoker.pool")
 
 __all__ = ["FAILED_STARTS_BEFORE_BACKOFF", "MAX_START_BACKOFF_S", "START_BACKOFF_S",
-           "WARM_STATES", "ExitWatch", "StartWatch"]
+           "WARM_STATES", "ExitWatch", "StartWatch", "look_at_pool"]
 
 WARM_STATES = frozenset({RunnerState.IDLE, RunnerState.BUSY})
 #: Runners that exit before they get warm this many times in a row pause starts, for
@@ -91,3 +91,16 @@ class ExitWatch:
                 continue
             stopped.add(runner.id)
         return stopped
+
+
+def look_at_pool(store: Store, provisioner: Provisioner, starts: StartWatch, exits: ExitWatch,
+                 *, now: float) -> tuple[list[Runner], set[str], list[str]]:
+    """The pool's runners the store counts (those just found exited are stopped and left
+    out), the names the provisioner still runs, and the starts that failed (logged)."""
+    runners = [r for r in store.list_runners() if r.model == provisioner.model]
+    live = set(provisioner.list())
+    gone = exits.settle(store, provisioner, runners, live, now=now)
+    runners = [r for r in runners if r.id not in gone]
+    failed = starts.observe({r.name for r in runners if r.state in WARM_STATES}, live, now=now)
+    starts.report(provisioner, failed)
+    return runners, live, failed
