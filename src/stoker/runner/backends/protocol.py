@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,4 +58,34 @@ class Backend(Protocol):
         An input the model cannot take (a prompt too long for its context) gets an output with
         ``error`` set; the others still run. Exceptions mean the whole batch failed.
         """
+        ...
+
+
+class DecodeLoop(Protocol):
+    """A running decode loop that inputs join and leave between steps (continuous batching)."""
+
+    @property
+    def in_flight(self) -> int:
+        """Rows decoding or waiting to join at the next step."""
+        ...
+
+    def join(self, key: str, spec: GenerationInput) -> GenerationOutput | None:
+        """Add an input under ``key``; an input the model cannot take is answered at once."""
+        ...
+
+    def step(self) -> list[tuple[str, GenerationOutput]]:
+        """Advance every row one token: the rows that finished, with their outputs."""
+        ...
+
+    def partial_text(self, key: str) -> str | None:
+        """The text a row in flight has produced so far (None once it left the loop)."""
+        ...
+
+
+@runtime_checkable
+class ContinuousBackend(Backend, Protocol):
+    """A backend whose rows can join a running loop."""
+
+    def open_loop(self) -> DecodeLoop:
+        """A new, empty decode loop."""
         ...

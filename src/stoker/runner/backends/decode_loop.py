@@ -1,0 +1,221 @@
+"""Continuous batching for a transformers model: rows join and leave one running decode loop.
+
+Every step is one forward pass over the rows in flight, each feeding its last token through
+the shared KV cache. Rows that joined since the last step are first prefilled together (their
+prompts left-padded into one tensor) and their caches merged into the running one, so a row
+that finishes early frees its slot for the next request at the very next step instead of
+idling until the longest row of a static batch is done.
+
+The cache is kept left-padded: row ``i`` of every layer holds its real positions at the right
+end, and ``mask`` marks which columns are real. Columns no row needs any more are cut off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from stoker.runner.backends.protocol import GenerationInput, GenerationOutput
+
+if TYPE_CHECKING:
+    from stoker.runner.backends.transformers import TransformersBackend
+
+
+@dataclass
+class _Row:
+    """Decode state of one input."""
+
+    key: str
+    spec: GenerationInput
+    prompt_ids: list[int]
+    generator: Any
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str | None = None
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Tokens of the prompt as encoded."""
+        return len(self.prompt_ids)
+
+
+class TransformersDecodeLoop:
+    """One running decode loop over a loaded :class:`TransformersBackend`."""
+
+    def __init__(self, backend: TransformersBackend) -> None:
+        self._backend = backend
+        self._torch = backend.torch
+        self._tokenizer = backend.tokenizer
+        self._eos = backend.tokenizer.eos_token_id
+        self._pad = backend.tokenizer.pad_token_id
+        self._joining: list[_Row] = []
+        self._rows: list[_Row] = []
+        self._cache: Any = None
+        self._mask: Any = None  # [rows, columns]: 1 where the cache holds a real position
+        self._next_position: Any = None  # [rows]: the position of each row's next token
+        self._last_token: Any = None  # [rows]: the token each row feeds next
+
+    @property
+    def in_flight(self) -> int:
+        """Rows decoding or waiting to join at the next step."""
+        return len(self._rows) + len(self._joining)
+
+    def join(self, key: str, spec: GenerationInput) -> GenerationOutput | None:
+        """Add an input; it starts at the next step. An input the model cannot take is
+        answered at once with its error (and does not join)."""
+        ids = self._backend.encode(spec)
+        problem = self._backend.too_long(ids, spec)
+        if problem is not None:
+            return GenerationOutput("", "error", len(ids), 0, error=problem)
+        self._joining.append(_Row(key, spec, ids, self._backend.generator(spec.seed)))
+        return None
+
+    def partial_text(self, key: str) -> str | None:
+        """The text a row in flight has produced so far (None once it left the loop)."""
+        for row in self._rows:
+            if row.key == key:
+                if row.spec.stop:
+                    return row.text
+                return self._tokenizer.decode(row.tokens, skip_special_tokens=True)
+        return None
+
+    def step(self) -> list[tuple[str, GenerationOutput]]:
+        """Prefill the rows that joined, then advance every row one token: the rows that
+        finished, with their outputs, in the order they were joined."""
+        with self._torch.inference_mode():
+            if self._joining:
+                self._admit()
+            if not self._rows:
+                return []
+            finished = self._take_finished()
+            if self._rows:
+                self._decode_one()
+                finished += self._take_finished()
+        return finished
+
+    def _admit(self) -> None:
+        """Prefill the joining rows together, pick their first tokens, merge their caches."""
+        torch = self._torch
+        rows, self._joining = self._joining, []
+        width = max(r.prompt_tokens for r in rows)
+        device = self._backend.device
+        input_ids = torch.tensor([[self._pad] * (width - r.prompt_tokens) + r.prompt_ids
+                                  for r in rows], device=device)
+        mask = torch.tensor([[0] * (width - r.prompt_tokens) + [1] * r.prompt_tokens
+                             for r in rows], device=device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self._backend.model(input_ids=input_ids, attention_mask=mask,
+                                  position_ids=positions, use_cache=True)
+        first = self._pick(rows, out.logits[:, -1, :])
+        next_position = torch.tensor([r.prompt_tokens for r in rows], device=device)
+        self._merge(rows, out.past_key_values, mask, next_position, first)
+
+    def _merge(self, rows: list[_Row], cache: Any, mask: Any, next_position: Any,
+               last_token: Any) -> None:
+        torch = self._torch
+        if not self._rows:
+            self._rows, self._cache, self._mask = rows, cache, mask
+            self._next_position, self._last_token = next_position, last_token
+            return
+        old_width, new_width = self._mask.shape[1], mask.shape[1]
+        width = max(old_width, new_width)
+        for old, new in zip(self._cache.layers, cache.layers, strict=True):
+            old.keys = torch.cat([_left_pad(torch, old.keys, width),
+                                  _left_pad(torch, new.keys, width)], dim=0)
+            old.values = torch.cat([_left_pad(torch, old.values, width),
+                                    _left_pad(torch, new.values, width)], dim=0)
+        self._mask = torch.cat([_left_pad(torch, self._mask, width, dim=1),
+                                _left_pad(torch, mask, width, dim=1)], dim=0)
+        self._next_position = torch.cat([self._next_position, next_position])
+        self._last_token = torch.cat([self._last_token, last_token])
+        self._rows = self._rows + rows
+
+    def _decode_one(self) -> None:
+        torch = self._torch
+        self._mask = torch.cat([self._mask, torch.ones_like(self._mask[:, :1])], dim=1)
+        out = self._backend.model(input_ids=self._last_token[:, None], attention_mask=self._mask,
+                                  position_ids=self._next_position[:, None],
+                                  past_key_values=self._cache, use_cache=True)
+        self._cache = out.past_key_values
+        self._next_position = self._next_position + 1
+        self._last_token = self._pick(self._rows, out.logits[:, -1, :])
+
+    def _take_finished(self) -> list[tuple[str, GenerationOutput]]:
+        """Answer the finished rows and drop them (and the columns no row needs) from the
+        cache."""
+        done = [i for i, r in enumerate(self._rows) if r.finish_reason is not None]
+        if not done:
+            return []
+        outputs = [(self._rows[i].key, self._output(self._rows[i])) for i in done]
+        keep = [i for i, r in enumerate(self._rows) if r.finish_reason is None]
+        self._rows = [self._rows[i] for i in keep]
+        if not keep:
+            self._cache = self._mask = self._next_position = self._last_token = None
+            return outputs
+        index = self._torch.tensor(keep, device=self._backend.device)
+        mask = self._mask.index_select(0, index)
+        # Leading columns that are padding for every remaining row are dead weight.
+        live = int(mask.any(dim=0).nonzero()[0])
+        self._mask = mask[:, live:]
+        for layer in self._cache.layers:
+            layer.keys = layer.keys.index_select(0, index)[:, :, live:, :]
+            layer.values = layer.values.index_select(0, index)[:, :, live:, :]
+        self._next_position = self._next_position.index_select(0, index)
+        self._last_token = self._last_token.index_select(0, index)
+        return outputs
+
+    def _output(self, row: _Row) -> GenerationOutput:
+        if not row.spec.stop:
+            row.text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
+        return GenerationOutput(row.text, row.finish_reason or "length", row.prompt_tokens,
+                                len(row.tokens))
+
+    def _pick(self, rows: list[_Row], logits: Any) -> Any:
+        """Choose each row's next token and update its text and finish state."""
+        logits = logits.float()
+        chosen = logits.argmax(dim=-1)
+        for i, row in enumerate(rows):
+            if row.finish_reason is not None:
+                continue
+            if row.spec.temperature > 0:
+                chosen[i] = self._sample(logits[i], row)
+            self._append(row, int(chosen[i]))
+        return chosen
+
+    def _sample(self, logits: Any, row: _Row) -> int:
+        torch = self._torch
+        probs = torch.softmax(logits / row.spec.temperature, dim=-1)
+        if row.spec.top_p < 1.0:
+            sorted_probs, order = probs.sort(descending=True)
+            keep = sorted_probs.cumsum(-1) - sorted_probs < row.spec.top_p
+            sorted_probs = sorted_probs * keep
+            probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+        return int(torch.multinomial(probs, 1, generator=row.generator))
+
+    def _append(self, row: _Row, token: int) -> None:
+        if token == self._eos:
+            row.finish_reason = "stop"
+            return
+        row.tokens.append(token)
+        if row.spec.stop:
+            # Stop sequences can span tokens, so they are matched on the decoded text.
+            row.text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
+        for stop in row.spec.stop:
+            cut = row.text.find(stop)
+            if cut >= 0:
+                row.text = row.text[:cut]
+                row.finish_reason = "stop"
+                return
+        if len(row.tokens) >= row.spec.max_tokens:
+            row.finish_reason = "length"
+
+
+def _left_pad(torch: Any, tensor: Any, width: int, *, dim: int = 2) -> Any:
+    """``tensor`` with zero columns added in front along ``dim`` up to ``width``."""
+    missing = width - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
