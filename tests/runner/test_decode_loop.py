@@ -50,13 +50,15 @@ def test_a_finished_row_frees_its_slot_for_the_next_at_the_next_step(
     while "short" not in finished:
         finished += [key for key, _ in loop.step()]
         steps += 1
-    assert steps <= 2 and loop.in_flight == 1
+    assert steps <= 2
+    assert loop.in_flight == 1
     loop.join("next", greedy("What is 2+2?", 3))
     assert loop.in_flight == 2
     while "next" not in finished:
         finished += [key for key, _ in loop.step()]
     # The queued row was served while the long one was still decoding.
-    assert "long" not in finished and loop.in_flight == 1
+    assert "long" not in finished
+    assert loop.in_flight == 1
 
 
 def test_partial_text_grows_while_a_row_decodes(backend: TransformersBackend) -> None:
@@ -66,7 +68,8 @@ def test_partial_text_grows_while_a_row_decodes(backend: TransformersBackend) ->
     for _ in range(6):
         loop.step()
         seen.append(loop.partial_text("row") or "")
-    assert seen[-1] and all(seen[i + 1].startswith(seen[i]) for i in range(len(seen) - 1))
+    assert seen[-1]
+    assert all(seen[i + 1].startswith(seen[i]) for i in range(len(seen) - 1))
     while loop.in_flight:
         done = dict(loop.step())
     assert done["row"].text.startswith(seen[-1])
@@ -77,5 +80,7 @@ def test_a_row_too_long_for_the_context_is_answered_at_once(
         backend: TransformersBackend) -> None:
     loop = backend.open_loop()
     refused = loop.join("big", greedy("x " * 10, backend.max_context_tokens))
-    assert refused is not None and refused.error and "context" in refused.error
+    assert refused is not None
+    assert refused.error
+    assert "context" in refused.error
     assert loop.in_flight == 0

@@ -76,7 +76,7 @@ class TransformersDecodeLoop:
             if row.key == key:
                 if row.spec.stop:
                     return row.text
-                return self._tokenizer.decode(row.tokens, skip_special_tokens=True)
+                return str(self._tokenizer.decode(row.tokens, skip_special_tokens=True))
         return None
 
     def step(self) -> list[tuple[str, GenerationOutput]]:
