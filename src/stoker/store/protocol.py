@@ -272,6 +272,27 @@ class Store(PoolStore, Protocol):
         results where none exists yet."""
         ...
 
+    def report(
+        self,
+        lease_id: str,
+        runner_id: str,
+        outcomes: Sequence[RequestOutcome],
+        *,
+        report_id: str,
+        started_at: float,
+        ended_at: float,
+        now: float,
+    ) -> CompletionSummary:
+        """Record the results of some of a lease's requests as they finish (continuous
+        batching), with one batch record for the runner's time ``started_at..ended_at``.
+
+        Only final results (successes, failures that no retry can fix); the report may name
+        only requests its lease granted (else Conflict). Nothing is put back: the rest of the
+        lease is still running. Once none of its requests is left running, the lease is
+        released and a busy runner with no open lease left goes back to idle. The same
+        ``report_id`` again records nothing (``repeated``)."""
+        ...
+
     def expire_leases(self, *, now: float) -> list[str]:
         """Put the requests of expired leases back (or fail them past max attempts).
 

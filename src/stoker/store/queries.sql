@@ -122,6 +122,13 @@ SELECT id, runner_id, model, created_at, expires_at, released_at FROM leases WHE
 -- two copies of one report are recorded one after the other, and the second as a repeat).
 SELECT id, runner_id, model, released_at, request_ids, reported_at FROM leases WHERE id = :id;
 
+-- name: lease_running
+-- How many of a lease's requests are still running (a finished one leaves its lease).
+SELECT COUNT(*) FROM requests WHERE lease_id = :id AND status = 'leased';
+
+-- name: batch_exists
+SELECT 1 FROM batches WHERE id = :id;
+
 -- name: mark_lease_reported
 UPDATE leases SET reported_at = :now WHERE id = :id;
 

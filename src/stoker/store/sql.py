@@ -7,6 +7,7 @@ that work arrived or jobs moved. Only dialect gaps differ between them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -46,6 +47,12 @@ def put_back_counts(cursor: Any) -> tuple[int, int]:
     """(requeued, failed) among the statuses ``put_back_leased`` returned."""
     statuses = [str(status) for (status,) in cursor.fetchall()]
     return statuses.count("queued"), statuses.count("failed")
+
+
+def report_batch_id(lease_id: str, report_id: str) -> str:
+    """The batch record of one partial report: the same report sent twice is one batch."""
+    digest = hashlib.sha256(f"{lease_id}\n{report_id}".encode()).hexdigest()[:24]
+    return f"batch_{digest}"
 
 
 def _check_report_in_lease(lease_id: str, granted: Sequence[str],
@@ -198,6 +205,52 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL):
                 self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=duplicates)
             requeued, failed = put_back_counts(put_back)
         return CompletionSummary(recorded, duplicates, requeued, failed, model=model)
+
+    def report(
+        self,
+        lease_id: str,
+        runner_id: str,
+        outcomes: Sequence[RequestOutcome],
+        *,
+        report_id: str,
+        started_at: float,
+        ended_at: float,
+        now: float,
+    ) -> CompletionSummary:
+        """Record part of a lease's results as its rows finish (see :class:`Store`): one batch
+        record per report, the lease released once nothing of it is left running."""
+        if any(o.error is not None and o.retryable for o in outcomes):
+            raise Conflict("a partial report carries only final results; report retryable "
+                           "failures with the lease's completion")
+        batch_id = report_batch_id(lease_id, report_id)
+        with self._tx() as conn:
+            lease = self._x(conn, "lease_for_report", id=lease_id).fetchone()
+            if lease is None or lease[1] != runner_id:
+                raise LeaseLost(f"lease {lease_id!r} does not belong to runner {runner_id!r}")
+            model = str(lease[2])
+            _check_report_in_lease(lease_id, json.loads(lease[4]), outcomes)
+            if self._x(conn, "batch_exists", id=batch_id).fetchone() is not None:
+                self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=len(outcomes))
+                return CompletionSummary(0, len(outcomes), 0, 0, model=model, repeated=True)
+            inserted = self._record_results(conn, outcomes, runner_id, batch_id, now)
+            self._x(conn, "insert_batch", id=batch_id, runner_id=runner_id, model=model,
+                    lease_id=lease_id, started_at=started_at, ended_at=ended_at,
+                    request_ids=json.dumps([o.request_id for o in outcomes]),
+                    request_count=len(outcomes),
+                    prompt_tokens=sum(o.prompt_tokens for o in outcomes),
+                    completion_tokens=sum(o.completion_tokens for o in outcomes))
+            self._x(conn, "finish_jobs_of_requests",
+                    ids=json.dumps([o.request_id for o in outcomes]), now=now)
+            (running,) = self._x(conn, "lease_running", id=lease_id).fetchone()
+            if lease[3] is None and int(running) == 0:
+                self._x(conn, "release_lease", id=lease_id, now=now, outcome="completed")
+                self._x(conn, "mark_lease_reported", id=lease_id, now=now)
+                self._runner_done_with_batch(conn, runner_id, now)
+            self._announce(conn, PROGRESS, "")
+            recorded = inserted.rowcount if inserted is not None else 0
+            if len(outcomes) - recorded:
+                self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=len(outcomes) - recorded)
+        return CompletionSummary(recorded, len(outcomes) - recorded, 0, 0, model=model)
 
     def _put_back(self, conn: Any, lease_id: str, retry: Sequence[RequestOutcome],
                   now: float, error: str) -> Any:
