@@ -32,6 +32,12 @@ class BatchingSettings(_Strict):
 
     max_batch_size: int = Field(16, ge=1, le=4096)
     max_wait_ms: int = Field(200, ge=0, le=600_000)
+    #: Rows join the running decode loop as others finish (local models); false: each batch
+    #: runs to its end before the next is leased.
+    continuous: bool = True
+    #: Online requests may join a continuous loop past ``max_batch_size`` by this many rows,
+    #: so that they never wait for a batch row to finish.
+    online_headroom_rows: int = Field(4, ge=0, le=1024)
 
 
 REMOTE_BACKENDS = ("openai", "anthropic")

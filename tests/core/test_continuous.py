@@ -63,7 +63,7 @@ def test_a_top_up_takes_no_more_than_it_asked_for_by_priority() -> None:
 def test_headroom_takes_only_online_work() -> None:
     batch_only = [QueueGroup("batch", "a", 50, 1.0)]
     assert isinstance(top_up(batch_only, TopUp(4, True, loop_running=True)), Wait)
-    mixed = batch_only + [QueueGroup("online", "b", 1, 9.0)]
+    mixed = [*batch_only, QueueGroup("online", "b", 1, 9.0)]
     assert top_up(mixed, TopUp(4, True, loop_running=True)) == Dispatch(
         (Pick("online", "b", 1),))
 

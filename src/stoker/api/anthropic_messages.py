@@ -1,19 +1,26 @@
 """Anthropic-compatible ``POST /v1/messages``, served through the same online queue as chat
 completions, so clients built on Anthropic's SDK (and Stoker's own Anthropic backend, pointed
-at another Stoker) can use the pool. Text content only; no streaming."""
+at another Stoker) can use the pool. Text content only. ``stream: true`` answers with
+Anthropic's server-sent events (``message_start``, ``content_block_delta`` as the runner
+generates text, ``message_delta`` with the stop reason and usage, ``message_stop``)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stoker.api import access
 from stoker.api.body import decode_utf8, describe, json_body, parse_json
-from stoker.api.openai_online import answer, submit_online
+from stoker.api.errors import error_type
+from stoker.api.online_answer import answer, final_row, follow, new_text, request_id_of
+from stoker.api.openai_online import JSON_OR_EVENTS, submit_online
 from stoker.api.services import Services, client_team, services
-from stoker.errors import Unprocessable
+from stoker.errors import StokerError, Unprocessable
 from stoker.openai_format import CHAT_COMPLETIONS, TextPart
 
 router = APIRouter(prefix="/v1", tags=["anthropic"],
@@ -60,22 +67,70 @@ def chat_body(body: MessagesBody) -> dict[str, Any]:
     return chat
 
 
-@router.post("/messages", openapi_extra=json_body(MessagesBody))
-async def create_message(request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
-    """A message, as Anthropic's Messages API answers it."""
+@router.post("/messages", response_model=None, responses=JSON_OR_EVENTS,
+             openapi_extra=json_body(MessagesBody))
+async def create_message(request: Request, svc: Services = Depends(services)
+                         ) -> dict[str, Any] | StreamingResponse:
+    """A message, as Anthropic's Messages API answers it (streamed on request)."""
     team = client_team(request)
     try:
         body = MessagesBody.model_validate(parse_json(decode_utf8(await request.body())))
     except ValidationError as exc:
         raise Unprocessable(f"body: {describe(exc)}") from None
+    job_id, model = await submit_online(svc, team, CHAT_COMPLETIONS, chat_body(body),
+                                        stream=body.stream)
     if body.stream:
-        raise Unprocessable("stream is not supported on /v1/messages; use "
-                            "/v1/chat/completions with stream: true")
-    job_id, model = await submit_online(svc, team, CHAT_COMPLETIONS, chat_body(body))
+        return StreamingResponse(_events(request, svc, job_id, model),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
     row = await answer(request, svc, job_id)
-    stop = row.finish_reason or "stop"
     return {"id": f"msg_{row.request_id}", "type": "message", "role": "assistant",
             "model": model, "content": [{"type": "text", "text": row.text or ""}],
-            "stop_reason": _STOP_REASON.get(stop, "end_turn"), "stop_sequence": None,
+            "stop_reason": _stop_reason(row.finish_reason), "stop_sequence": None,
             "usage": {"input_tokens": row.prompt_tokens,
                       "output_tokens": row.completion_tokens}}
+
+
+def _stop_reason(finish_reason: str | None) -> str:
+    return _STOP_REASON.get(finish_reason or "stop", "end_turn")
+
+
+def _event(kind: str, data: dict[str, Any]) -> str:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+
+
+async def _events(request: Request, svc: Services, job_id: str,
+                  model: str) -> AsyncIterator[str]:
+    request_id = await request_id_of(svc, job_id)
+    yield _event("message_start", {"message": {
+        "id": f"msg_{request_id}", "type": "message", "role": "assistant", "model": model,
+        "content": [], "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": 0, "output_tokens": 0}}})
+    yield _event("content_block_start", {"index": 0,
+                                         "content_block": {"type": "text", "text": ""}})
+    sent = ""
+    try:
+        with svc.streams.watch(request_id) as watch:
+            async for text in follow(request, svc, job_id, watch):
+                delta = new_text(sent, text)
+                if delta:
+                    sent += delta
+                    yield _text_delta(delta)
+        row = await final_row(svc, job_id)
+    except StokerError as exc:
+        yield _event("error", {"error": {"type": error_type(exc.status_code),
+                                         "message": exc.message}})
+        return
+    rest = new_text(sent, row.text or "")
+    if rest:
+        yield _text_delta(rest)
+    yield _event("content_block_stop", {"index": 0})
+    yield _event("message_delta", {
+        "delta": {"stop_reason": _stop_reason(row.finish_reason), "stop_sequence": None},
+        "usage": {"input_tokens": row.prompt_tokens, "output_tokens": row.completion_tokens}})
+    yield _event("message_stop", {})
+
+
+def _text_delta(text: str) -> str:
+    return _event("content_block_delta", {"index": 0,
+                                          "delta": {"type": "text_delta", "text": text}})

@@ -31,12 +31,14 @@ from stoker.api.errors import install_error_handlers
 from stoker.api.metrics import StokerMetrics
 from stoker.api.scheduling import build_policy, build_tiers
 from stoker.api.services import Services, model_revisions
+from stoker.api.streams import StreamHub
 from stoker.api.teams import TeamDirectory
 from stoker.api.upload_worker import UploadWorker
 from stoker.clock import Clock
 from stoker.settings import Settings
 from stoker.store import Store
 from stoker.store.sql import COUNTERS
+from stoker.store.sql_base import STREAM
 
 
 def create_app(settings: Settings, store: Store, clock: Clock, *,
@@ -58,7 +60,10 @@ def create_app(settings: Settings, store: Store, clock: Clock, *,
         loop = asyncio.get_running_loop()
 
         def hear(channel: str, payload: str) -> None:
-            loop.call_soon_threadsafe(dispatcher.hear, channel, payload)
+            if channel == STREAM:
+                loop.call_soon_threadsafe(streams.hear, payload)
+            else:
+                loop.call_soon_threadsafe(dispatcher.hear, channel, payload)
 
         unsubscribe = store.subscribe(hear)
         # Started beside the service, not awaited: the first big upload finds it warm.
@@ -78,12 +83,13 @@ def create_app(settings: Settings, store: Store, clock: Clock, *,
 
     metrics = StokerMetrics(store, settings, clock)
     upload_worker = UploadWorker()
+    streams = StreamHub()
     # The API's description is served by routes of our own, so that it has a lock too.
     app = FastAPI(title="Stoker", version=__version__, lifespan=lifespan, openapi_url=None,
                   docs_url=None, redoc_url=None)
     app.state.services = Services(settings, store, clock, dispatcher, tiers, teams, policy,
                                   model_revisions(settings), clock.now(), metrics,
-                                  upload_worker)
+                                  upload_worker, streams)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
     app.include_router(jobs.router)

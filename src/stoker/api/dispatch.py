@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stoker.clock import Clock
 from stoker.core.batching import BatchConfig, Dispatch, SchedulingPolicy, Wait, plan_batch
+from stoker.core.continuous import TopUp, plan_top_up
 from stoker.core.fair_share import FairShareState
 from stoker.core.model import Lease, Request, Runner, RunnerState
 from stoker.store import Store
@@ -100,9 +101,11 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._progress.wait(), timeout=timeout_s)
 
-    async def lease(self, runner_id: str, wait_s: float
+    async def lease(self, runner_id: str, wait_s: float, ask: TopUp | None = None
                     ) -> tuple[Lease, list[Request]] | None:
         """A batch for the runner, waiting up to ``wait_s``; None if none came or it drains.
+        ``ask``: a continuous runner's top-up (:mod:`stoker.core.continuous`) instead of a
+        whole batch.
 
         The hot path is one read of the queue summary and one grant: the runner's model and
         batch terms are remembered from its first call, and the grant itself refuses a runner
@@ -122,7 +125,8 @@ class Dispatcher:
             try:
                 if state in (RunnerState.DRAINING, RunnerState.STOPPED):
                     return None
-                decision, got, queued = await run_in_threadpool(self._try_lease, runner, config)
+                decision, got, queued = await run_in_threadpool(self._try_lease, runner, config,
+                                                                ask)
                 now = self._clock.now()
                 if isinstance(decision, Dispatch):
                     if got is not None:
@@ -165,7 +169,7 @@ class Dispatcher:
             self._runners[runner_id] = known
         return known
 
-    def _try_lease(self, runner: Runner, config: BatchConfig
+    def _try_lease(self, runner: Runner, config: BatchConfig, ask: TopUp | None
                    ) -> tuple[Dispatch | Wait, tuple[Lease, list[Request]] | None, int]:
         """Read the queue, plan a batch and lease it, in one trip to a worker thread (each
         trip back to a busy event loop is a wait): the decision, the grant if one was made,
@@ -173,7 +177,11 @@ class Dispatcher:
         groups = self._store.queue_groups(runner.model)
         with self._shares_lock:
             share = self._shares.get(runner.model, FairShareState())
-        decision, share = plan_batch(groups, share, config, self._policy, now=self._clock.now())
+        now = self._clock.now()
+        if ask is None:
+            decision, share = plan_batch(groups, share, config, self._policy, now=now)
+        else:
+            decision, share = plan_top_up(groups, share, ask, config, self._policy, now=now)
         if not isinstance(decision, Dispatch):
             return decision, None, 0
         # The store marks an idle runner busy in the same statement or transaction.

@@ -2,7 +2,7 @@
 
 Each call is a one-request job in the online tier, so it shares the pool with batch work and
 goes first. ``stream: true`` answers as server-sent events: the role chunk at once, the text
-when the batch that carries it finishes, then ``[DONE]``.
+as the runner generates it, then the finish reason (and usage on request) and ``[DONE]``.
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from stoker.api import access
 from stoker.api.body import decode_utf8, describe, json_body, parse_json
 from stoker.api.errors import error_type
 from stoker.api.job_input import JobOptions, ParsedJob, resolve_model
+from stoker.api.online_answer import answer, final_row, follow, new_text, request_id_of
 from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
-from stoker.core.model import JOB_TERMINAL, RequestStatus
-from stoker.errors import InvalidRequest, ModelFailed, NotFound, StokerError, Timeout, Unprocessable
+from stoker.errors import InvalidRequest, NotFound, StokerError, Unprocessable
 from stoker.openai_format import (
     CHAT_COMPLETIONS,
     COMPLETIONS,
@@ -37,10 +36,6 @@ from stoker.store import NewRequest, ResultRow
 
 router = APIRouter(prefix="/v1", tags=["openai"],
                    dependencies=[Depends(access.client)])
-
-# How often a waiting call looks whether its client has gone away.
-_DISCONNECT_CHECK_S = 1.0
-
 
 #: An online call answers JSON, or server-sent events with ``stream: true``.
 JSON_OR_EVENTS: dict[int | str, dict[str, Any]] = {
@@ -93,7 +88,7 @@ async def _online(request: Request, svc: Services,
     options = raw.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     body = {k: v for k, v in raw.items() if k not in ("stream", "stream_options")}
-    job_id, model = await submit_online(svc, team, endpoint, body)
+    job_id, model = await submit_online(svc, team, endpoint, body, stream=stream)
     if stream:
         return StreamingResponse(
             _event_stream(request, svc, job_id, endpoint, model, include_usage),
@@ -103,12 +98,14 @@ async def _online(request: Request, svc: Services,
 
 
 async def submit_online(svc: Services, team: str, endpoint: str,
-                        body: dict[str, Any]) -> tuple[str, str]:
-    """Validate one online request and queue it in the online tier: (job id, model)."""
+                        body: dict[str, Any], *, stream: bool = False) -> tuple[str, str]:
+    """Validate one online request and queue it in the online tier: (job id, model).
+    ``stream``: its runner sends the text as it is generated."""
     try:
         normalised, _ = normalised_body(endpoint, body)
     except ValidationError as exc:
         raise Unprocessable(f"body: {describe(exc)}") from None
+    normalised["stream"] = stream
     request_in = NewRequest(custom_id="online", endpoint=endpoint, body=normalised)
     model = resolve_model([request_in], default_model=svc.settings.default_model,
                           known=set(svc.settings.models))
@@ -117,28 +114,6 @@ async def submit_online(svc: Services, team: str, endpoint: str,
                               parsed=ParsedJob(model=model, requests=[request_in]),
                               options=JobOptions())
     return submitted.job.id, model
-
-
-async def answer(request: Request, svc: Services, job_id: str) -> ResultRow:
-    """Wait for the one request of ``job_id``; cancel it if the client leaves or time runs out."""
-    deadline = svc.clock.now() + svc.settings.limits.online_timeout_s
-    while True:
-        job = await run_in_threadpool(svc.store.get_job, job_id)
-        if job.status in JOB_TERMINAL:
-            break
-        remaining = deadline - svc.clock.now()
-        if remaining <= 0 or await request.is_disconnected():
-            await run_in_threadpool(svc.store.cancel_job, job_id, now=svc.clock.now())
-            raise Timeout(f"no answer within {svc.settings.limits.online_timeout_s:g}s; the "
-                          "request was cancelled. The pool may be saturated: try again later")
-        await svc.dispatcher.wait_progress(min(remaining, _DISCONNECT_CHECK_S))
-    (row,) = await run_in_threadpool(svc.store.job_results, job_id)
-    if row.status == RequestStatus.SUCCEEDED:
-        return row
-    if row.status == RequestStatus.FAILED and row.finish_reason == "error":
-        raise Unprocessable(row.error or "the model cannot take this request")
-    raise ModelFailed(f"the model failed this request after {row.attempts} attempts: "
-                      f"{row.error or 'no answer'}")
 
 
 def _response_body(row: ResultRow, endpoint: str, model: str) -> dict[str, Any]:
@@ -155,33 +130,54 @@ def _sse(data: dict[str, Any] | str) -> str:
 
 async def _event_stream(request: Request, svc: Services, job_id: str, endpoint: str,
                         model: str, include_usage: bool) -> AsyncIterator[str]:
-    chat = endpoint == CHAT_COMPLETIONS
-    kind = "chat.completion.chunk" if chat else "text_completion"
-    chunk_id = f"{'chatcmpl' if chat else 'cmpl'}-{job_id}"
-    created = int(svc.clock.now())
-
-    def chunk(delta: dict[str, Any] | None, text: str | None, finish: str | None,
-              **extra: Any) -> dict[str, Any]:
-        choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
-        if chat:
-            choice["delta"] = delta or {}
-        else:
-            choice["text"] = text or ""
-        return {"id": chunk_id, "object": kind, "created": created, "model": model,
-                "choices": [choice], **extra}
-
-    if chat:
-        yield _sse(chunk({"role": "assistant", "content": ""}, None, None))
+    chunks = _Chunks(endpoint, job_id, model, int(svc.clock.now()))
+    if chunks.chat:
+        yield _sse(chunks.text_chunk(None, role=True))
+    sent = ""
     try:
-        row = await answer(request, svc, job_id)
+        with svc.streams.watch(await request_id_of(svc, job_id)) as watch:
+            async for text in follow(request, svc, job_id, watch):
+                delta = new_text(sent, text)
+                if delta:
+                    sent += delta
+                    yield _sse(chunks.text_chunk(delta))
+        row = await final_row(svc, job_id)
     except StokerError as exc:
         # The status line is sent already: the error travels as an event, as OpenAI does.
         yield _sse({"error": {"message": exc.message, "type": error_type(exc.status_code),
                               "code": exc.code, "param": None}})
         return
-    yield _sse(chunk({"content": row.text or ""}, row.text or "", None))
-    yield _sse(chunk({}, "", row.finish_reason or "stop"))
+    rest = new_text(sent, row.text or "")
+    if rest:
+        yield _sse(chunks.text_chunk(rest))
+    yield _sse(chunks.text_chunk("", finish=row.finish_reason or "stop"))
     if include_usage:
-        yield _sse({"id": chunk_id, "object": kind, "created": created, "model": model,
-                    "choices": [], "usage": usage(row.prompt_tokens, row.completion_tokens)})
+        yield _sse(chunks.usage_chunk(row.prompt_tokens, row.completion_tokens))
     yield _sse("[DONE]")
+
+
+class _Chunks:
+    """The chunks of one streamed completion, as OpenAI shapes them."""
+
+    def __init__(self, endpoint: str, job_id: str, model: str, created: int) -> None:
+        self.chat = endpoint == CHAT_COMPLETIONS
+        self._kind = "chat.completion.chunk" if self.chat else "text_completion"
+        self._head = {"id": f"{'chatcmpl' if self.chat else 'cmpl'}-{job_id}",
+                      "object": self._kind, "created": created, "model": model}
+
+    def text_chunk(self, text: str | None, *, finish: str | None = None,
+                   role: bool = False) -> dict[str, Any]:
+        """A chunk carrying ``text`` (the role alone when ``role``), or the finish reason."""
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
+        if self.chat:
+            delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
+            if text:
+                delta["content"] = text
+            choice["delta"] = delta
+        else:
+            choice["text"] = text or ""
+        return {**self._head, "choices": [choice]}
+
+    def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+        """The closing chunk with the token counts (``stream_options.include_usage``)."""
+        return {**self._head, "choices": [], "usage": usage(prompt_tokens, completion_tokens)}

@@ -1,4 +1,5 @@
-"""The runner protocol (register, state, lease, heartbeat, complete) and the runner listing."""
+"""The runner protocol (register, state, lease, heartbeat, report, progress, complete) and the
+runner listing."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from stoker.api import access
 from stoker.api.body import decode_utf8, json_body, parse_json, validate
 from stoker.api.render import runner_json
 from stoker.api.services import Services, current_checkpoint, services
+from stoker.core.continuous import TopUp
 from stoker.core.model import RunnerState
 from stoker.errors import LeaseLost, ModelNotFound
 from stoker.settings import ModelSettings
@@ -40,12 +42,21 @@ class StateIn(_In):
     state: Literal["idle", "draining", "stopped"]
 
 
+class TopUpIn(_In):
+    """A continuous runner's ask for more rows while (or before) its loop runs."""
+
+    max_rows: int = Field(ge=1, le=4096)
+    online_only: bool = False
+    loop_running: bool = False
+
+
 class LeaseIn(_In):
     wait_s: float = Field(10.0, ge=0, le=300)
+    top_up: TopUpIn | None = None
 
 
 class HeartbeatIn(_In):
-    lease_ids: list[str] = Field(default_factory=list, max_length=64)
+    lease_ids: list[str] = Field(default_factory=list, max_length=4096)
 
 
 class ResultIn(_In):
@@ -56,6 +67,20 @@ class ResultIn(_In):
     completion_tokens: int = Field(0, ge=0)
     error: str | None = None
     retryable: bool = False
+
+
+class ReportIn(_In):
+    lease_id: str
+    #: The runner's name for this report: the same report sent twice is recorded once.
+    report_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    started_at: float
+    ended_at: float
+    results: list[ResultIn] = Field(min_length=1, max_length=4096)
+
+
+class ProgressIn(_In):
+    #: Each streamed request's text so far.
+    texts: dict[str, str] = Field(max_length=4096)
 
 
 class CompleteIn(_In):
@@ -111,6 +136,8 @@ async def register(request: Request, svc: Services = Depends(services)) -> dict[
         "long_poll_s": leases.long_poll_s,
         "model_path": checkpoint.path,
         "backend": backend_terms(body.model, settings.models[body.model]),
+        "batching": {"continuous": batching.continuous,
+                     "online_headroom_rows": batching.online_headroom_rows},
     }
 
 
@@ -141,7 +168,8 @@ async def lease(runner_id: str, request: Request,
     """Long-poll for a batch, formed by the core batch policy."""
     body: LeaseIn = await _read(request, LeaseIn)
     # A granted lease records the heartbeat in its own statement.
-    got = await svc.dispatcher.lease(runner_id, body.wait_s)
+    ask = None if body.top_up is None else TopUp(**body.top_up.model_dump())
+    got = await svc.dispatcher.lease(runner_id, body.wait_s, ask)
     if got is None:
         current = await run_in_threadpool(svc.store.touch_runner, runner_id, now=svc.clock.now())
         draining = current.state in (RunnerState.DRAINING, RunnerState.STOPPED)
@@ -174,6 +202,35 @@ def _heartbeat(svc: Services, runner_id: str, body: HeartbeatIn) -> dict[str, An
             lost.append(lease_id)
     return {"lost_lease_ids": lost, "draining": runner.state == RunnerState.DRAINING,
             "stopped": runner.state == RunnerState.STOPPED}
+
+
+@protocol.post("/{runner_id}/report", openapi_extra=json_body(ReportIn))
+async def report(runner_id: str, request: Request,
+                 svc: Services = Depends(services)) -> dict[str, Any]:
+    """Record results as a continuous runner's rows finish; the lease ends with its last."""
+    body: ReportIn = await _read(request, ReportIn)
+    outcomes = [RequestOutcome(**r.model_dump()) for r in body.results]
+    summary = await run_in_threadpool(
+        svc.store.report, body.lease_id, runner_id, outcomes, report_id=body.report_id,
+        started_at=body.started_at, ended_at=body.ended_at, now=svc.clock.now())
+    if not summary.repeated:
+        svc.metrics.observe_batch(summary.model, len(body.results),
+                                  body.ended_at - body.started_at,
+                                  sum(r.prompt_tokens for r in body.results),
+                                  sum(r.completion_tokens for r in body.results))
+    svc.dispatcher.notify_progress()
+    return {"recorded": summary.recorded, "duplicates": summary.duplicates}
+
+
+@protocol.post("/{runner_id}/progress", openapi_extra=json_body(ProgressIn))
+async def progress(runner_id: str, request: Request,
+                   svc: Services = Depends(services)) -> dict[str, Any]:
+    """The text streamed requests have so far, relayed to the clients streaming them."""
+    body: ProgressIn = await _read(request, ProgressIn)
+    for request_id, text in body.texts.items():
+        svc.streams.publish(request_id, text)
+    await run_in_threadpool(svc.store.announce_partials, body.texts)
+    return {"relayed": len(body.texts)}
 
 
 @protocol.post("/{runner_id}/complete", openapi_extra=json_body(CompleteIn))

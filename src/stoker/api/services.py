@@ -11,6 +11,7 @@ from fastapi import Request
 from stoker.api.dispatch import Dispatcher
 from stoker.api.metrics import StokerMetrics
 from stoker.api.result_cache import model_revision
+from stoker.api.streams import StreamHub
 from stoker.api.teams import TeamDirectory
 from stoker.api.upload_worker import UploadWorker
 from stoker.clock import Clock
@@ -38,6 +39,8 @@ class Services:
     metrics: StokerMetrics
     #: Validates big JSONL uploads in a child process.
     upload_worker: UploadWorker
+    #: Streamed text from runners to the clients following it.
+    streams: StreamHub
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from stoker.core.continuous import TopUp
+
 log = logging.getLogger("stoker.runner")
 
 
@@ -102,9 +104,15 @@ class ControlPlaneClient:
         """Report a state change (idle after loading, draining, stopped)."""
         self._call(f"/api/runners/{self.runner_id}/state", {"state": state})
 
-    def lease(self, wait_s: float) -> tuple[LeasedWork | None, bool]:
-        """Long-poll for a batch; returns (work or None, whether the server says drain)."""
-        reply = self._call(f"/api/runners/{self.runner_id}/lease", {"wait_s": wait_s},
+    def lease(self, wait_s: float, top_up: TopUp | None = None
+              ) -> tuple[LeasedWork | None, bool]:
+        """Long-poll for a batch (or, continuous, for ``top_up``'s rows); returns (work or
+        None, whether the server says drain)."""
+        payload: dict[str, Any] = {"wait_s": wait_s}
+        if top_up is not None:
+            payload["top_up"] = {"max_rows": top_up.max_rows, "online_only": top_up.online_only,
+                                 "loop_running": top_up.loop_running}
+        reply = self._call(f"/api/runners/{self.runner_id}/lease", payload,
                            timeout=wait_s + 30.0)
         lease = reply.get("lease")
         work = None
@@ -116,6 +124,19 @@ class ControlPlaneClient:
         """Renew our leases and say we are alive; returns lost leases and the drain flag."""
         return self._call(f"/api/runners/{self.runner_id}/heartbeat", {"lease_ids": lease_ids},
                           timeout=10.0, retry=False)
+
+    def report(self, lease_id: str, report_id: str, started_at: float, ended_at: float,
+               results: list[dict[str, Any]]) -> dict[str, Any]:
+        """Report some of a lease's results as they finish (continuous batching). Safe to
+        repeat: the server records a ``report_id`` once."""
+        return self._call(f"/api/runners/{self.runner_id}/report",
+                          {"lease_id": lease_id, "report_id": report_id,
+                           "started_at": started_at, "ended_at": ended_at, "results": results})
+
+    def progress(self, texts: dict[str, str]) -> None:
+        """The text streamed requests have so far; lost on failure (the result has it all)."""
+        self._call(f"/api/runners/{self.runner_id}/progress", {"texts": texts},
+                   timeout=5.0, retry=False)
 
     def complete(self, lease_id: str, started_at: float, ended_at: float,
                  results: list[dict[str, Any]], *,

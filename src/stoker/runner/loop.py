@@ -12,14 +12,17 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from stoker.runner.backends.protocol import Backend, GenerationInput
+from stoker.core.continuous import LoopConfig
+from stoker.runner.backends.protocol import Backend, ContinuousBackend, GenerationInput
 from stoker.runner.client import ControlPlaneClient, LeasedWork, LeaseGone, RunnerGone
+from stoker.runner.continuous import ContinuousWork
 from stoker.runner.inputs import UnrunnableRequest, generation_input
 
 log = logging.getLogger("stoker.runner")
@@ -73,6 +76,7 @@ class Runner:
         self.client = ControlPlaneClient(options.server, token=options.token, stop=self.drain)
         self._lease_lock = threading.Lock()
         self._current_lease: str | None = None
+        self._leases_in_hand: Callable[[], list[str]] = self._static_lease
         self._heartbeat_s = 5.0
         self._long_poll_s = 10.0
 
@@ -96,7 +100,7 @@ class Runner:
             backend = load_backend(terms, self.options.checkpoint, self.options.device)
             if not self.drain.is_set():
                 self.client.set_state("idle")
-            self._work(backend)
+            self._work(backend, terms)
         except RunnerGone as exc:
             log.error("the server stopped this runner: %s", exc)
             return 1
@@ -113,7 +117,17 @@ class Runner:
         log.info("runner %s drained and stopped", self.client.runner_id)
         return 0
 
-    def _work(self, backend: Backend) -> None:
+    def _work(self, backend: Backend, terms: dict[str, Any]) -> None:
+        batching = terms.get("batching") or {}
+        if batching.get("continuous") and isinstance(backend, ContinuousBackend):
+            config = LoopConfig(int(terms["runner"]["max_batch_size"]),
+                                int(batching.get("online_headroom_rows", 0)))
+            continuous = ContinuousWork(self.client, backend, config, self.drain,
+                                        long_poll_s=self._long_poll_s)
+            with self._lease_lock:
+                self._leases_in_hand = continuous.open_leases
+            continuous.run()
+            return
         while not self.drain.is_set():
             work, draining = self.client.lease(self._long_poll_s)
             if work is not None:
@@ -149,7 +163,8 @@ class Runner:
                 if self._finished.wait(self._heartbeat_s):
                     return
             with self._lease_lock:
-                leases = [self._current_lease] if self._current_lease else []
+                in_hand = self._leases_in_hand
+            leases = in_hand()
             try:
                 reply = self.client.heartbeat(leases)
             except Exception as exc:
@@ -157,6 +172,10 @@ class Runner:
                 continue
             if reply.get("draining"):
                 self.drain.set()
+
+    def _static_lease(self) -> list[str]:
+        with self._lease_lock:
+            return [self._current_lease] if self._current_lease else []
 
     def _tell_draining(self) -> bool:
         try:

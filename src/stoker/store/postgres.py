@@ -25,9 +25,11 @@ from stoker.store.ids import new_id
 from stoker.store.protocol import ResultRow
 from stoker.store.queries import load_migrations, load_queries
 from stoker.store.sql import SQLStore
-from stoker.store.sql_base import PROGRESS, WORK
+from stoker.store.sql_base import PROGRESS, STREAM, WORK
 
 log = logging.getLogger("stoker.store")
+#: PostgreSQL refuses notification payloads of 8000 bytes or more.
+_MAX_NOTIFY_BYTES = 7900
 
 # Any constant both old and new replicas agree on; it names the migration lock.
 MIGRATION_LOCK = 0x5702_4E52
@@ -165,6 +167,20 @@ class PostgresStore(SQLStore):
     def _announce(self, conn: psycopg.Connection[Any], channel: str, payload: str) -> None:
         conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
 
+    def announce_partials(self, texts: dict[str, str]) -> None:
+        """NOTIFY the other replicas of streamed texts (one statement). A text too big for a
+        notification is left out: the client gets it with the final result."""
+        payloads = [p for p in (f"{rid}\t{text}" for rid, text in texts.items())
+                    if len(p.encode()) < _MAX_NOTIFY_BYTES]
+        if not payloads:
+            return
+        try:
+            with self._quick.connection() as conn:
+                conn.execute("SELECT pg_notify(%s, p) FROM unnest(CAST(%s AS TEXT[])) AS p",
+                             (STREAM, payloads))
+        except psycopg.OperationalError as exc:
+            log.warning("could not announce streamed text (%s)", _safe(exc))
+
     def subscribe(self, on_news: Callable[[str, str], None]) -> Callable[[], None]:
         """Hear other replicas' announcements on a dedicated connection (reconnecting)."""
         stop = threading.Event()
@@ -185,6 +201,7 @@ class PostgresStore(SQLStore):
                 with psycopg.connect(self._url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {WORK}")
                     conn.execute(f"LISTEN {PROGRESS}")
+                    conn.execute(f"LISTEN {STREAM}")
                     on_news(WORK, "*")  # anything missed while disconnected
                     delay = 0.1
                     while not stop.is_set():

@@ -418,6 +418,11 @@ class Store(PoolStore, Protocol):
         Returns the expired batch ids."""
         ...
 
+    def announce_partials(self, texts: dict[str, str]) -> None:
+        """Tell the other API replicas the text streamed requests have so far (channel
+        ``stoker_stream``); best effort, never raises for an unreachable database."""
+        ...
+
     def subscribe(self, on_news: Callable[[str, str], None]) -> Callable[[], None]:
         """Hear other API replicas' announcements (work for a model, job progress); returns a
         function that stops listening."""

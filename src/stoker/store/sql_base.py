@@ -14,6 +14,8 @@ from typing import Any
 #: Announcement channels: work arrived for a model; jobs moved.
 WORK = "stoker_work"
 PROGRESS = "stoker_progress"
+#: A streamed request's text so far: ``request_id<TAB>text``.
+STREAM = "stoker_stream"
 LEASES_EXPIRED = "leases_expired"
 CACHE_HITS = "cache_hits"
 
@@ -52,6 +54,10 @@ class SQLBase:
 
     def _announce(self, conn: Any, channel: str, payload: str) -> None:
         """Tell other replicas (on commit) that ``channel`` has news; a no-op by default."""
+
+    def announce_partials(self, texts: dict[str, str]) -> None:
+        """Tell other replicas the text streamed requests have so far; a single-process
+        store has no one to tell."""
 
     def subscribe(self, on_news: Callable[[str, str], None]) -> Callable[[], None]:
         """Call ``on_news(channel, payload)`` for other replicas' announcements; returns a

@@ -1,0 +1,91 @@
+"""Waiting for an online request's answer, and following its text while it is generated."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from stoker.api.services import Services
+from stoker.api.streams import StreamWatch
+from stoker.core.model import JOB_TERMINAL, RequestStatus
+from stoker.errors import ModelFailed, Timeout, Unprocessable
+from stoker.store import ResultRow
+
+# How often a waiting call looks whether its client has gone away.
+_DISCONNECT_CHECK_S = 1.0
+
+
+async def follow(request: Request, svc: Services, job_id: str,
+                 watch: StreamWatch | None = None) -> AsyncIterator[str]:
+    """Wait until the one request of ``job_id`` ends, yielding its text so far each time
+    ``watch`` sees it grow. Cancels the job (and raises Timeout) if the client leaves or the
+    online timeout passes."""
+    deadline = svc.clock.now() + svc.settings.limits.online_timeout_s
+    checked_at = float("-inf")
+    while True:
+        now = svc.clock.now()
+        grown = watch is not None and watch.grown.is_set()
+        if not grown or now - checked_at >= _DISCONNECT_CHECK_S:
+            checked_at = now
+            job = await run_in_threadpool(svc.store.get_job, job_id)
+            if job.status in JOB_TERMINAL:
+                return
+            if deadline - now <= 0 or await request.is_disconnected():
+                await run_in_threadpool(svc.store.cancel_job, job_id, now=svc.clock.now())
+                raise Timeout(f"no answer within {svc.settings.limits.online_timeout_s:g}s; "
+                              "the request was cancelled. The pool may be saturated: try "
+                              "again later")
+        if watch is not None and watch.grown.is_set():
+            watch.grown.clear()
+            yield watch.text
+            continue
+        await _news(svc, watch, max(0.0, min(deadline - now, _DISCONNECT_CHECK_S)))
+
+
+async def _news(svc: Services, watch: StreamWatch | None, timeout_s: float) -> None:
+    """Wait until some job may have moved or the watched text grew, or ``timeout_s``."""
+    if watch is None:
+        await svc.dispatcher.wait_progress(timeout_s)
+        return
+    grown = asyncio.ensure_future(watch.grown.wait())
+    moved = asyncio.ensure_future(svc.dispatcher.wait_progress(timeout_s))
+    _, pending = await asyncio.wait({grown, moved}, timeout=timeout_s,
+                                    return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def final_row(svc: Services, job_id: str) -> ResultRow:
+    """The ended request's result; its failure as the error a client should see."""
+    (row,) = await run_in_threadpool(svc.store.job_results, job_id)
+    if row.status == RequestStatus.SUCCEEDED:
+        return row
+    if row.status == RequestStatus.FAILED and row.finish_reason == "error":
+        raise Unprocessable(row.error or "the model cannot take this request")
+    raise ModelFailed(f"the model failed this request after {row.attempts} attempts: "
+                      f"{row.error or 'no answer'}")
+
+
+async def answer(request: Request, svc: Services, job_id: str) -> ResultRow:
+    """Wait for the one request of ``job_id``; cancel it if the client leaves or time runs out."""
+    async for _ in follow(request, svc, job_id):
+        pass
+    return await final_row(svc, job_id)
+
+
+async def request_id_of(svc: Services, job_id: str) -> str:
+    """The id of an online job's one request (what runners stream under)."""
+    (row,) = await run_in_threadpool(svc.store.job_results, job_id)
+    return row.request_id
+
+
+def new_text(sent: str, text: str) -> str:
+    """What ``text`` adds to the ``sent`` part of it ("" if it adds nothing, or if it does
+    not continue what was sent, which cannot be taken back)."""
+    return text[len(sent):] if text.startswith(sent) else ""
