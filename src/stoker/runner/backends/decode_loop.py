@@ -104,8 +104,10 @@ class TransformersDecodeLoop:
         mask = torch.tensor([[0] * (width - r.prompt_tokens) + [1] * r.prompt_tokens
                              for r in rows], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # Only the last position's logits are needed: the rest would cost a vocabulary-wide
+        # projection per prompt token.
         out = self._backend.model(input_ids=input_ids, attention_mask=mask,
-                                  position_ids=positions, use_cache=True)
+                                  position_ids=positions, use_cache=True, logits_to_keep=1)
         first = self._pick(rows, out.logits[:, -1, :])
         next_position = torch.tensor([r.prompt_tokens for r in rows], device=device)
         self._merge(rows, out.past_key_values, mask, next_position, first)

@@ -1,0 +1,182 @@
+"""Continuous against static batching with SmolLM2-135M-Instruct on the CPU.
+
+128 chat prompts, greedy, ``max_tokens`` drawn uniformly from 8..256 (seeded), batches of at
+most 16; generated tokens per second of:
+
+  (a) Stoker, continuous batching: server + one runner, the job submitted at once, timed from
+      the submission to the last result fetched;
+  (b) the same Stoker with static batching (``batching.continuous: false``);
+  (c) the backend driven directly with the same continuous loop (no server, no queue);
+  (d) the backend one request at a time (on the first ``--single`` prompts: it is slow).
+
+Targets: (a) >= 1.4 x (b), (a) >= 5 x (d), (a) >= 0.85 x (c). All four run in one sitting,
+in each round, so the ratios compare like with like on a shared machine; the result cache is
+off (every round asks the same prompts), and no warm-up is timed.
+
+    .venv/bin/python bench/continuous.py [--rounds 2] [--prompts 128] [--single 12] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from stoker.client import StokerClient
+from stoker.runner.backends.gguf_import import import_gguf, packaged_smollm2_gguf
+from stoker.runner.backends.protocol import ChatMessage, GenerationInput
+from stoker.runner.backends.transformers import TransformersBackend
+
+BATCH = 16
+TOPICS = ["the sea", "a lighthouse keeper", "graphics processors", "a long train journey",
+          "the history of bread", "a city at night", "learning the violin", "a mountain storm"]
+
+
+def workload(n: int, seed: int = 7) -> list[tuple[str, int]]:
+    """The prompts and their token budgets (uniform in 8..256)."""
+    rng = random.Random(seed)
+    return [(f"Write a detailed story about {TOPICS[i % len(TOPICS)]} (number {i}).",
+             rng.randint(8, 256)) for i in range(n)]
+
+
+def spec(text: str, max_tokens: int) -> GenerationInput:
+    return GenerationInput(messages=(ChatMessage("user", text),), max_tokens=max_tokens,
+                           temperature=0.0)
+
+
+def direct_continuous(backend: TransformersBackend, work: list[tuple[str, int]]) -> float:
+    """(c): one loop kept at BATCH rows, refilled as rows finish."""
+    loop = backend.open_loop()
+    pending = list(enumerate(work))
+    tokens = 0
+    start = time.perf_counter()
+    while pending or loop.in_flight:
+        while pending and loop.in_flight < BATCH:
+            i, (text, budget) = pending.pop(0)
+            loop.join(str(i), spec(text, budget))
+        tokens += sum(out.completion_tokens for _, out in loop.step())
+    return tokens / (time.perf_counter() - start)
+
+
+def one_at_a_time(backend: TransformersBackend, work: list[tuple[str, int]]) -> float:
+    """(d)."""
+    start = time.perf_counter()
+    tokens = sum(backend.generate([spec(t, n)])[0].completion_tokens for t, n in work)
+    return tokens / (time.perf_counter() - start)
+
+
+def through_stoker(url: str, work: list[tuple[str, int]]) -> float:
+    """(a) or (b): the whole job through the server, to the last result fetched."""
+    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "default", "max_tokens": budget, "temperature": 0,
+                       "messages": [{"role": "user", "content": text}]}}
+             for i, (text, budget) in enumerate(work)]
+    with StokerClient(url) as client:
+        start = time.perf_counter()
+        job = client.submit(lines, tier="batch", cache=False)
+        client.wait(job["id"], timeout_s=3600)
+        results = client.results(job["id"])
+        elapsed = time.perf_counter() - start
+    if any(x["cached"] for x in results):
+        raise SystemExit("a result came from the cache: nothing would be measured")
+    return sum(x["response"]["body"]["usage"]["completion_tokens"] for x in results) / elapsed
+
+
+def start_server(workdir: Path, model_dir: Path, *, continuous: bool
+                 ) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    name = "continuous" if continuous else "static"
+    config = workdir / f"{name}.yaml"
+    config.write_text(yaml.safe_dump({
+        "port": port, "data_dir": str(workdir / name),
+        "models": {"smollm2": {"path": str(model_dir)}}, "default_model": "smollm2",
+        "batching": {"max_batch_size": BATCH, "max_wait_ms": 50, "continuous": continuous,
+                     "online_headroom_rows": 0},
+    }))
+    proc = subprocess.Popen([sys.executable, "-m", "stoker.cli", "serve", "--config",
+                             str(config), "--runners", "1"],
+                            stdout=(workdir / f"{name}.log").open("wb"),
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            runners = httpx.get(url + "/api/runners", timeout=5).json()["data"]
+            if runners and runners[0]["state"] == "idle":
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    log = (workdir / f"{name}.log").read_text(errors="replace")[-3000:]
+    raise SystemExit(f"the {name} server did not come up:\n{log}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--prompts", type=int, default=128)
+    parser.add_argument("--single", type=int, default=12)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    work = workload(args.prompts)
+    runs: dict[str, list[float]] = {"continuous": [], "static": [], "direct": [], "single": []}
+    with tempfile.TemporaryDirectory(prefix="stoker-bench-") as tmp:
+        workdir = Path(tmp)
+        model_dir = import_gguf(packaged_smollm2_gguf(), workdir / "smollm2")
+        backend = TransformersBackend(model_dir)
+        servers = {c: start_server(workdir, model_dir, continuous=c) for c in (True, False)}
+        try:
+            warm = work[:BATCH]  # loads lazily initialised kernels; not timed
+            for _, url in servers.values():
+                through_stoker(url, [(t, 8) for t, _ in warm])
+            direct_continuous(backend, [(t, 8) for t, _ in warm])
+            for _ in range(args.rounds):
+                runs["continuous"].append(through_stoker(servers[True][1], work))
+                runs["static"].append(through_stoker(servers[False][1], work))
+                runs["direct"].append(direct_continuous(backend, work))
+                runs["single"].append(one_at_a_time(backend, work[:args.single]))
+        finally:
+            for proc, _ in servers.values():
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=90)
+    report(runs, args)
+
+
+def report(runs: dict[str, list[float]], args: Any) -> None:
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    result = {"tokens_per_s_median": med, "runs": runs, "rounds": args.rounds,
+              "prompts": args.prompts,
+              "continuous_over_static": med["continuous"] / med["static"],
+              "continuous_over_single": med["continuous"] / med["single"],
+              "continuous_over_direct": med["continuous"] / med["direct"]}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"SmolLM2-135M-Instruct, {args.prompts} chat prompts, max_tokens 8..256, "
+          f"batches of {BATCH}, median of {args.rounds} rounds")
+    print(f"  (a) Stoker, continuous batching:    {med['continuous']:7.1f} tok/s")
+    print(f"  (b) Stoker, static batching:        {med['static']:7.1f} tok/s")
+    print(f"  (c) backend, same continuous loop:  {med['direct']:7.1f} tok/s")
+    print(f"  (d) backend, one at a time:         {med['single']:7.1f} tok/s")
+    print(f"  (a)/(b) = {result['continuous_over_static']:.2f}  (target >= 1.4)")
+    print(f"  (a)/(d) = {result['continuous_over_single']:.2f}  (target >= 5)")
+    print(f"  (a)/(c) = {result['continuous_over_direct']:.2f}  (target >= 0.85)")
+
+
+if __name__ == "__main__":
+    main()
