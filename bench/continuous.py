@@ -13,6 +13,8 @@ Targets: (a) >= 1.4 x (b), (a) >= 5 x (d), (a) >= 0.85 x (c). All four run in on
 in each round, so the ratios compare like with like on a shared machine; the result cache is
 off (every round asks the same prompts), and no warm-up is timed.
 
+The weights are bfloat16 in all four (``--dtype float32`` for the checkpoint's own type).
+
     .venv/bin/python bench/continuous.py [--rounds 2] [--prompts 128] [--single 12] [--json]
 """
 
@@ -21,19 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
-
+from served import serve, stop
 from stoker.client import StokerClient
 from stoker.runner.backends.gguf_import import import_gguf, packaged_smollm2_gguf
 from stoker.runner.backends.protocol import ChatMessage, GenerationInput
@@ -94,36 +91,15 @@ def through_stoker(url: str, work: list[tuple[str, int]]) -> float:
     return sum(x["response"]["body"]["usage"]["completion_tokens"] for x in results) / elapsed
 
 
-def start_server(workdir: Path, model_dir: Path, *, continuous: bool
+def start_server(workdir: Path, model_dir: Path, dtype: str, *, continuous: bool
                  ) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     name = "continuous" if continuous else "static"
-    config = workdir / f"{name}.yaml"
-    config.write_text(yaml.safe_dump({
-        "port": port, "data_dir": str(workdir / name),
-        "models": {"smollm2": {"path": str(model_dir)}}, "default_model": "smollm2",
+    return serve(workdir, {
+        "data_dir": str(workdir / name), "default_model": "smollm2",
+        "models": {"smollm2": {"path": str(model_dir), "load_dtype": dtype}},
         "batching": {"max_batch_size": BATCH, "max_wait_ms": 50, "continuous": continuous,
                      "online_headroom_rows": 0},
-    }))
-    proc = subprocess.Popen([sys.executable, "-m", "stoker.cli", "serve", "--config",
-                             str(config), "--runners", "1"],
-                            stdout=(workdir / f"{name}.log").open("wb"),
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            runners = httpx.get(url + "/api/runners", timeout=5).json()["data"]
-            if runners and runners[0]["state"] == "idle":
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    log = (workdir / f"{name}.log").read_text(errors="replace")[-3000:]
-    raise SystemExit(f"the {name} server did not come up:\n{log}")
+    }, name=name)
 
 
 def main() -> None:
@@ -131,6 +107,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--prompts", type=int, default=128)
     parser.add_argument("--single", type=int, default=12)
+    parser.add_argument("--dtype", default="bfloat16",
+                        choices=["float32", "bfloat16"], help="the weights' type, everywhere")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     work = workload(args.prompts)
@@ -138,8 +116,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="stoker-bench-") as tmp:
         workdir = Path(tmp)
         model_dir = import_gguf(packaged_smollm2_gguf(), workdir / "smollm2")
-        backend = TransformersBackend(model_dir)
-        servers = {c: start_server(workdir, model_dir, continuous=c) for c in (True, False)}
+        backend = TransformersBackend(model_dir, dtype=args.dtype)
+        servers = {c: start_server(workdir, model_dir, args.dtype, continuous=c)
+                   for c in (True, False)}
         try:
             warm = work[:BATCH]  # loads lazily initialised kernels; not timed
             for _, url in servers.values():
@@ -152,23 +131,22 @@ def main() -> None:
                 runs["single"].append(one_at_a_time(backend, work[:args.single]))
         finally:
             for proc, _ in servers.values():
-                proc.send_signal(signal.SIGINT)
-                proc.wait(timeout=90)
+                stop(proc)
     report(runs, args)
 
 
 def report(runs: dict[str, list[float]], args: Any) -> None:
     med = {k: statistics.median(v) for k, v in runs.items()}
     result = {"tokens_per_s_median": med, "runs": runs, "rounds": args.rounds,
-              "prompts": args.prompts,
+              "prompts": args.prompts, "dtype": args.dtype,
               "continuous_over_static": med["continuous"] / med["static"],
               "continuous_over_single": med["continuous"] / med["single"],
               "continuous_over_direct": med["continuous"] / med["direct"]}
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"SmolLM2-135M-Instruct, {args.prompts} chat prompts, max_tokens 8..256, "
-          f"batches of {BATCH}, median of {args.rounds} rounds")
+    print(f"SmolLM2-135M-Instruct ({args.dtype}), {args.prompts} chat prompts, max_tokens "
+          f"8..256, batches of {BATCH}, median of {args.rounds} rounds")
     print(f"  (a) Stoker, continuous batching:    {med['continuous']:7.1f} tok/s")
     print(f"  (b) Stoker, static batching:        {med['static']:7.1f} tok/s")
     print(f"  (c) backend, same continuous loop:  {med['direct']:7.1f} tok/s")

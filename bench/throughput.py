@@ -13,19 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
-
+from served import serve, stop
 from stoker.client import StokerClient
 from stoker.runner.backends.protocol import GenerationInput
 from stoker.runner.backends.tiny_model import create_tiny_model
@@ -77,33 +71,6 @@ def through_stoker(client: StokerClient, max_tokens: int, n: int = REQUESTS) -> 
     return tokens / elapsed
 
 
-def start_server(workdir: Path, model_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = workdir / "stoker.yaml"
-    config.write_text(yaml.safe_dump({
-        "port": port, "data_dir": str(workdir / "data"),
-        "models": {"tiny-llama": {"path": str(model_dir)}},
-        "batching": {"max_batch_size": BATCH, "max_wait_ms": 50},
-    }))
-    proc = subprocess.Popen([sys.executable, "-m", "stoker.cli", "serve", "--config",
-                             str(config), "--runners", "1"],
-                            stdout=(workdir / "serve.log").open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            runners = httpx.get(url + "/api/runners", timeout=5).json()["data"]
-            if runners and runners[0]["state"] == "idle":
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"server did not come up; see {workdir / 'serve.log'}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -115,7 +82,10 @@ def main() -> None:
         workdir = Path(tmp)
         model_dir = create_tiny_model(workdir / "tiny-llama")
         backend = TransformersBackend(model_dir)
-        proc, url = start_server(workdir, model_dir)
+        proc, url = serve(workdir, {
+            "data_dir": str(workdir / "data"),
+            "models": {"tiny-llama": {"path": str(model_dir)}},
+            "batching": {"max_batch_size": BATCH, "max_wait_ms": 50}})
         runs: dict[str, list[float]] = {"batched": [], "single": [], "stoker": []}
         try:
             with StokerClient(url) as client:
@@ -126,8 +96,7 @@ def main() -> None:
                     runs["single"].append(backend_single(backend, args.max_tokens))
                     runs["stoker"].append(through_stoker(client, args.max_tokens))
         finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=60)
+            stop(proc)
     report(runs, args)
 
 

@@ -33,19 +33,35 @@ def test_the_imported_checkpoint_is_an_ordinary_one(smollm2: Path) -> None:
     assert "quantization_config" not in (smollm2 / "config.json").read_text()
 
 
+QUESTIONS = {"What is the capital of France?": "Paris",
+             "What is 2+3?": "5",
+             "What is the capital of Germany?": "Berlin",
+             "What color is the sky on a clear day?": "blue",
+             "How many days are in a week?": "7"}
+
+
 def test_smollm2_answers_fixed_questions_correctly_in_one_batch(smollm2: Path) -> None:
     backend = TransformersBackend(smollm2)
-    questions = {"What is the capital of France?": "Paris",
-                 "What is 2+3?": "5",
-                 "What is the capital of Germany?": "Berlin",
-                 "What color is the sky on a clear day?": "blue",
-                 "How many days are in a week?": "7"}
+    questions = QUESTIONS
     answers = backend.generate([ask(q) for q in questions])
     for (question, expected), answer in zip(questions.items(), answers, strict=True):
         assert expected.lower() in answer.text.lower(), (question, answer.text)
     # A batch answers as each alone would (left padding hides nothing).
     alone = backend.generate([ask("What is the capital of France?")])[0]
     assert alone.text == answers[0].text
+
+
+def test_smollm2_in_bfloat16_answers_them_joining_a_running_loop(smollm2: Path) -> None:
+    backend = TransformersBackend(smollm2, dtype="bfloat16")
+    loop = backend.open_loop()
+    answers: dict[str, str] = {}
+    for question in QUESTIONS:  # each joins while the ones before it decode
+        loop.join(question, ask(question))
+        answers.update((k, out.text) for k, out in loop.step())
+    while loop.in_flight:
+        answers.update((k, out.text) for k, out in loop.step())
+    for question, expected in QUESTIONS.items():
+        assert expected.lower() in answers[question].lower(), (question, answers[question])
 
 
 def test_an_unknown_gguf_file_is_one_clear_line(tmp_path: Path) -> None:

@@ -144,7 +144,7 @@ async def register(request: Request, svc: Services = Depends(services)) -> dict[
 def backend_terms(name: str, spec: ModelSettings) -> dict[str, Any]:
     """What a runner needs to reach its model: never the key, which the runner's host holds."""
     if not spec.is_remote:
-        return {"kind": spec.backend}
+        return {"kind": spec.backend, "dtype": spec.load_dtype}
     return {"kind": spec.backend, "base_url": spec.base_url,
             "remote_model": spec.remote_model or name, "max_concurrency": spec.max_concurrency,
             "timeout_s": spec.timeout_s, "max_retries": spec.max_retries,

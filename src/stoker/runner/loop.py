@@ -52,7 +52,8 @@ def load_backend(terms: dict[str, Any], checkpoint: Path | None, device: str) ->
     if spec["kind"] == "transformers":
         from stoker.runner.backends.transformers import TransformersBackend
 
-        return TransformersBackend(checkpoint or Path(terms["model_path"]), device=device)
+        return TransformersBackend(checkpoint or Path(terms["model_path"]), device=device,
+                                   dtype=str(spec.get("dtype", "auto")))
     from stoker.runner.backends.providers import AnthropicBackend, OpenAICompatibleBackend
     from stoker.runner.backends.remote import RemoteEndpoint
 

@@ -184,12 +184,8 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL):
             # to the server together (one round trip) and the counts are read after.
             with self._pipeline(conn):
                 inserted = self._record_results(conn, final, runner_id, batch_id, now)
-                self._x(conn, "insert_batch", id=batch_id, runner_id=runner_id, model=model,
-                        lease_id=lease_id, started_at=started_at, ended_at=ended_at,
-                        request_ids=json.dumps([o.request_id for o in outcomes]),
-                        request_count=len(outcomes),
-                        prompt_tokens=sum(o.prompt_tokens for o in outcomes),
-                        completion_tokens=sum(o.completion_tokens for o in outcomes))
+                self._insert_batch(conn, batch_id, runner_id, model, lease_id, outcomes,
+                                   started_at, ended_at)
                 put_back = self._put_back(conn, lease_id, retry, now,
                                           "left out of its runner's report")
                 self._x(conn, "release_lease", id=lease_id, now=now, outcome="completed")
@@ -233,12 +229,8 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL):
                 self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=len(outcomes))
                 return CompletionSummary(0, len(outcomes), 0, 0, model=model, repeated=True)
             inserted = self._record_results(conn, outcomes, runner_id, batch_id, now)
-            self._x(conn, "insert_batch", id=batch_id, runner_id=runner_id, model=model,
-                    lease_id=lease_id, started_at=started_at, ended_at=ended_at,
-                    request_ids=json.dumps([o.request_id for o in outcomes]),
-                    request_count=len(outcomes),
-                    prompt_tokens=sum(o.prompt_tokens for o in outcomes),
-                    completion_tokens=sum(o.completion_tokens for o in outcomes))
+            self._insert_batch(conn, batch_id, runner_id, model, lease_id, outcomes,
+                               started_at, ended_at)
             self._x(conn, "finish_jobs_of_requests",
                     ids=json.dumps([o.request_id for o in outcomes]), now=now)
             (running,) = self._x(conn, "lease_running", id=lease_id).fetchone()
@@ -251,6 +243,17 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL):
             if len(outcomes) - recorded:
                 self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=len(outcomes) - recorded)
         return CompletionSummary(recorded, len(outcomes) - recorded, 0, 0, model=model)
+
+    def _insert_batch(self, conn: Any, batch_id: str, runner_id: str, model: str,
+                      lease_id: str, outcomes: Sequence[RequestOutcome], started_at: float,
+                      ended_at: float) -> None:
+        """The batch record of one report: the runner's time and what it produced."""
+        self._x(conn, "insert_batch", id=batch_id, runner_id=runner_id, model=model,
+                lease_id=lease_id, started_at=started_at, ended_at=ended_at,
+                request_ids=json.dumps([o.request_id for o in outcomes]),
+                request_count=len(outcomes),
+                prompt_tokens=sum(o.prompt_tokens for o in outcomes),
+                completion_tokens=sum(o.completion_tokens for o in outcomes))
 
     def _put_back(self, conn: Any, lease_id: str, retry: Sequence[RequestOutcome],
                   now: float, error: str) -> Any:

@@ -80,18 +80,19 @@ class TransformersDecodeLoop:
         return None
 
     def step(self) -> list[tuple[str, GenerationOutput]]:
-        """Prefill the rows that joined, then advance every row one token: the rows that
-        finished, with their outputs, in the order they were joined."""
+        """One forward pass: the prefill of the rows that joined (their first tokens), else
+        one token for every row. Returns the rows that finished, with their outputs.
+
+        A prefill is a step of its own so that a new row's first token is out one pass after
+        it joined, not two: what an online request waits for before its text starts."""
         with self._torch.inference_mode():
             if self._joining:
                 self._admit()
-            if not self._rows:
-                return []
-            finished = self._take_finished()
-            if self._rows:
+            elif self._rows:
                 self._decode_one()
-                finished += self._take_finished()
-        return finished
+            else:
+                return []
+            return self._take_finished()
 
     def _admit(self) -> None:
         """Prefill the joining rows together, pick their first tokens, merge their caches."""

@@ -1,0 +1,148 @@
+"""The continuous runner against a real server (uvicorn in a thread, SQLite) and the real tiny
+model: every result once, a broken decode step sends its rows back to the queue, and a drain
+leaves nothing leased. The one double here injects that fault: a loop whose step raises."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from stoker.api.app import create_app
+from stoker.clock import SystemClock
+from stoker.core.continuous import LoopConfig
+from stoker.core.model import RequestStatus
+from stoker.runner.backends.protocol import DecodeLoop, GenerationInput, GenerationOutput
+from stoker.runner.backends.transformers import TransformersBackend
+from stoker.runner.client import ControlPlaneClient
+from stoker.runner.continuous import ContinuousWork
+from stoker.settings import load_settings
+from stoker.store.sqlite import SQLiteStore
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def live(tmp_path: Path, tiny_model_dir: Path) -> Iterator[tuple[str, SQLiteStore]]:
+    port = free_port()
+    settings = load_settings(data_dir=tmp_path, port=port,
+                             models={"tiny-llama": {"path": str(tiny_model_dir)}},
+                             batching={"max_batch_size": 4, "max_wait_ms": 10},
+                             leases={"ttl_s": 3.0, "long_poll_s": 0.5})
+    store = SQLiteStore(settings.database_path)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, store, SystemClock()),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, "the server to start")
+    yield f"http://127.0.0.1:{port}", store
+    server.should_exit = True
+    thread.join(timeout=10)
+    store.close()
+
+
+class BreaksOnce:
+    """A real decode loop whose ``fail_at``-th step raises, as an out-of-memory error would."""
+
+    def __init__(self, loop: DecodeLoop, fail_at: int) -> None:
+        self._loop, self._steps, self._fail_at = loop, 0, fail_at
+
+    @property
+    def in_flight(self) -> int:
+        return self._loop.in_flight
+
+    def join(self, key: str, spec: GenerationInput) -> GenerationOutput | None:
+        return self._loop.join(key, spec)
+
+    def step(self) -> list[tuple[str, GenerationOutput]]:
+        self._steps += 1
+        if self._steps == self._fail_at:
+            raise RuntimeError("CUDA out of memory (injected)")
+        return self._loop.step()
+
+    def partial_text(self, key: str) -> str | None:
+        return self._loop.partial_text(key)
+
+
+class FaultyBackend(TransformersBackend):
+    """The tiny model, whose first loop breaks at its third step."""
+
+    opened = 0
+
+    def open_loop(self) -> Any:
+        FaultyBackend.opened += 1
+        loop = super().open_loop()
+        return BreaksOnce(loop, 3) if FaultyBackend.opened == 1 else loop
+
+
+def run_runner(url: str, backend: TransformersBackend, drain: threading.Event
+               ) -> tuple[threading.Thread, ControlPlaneClient]:
+    client = ControlPlaneClient(url, token=None, stop=drain)
+    client.register(name="t", model="tiny-llama", pid=1, host="h", max_batch_size=4)
+    client.set_state("idle")
+    work = ContinuousWork(client, backend, LoopConfig(4, 1), drain, long_poll_s=0.5)
+    thread = threading.Thread(target=work.run, daemon=True)
+    thread.start()
+    return thread, client
+
+
+def submit(url: str, n: int) -> str:
+    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/completions",
+              "body": {"model": "tiny-llama", "prompt": f"Item {i}", "max_tokens": 6 + i % 5,
+                       "temperature": 0}} for i in range(n)]
+    reply = httpx.post(url + "/api/jobs", json={"requests": lines, "cache": False}, timeout=30)
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["id"])
+
+
+def test_a_broken_step_sends_its_rows_back_and_every_result_is_kept_once(
+        live: tuple[str, SQLiteStore], tiny_model_dir: Path) -> None:
+    url, store = live
+    drain = threading.Event()
+    thread, _ = run_runner(url, FaultyBackend(tiny_model_dir), drain)
+    job_id = submit(url, 10)
+    wait_for(lambda: store.get_job(job_id).finished_at is not None, "the job to finish")
+    rows = store.job_results(job_id)
+    assert {r.status for r in rows} == {RequestStatus.SUCCEEDED}
+    # The rows of the broken loop ran again; the others once.
+    assert max(r.attempts for r in rows) == 2
+    assert min(r.attempts for r in rows) == 1
+    assert store.counter("duplicate_results") == 0
+    drain.set()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_a_drain_finishes_the_rows_in_hand_and_leaves_nothing_leased(
+        live: tuple[str, SQLiteStore], tiny_model_dir: Path) -> None:
+    url, store = live
+    drain = threading.Event()
+    thread, client = run_runner(url, TransformersBackend(tiny_model_dir), drain)
+    job_id = submit(url, 40)
+    wait_for(lambda: store.get_job(job_id).counts.succeeded > 0, "the first results")
+    client.set_state("draining")
+    drain.set()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    counts = store.get_job(job_id).counts
+    assert counts.running == 0
+    assert counts.succeeded + counts.queued == 40
+    assert store.list_runners()[0].state.value == "draining"
