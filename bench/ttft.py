@@ -48,19 +48,21 @@ def decode_step_s(backend: TransformersBackend, rows: int) -> float:
     return statistics.median(times)
 
 
-def first_token_s(url: str, i: int) -> float:
-    """Send one streamed chat completion; seconds until its first content arrives."""
+def first_token_s(http: httpx.Client, i: int) -> float:
+    """Send one streamed chat completion; seconds until its first content arrives. One
+    client for all, as an application keeps one (a new one costs tens of ms to make)."""
     body = {"model": "default", "max_tokens": 8, "temperature": 1, "stream": True,
             "messages": [{"role": "user", "content": f"Online question {i}?"}]}
     start = time.perf_counter()
-    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as reply:
-        for line in reply.iter_lines():
+    with http.stream("POST", "/v1/chat/completions", json=body) as reply:
+        lines = reply.iter_lines()
+        for line in lines:
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[len("data: "):])
             if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
                 elapsed = time.perf_counter() - start
-                for _ in reply.iter_lines():  # read to the end, as a client would
+                for _ in lines:  # read to the end, as a client would
                     pass
                 return elapsed
     raise SystemExit(f"online request {i} streamed no content")
@@ -70,14 +72,14 @@ def measure(url: str, online: int) -> list[float]:
     lines = [{"custom_id": f"b{i}", "method": "POST", "url": "/v1/completions",
               "body": {"model": "default", "prompt": f"Batch item {i}:", "max_tokens": 64,
                        "temperature": 1}} for i in range(BATCH_JOB)]
-    first_token_s(url, -1)  # warm-up, not counted
-    with StokerClient(url) as client:
+    with StokerClient(url) as client, httpx.Client(base_url=url, timeout=60) as http:
+        first_token_s(http, -1)  # warm-up, not counted
         job = client.submit(lines, tier="batch", cache=False)
         while client.job(job["id"])["request_counts"]["succeeded"] == 0:
             time.sleep(0.05)  # the loop is full of batch rows from here on
         times = []
         for i in range(online):
-            took = first_token_s(url, i)
+            took = first_token_s(http, i)
             if client.job(job["id"])["status"] != "running":
                 break  # the batch job is done: later requests would meet an idle runner
             times.append(took)

@@ -245,13 +245,13 @@ class ContinuousWork:
             self._changed.notify_all()
 
     def _stream(self, loop: DecodeLoop, rows: dict[str, _Row]) -> None:
-        """Hand the grown text of streamed rows to the reporter, at a bounded rate."""
+        """Hand the grown text of streamed rows to the reporter, at a bounded rate; a row's
+        first text goes at once (what its client is waiting for)."""
         now = self._clock()
-        if now < self._progress_due:
-            return
+        due = now >= self._progress_due
         grown = {}
         for rid, row in rows.items():
-            if not row.streamed:
+            if not row.streamed or (row.sent_text and not due):
                 continue
             text = streamable_text(loop.partial_text(rid) or "", row.stops)
             if len(text) > len(row.sent_text):
