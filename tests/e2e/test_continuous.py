@@ -59,9 +59,12 @@ def test_a_finished_row_frees_its_slot_for_a_queued_request_in_the_same_loop(
         spans = db.execute("SELECT started_at, ended_at FROM batches WHERE runner_id = "
                            "(SELECT runner_id FROM batches LIMIT 1) ORDER BY started_at"
                            ).fetchall()
+        (fullest,) = db.execute("SELECT MAX(request_count) FROM batches").fetchone()
     assert expired == 0
     # One batch record per report, and the loop's time billed once: no two overlap.
     assert len(spans) >= 2
+    # Each record's size is the rows the loop decoded together, not the rows it reported.
+    assert fullest == 2
     assert all(a[1] <= b[0] + 1e-6 for a, b in itertools.pairwise(spans))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from stoker.core.accounting import RunnerClass
 from stoker.core.model import JobStatus, RequestStatus, RunnerState
 from stoker.errors import Conflict, LeaseLost
 from stoker.store import RequestOutcome, Store
@@ -96,3 +97,19 @@ def test_after_a_partial_report_expiry_requeues_only_what_was_still_running(
     statuses = {r.request_id: r.status for r in store.job_results(job.id)}
     assert statuses[ids[0]] == RequestStatus.SUCCEEDED
     assert {statuses[i] for i in ids[1:]} == {RequestStatus.QUEUED}
+
+
+def test_a_report_s_batch_size_is_the_rows_decoded_together(store: Store) -> None:
+    submit(store, new_job(2), now=1.0)
+    rid = runner(store)
+    lease_id, ids = lease_all(store, rid, now=2.0)
+    store.report(lease_id, rid, [ok(ids[0])], report_id="a", started_at=2.0, ended_at=3.0,
+                 now=3.0, rows=12)
+    store.report(lease_id, rid, [ok(ids[1])], report_id="b", started_at=3.0, ended_at=3.5,
+                 now=3.5)
+    cpu = RunnerClass("cpu", "CPU", 16, 0.36)
+    records = store.usage_records(since=0.0, until=10.0, classes={"cpu": cpu},
+                                  default_class=cpu)
+    sizes = [b.size for b in records.batches]
+    # The waste report reads this as the batch's fill: the loop's rows, not the report's.
+    assert sorted(sizes) == [1, 12]

@@ -76,6 +76,9 @@ class ReportIn(_In):
     started_at: float
     ended_at: float
     results: list[ResultIn] = Field(min_length=1, max_length=4096)
+    #: How many rows the loop decoded together in that time, on average (the batch size the
+    #: waste report reads).
+    rows: int | None = Field(None, ge=1, le=8192)
 
 
 class ProgressIn(_In):
@@ -212,9 +215,10 @@ async def report(runner_id: str, request: Request,
     outcomes = [RequestOutcome(**r.model_dump()) for r in body.results]
     summary = await run_in_threadpool(
         svc.store.report, body.lease_id, runner_id, outcomes, report_id=body.report_id,
-        started_at=body.started_at, ended_at=body.ended_at, now=svc.clock.now())
+        started_at=body.started_at, ended_at=body.ended_at, now=svc.clock.now(),
+        rows=body.rows)
     if not summary.repeated:
-        svc.metrics.observe_batch(summary.model, len(body.results),
+        svc.metrics.observe_batch(summary.model, body.rows or len(body.results),
                                   body.ended_at - body.started_at,
                                   sum(r.prompt_tokens for r in body.results),
                                   sum(r.completion_tokens for r in body.results))

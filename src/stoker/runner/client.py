@@ -126,11 +126,12 @@ class ControlPlaneClient:
                           timeout=10.0, retry=False)
 
     def report(self, lease_id: str, report_id: str, started_at: float, ended_at: float,
-               results: list[dict[str, Any]]) -> dict[str, Any]:
-        """Report some of a lease's results as they finish (continuous batching). Safe to
-        repeat: the server records a ``report_id`` once."""
+               results: list[dict[str, Any]], *, rows: int | None = None) -> dict[str, Any]:
+        """Report some of a lease's results as they finish (continuous batching), with how
+        many rows decoded together meanwhile. Safe to repeat: the server records a
+        ``report_id`` once."""
         return self._call(f"/api/runners/{self.runner_id}/report",
-                          {"lease_id": lease_id, "report_id": report_id,
+                          {"lease_id": lease_id, "report_id": report_id, "rows": rows,
                            "started_at": started_at, "ended_at": ended_at, "results": results})
 
     def progress(self, texts: dict[str, str]) -> None:

@@ -49,6 +49,8 @@ class Report:
     results: list[dict[str, Any]]
     report_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     final: bool = False
+    #: How many rows the loop decoded together in that time, on average.
+    rows: int | None = None
 
 
 def result_json(request_id: str, out: GenerationOutput) -> dict[str, Any]:
@@ -173,6 +175,7 @@ class ContinuousWork:
     def _decode(self, loop: DecodeLoop, askers: list[threading.Thread]) -> None:
         rows: dict[str, _Row] = {}
         cut = self._clock()
+        row_seconds = 0.0  # rows in flight times seconds, since the last cut
         while True:
             with self._changed:
                 while not self._mailbox and loop.in_flight == 0:
@@ -181,19 +184,22 @@ class ContinuousWork:
                     self._changed.wait(0.5)
                 joining, self._mailbox = self._mailbox, []
             if loop.in_flight == 0:
-                cut = self._clock()  # the loop's time starts again with its first row
+                cut, row_seconds = self._clock(), 0.0  # the loop's time starts again
             finished = self._join(loop, rows, joining)
+            in_flight, started = loop.in_flight, self._clock()
             try:
                 finished += loop.step()
             except Exception as exc:
                 log.exception("decode step failed; the loop's rows go back to the queue")
                 self._fail_loop(rows, cut, f"backend failed: {exc}")
-                loop, rows, cut = self._backend.open_loop(), {}, self._clock()
+                loop, rows, cut, row_seconds = self._backend.open_loop(), {}, self._clock(), 0.0
                 continue
+            now = self._clock()
+            row_seconds += in_flight * (now - started)
             if finished:
-                now = self._clock()
-                self._send_finished(rows, finished, cut, now)
-                cut = now
+                mean_rows = max(1, round(row_seconds / (now - cut))) if now > cut else None
+                self._send_finished(rows, finished, cut, now, mean_rows)
+                cut, row_seconds = now, 0.0
             self._stream(loop, rows)
 
     def _join(self, loop: DecodeLoop, rows: dict[str, _Row],
@@ -216,7 +222,7 @@ class ContinuousWork:
 
     def _send_finished(self, rows: dict[str, _Row],
                        finished: list[tuple[str, GenerationOutput]], cut: float,
-                       now: float) -> None:
+                       now: float, mean_rows: int | None) -> None:
         by_lease: dict[str, list[tuple[str, GenerationOutput]]] = {}
         for rid, out in finished:
             by_lease.setdefault(rows.pop(rid).lease_id, []).append((rid, out))
@@ -225,7 +231,8 @@ class ContinuousWork:
         for (lease_id, done), (start, end) in zip(
                 by_lease.items(), split_interval(cut, now, weights), strict=True):
             self._outbox.put(Report(lease_id, start, end,
-                                    [result_json(rid, out) for rid, out in done]))
+                                    [result_json(rid, out) for rid, out in done],
+                                    rows=mean_rows))
         with self._changed:
             self._rows_in_hand -= len(finished)
             self._changed.notify_all()
@@ -291,7 +298,7 @@ class ContinuousWork:
                                       report.results)
             else:
                 self._client.report(report.lease_id, report.report_id, report.started_at,
-                                    report.ended_at, report.results)
+                                    report.ended_at, report.results, rows=report.rows)
         except LeaseGone as exc:
             log.warning("lease %s lost before reporting: %s", report.lease_id, exc)
         except Exception as exc:

@@ -282,9 +282,12 @@ class Store(PoolStore, Protocol):
         started_at: float,
         ended_at: float,
         now: float,
+        rows: int | None = None,
     ) -> CompletionSummary:
         """Record the results of some of a lease's requests as they finish (continuous
-        batching), with one batch record for the runner's time ``started_at..ended_at``.
+        batching), with one batch record for the runner's time ``started_at..ended_at``;
+        its size is ``rows``, how many rows the loop decoded together meanwhile (on
+        average), else the number of results.
 
         Only final results (successes, failures that no retry can fix); the report may name
         only requests its lease granted (else Conflict). Nothing is put back: the rest of the

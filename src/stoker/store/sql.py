@@ -212,6 +212,7 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL):
         started_at: float,
         ended_at: float,
         now: float,
+        rows: int | None = None,
     ) -> CompletionSummary:
         """Record part of a lease's results as its rows finish (see :class:`Store`): one batch
         record per report, the lease released once nothing of it is left running."""
@@ -230,7 +231,7 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL):
                 return CompletionSummary(0, len(outcomes), 0, 0, model=model, repeated=True)
             inserted = self._record_results(conn, outcomes, runner_id, batch_id, now)
             self._insert_batch(conn, batch_id, runner_id, model, lease_id, outcomes,
-                               started_at, ended_at)
+                               started_at, ended_at, rows=rows)
             self._x(conn, "finish_jobs_of_requests",
                     ids=json.dumps([o.request_id for o in outcomes]), now=now)
             (running,) = self._x(conn, "lease_running", id=lease_id).fetchone()
@@ -246,12 +247,13 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL):
 
     def _insert_batch(self, conn: Any, batch_id: str, runner_id: str, model: str,
                       lease_id: str, outcomes: Sequence[RequestOutcome], started_at: float,
-                      ended_at: float) -> None:
-        """The batch record of one report: the runner's time and what it produced."""
+                      ended_at: float, *, rows: int | None = None) -> None:
+        """The batch record of one report: the runner's time, what it produced, and how many
+        rows were decoded together (``rows``; else the report's own requests)."""
         self._x(conn, "insert_batch", id=batch_id, runner_id=runner_id, model=model,
                 lease_id=lease_id, started_at=started_at, ended_at=ended_at,
                 request_ids=json.dumps([o.request_id for o in outcomes]),
-                request_count=len(outcomes),
+                request_count=rows or len(outcomes),
                 prompt_tokens=sum(o.prompt_tokens for o in outcomes),
                 completion_tokens=sum(o.completion_tokens for o in outcomes))
 
