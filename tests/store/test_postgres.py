@@ -53,6 +53,32 @@ def test_a_submit_is_announced_to_other_replicas() -> None:
         writer.close()
 
 
+def test_streamed_text_is_announced_to_other_replicas() -> None:
+    from stoker.store.postgres import PostgresStore
+
+    with fresh_database() as url:
+        listener, writer = PostgresStore(url, max_size=2), PostgresStore(url, max_size=2)
+        connected, heard = threading.Event(), []
+        done = threading.Event()
+
+        def on_news(channel: str, payload: str) -> None:
+            if payload == "*":
+                connected.set()
+            if channel == "stoker_stream":
+                heard.append(payload)
+                done.set()
+
+        stop = listener.subscribe(on_news)
+        assert connected.wait(10)
+        # One too big for a notification is left out (the final result carries it).
+        writer.announce_partials({"req_1": "Once upon a\ttime", "req_2": "x" * 9000})
+        assert done.wait(10)
+        stop()
+        listener.close()
+        writer.close()
+    assert heard == ["req_1\tOnce upon a\ttime"]
+
+
 def test_cut_connections_cost_a_write_one_retryable_error_and_reads_nothing() -> None:
     from stoker.errors import Unavailable
     from stoker.store.postgres import PostgresStore
