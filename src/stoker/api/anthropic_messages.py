@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from stoker.api import access
 from stoker.api.body import decode_utf8, describe, json_body, parse_json
 from stoker.api.errors import error_type
-from stoker.api.online_answer import answer, final_row, follow, new_text, request_id_of
+from stoker.api.online_answer import StreamedAnswer, answer, request_id_of
 from stoker.api.openai_online import JSON_OR_EVENTS, submit_online
 from stoker.api.services import Services, client_team, services
 from stoker.errors import StokerError, Unprocessable
@@ -108,22 +108,16 @@ async def _events(request: Request, svc: Services, job_id: str,
         "usage": {"input_tokens": 0, "output_tokens": 0}}})
     yield _event("content_block_start", {"index": 0,
                                          "content_block": {"type": "text", "text": ""}})
-    sent = ""
+    streamed = StreamedAnswer(request, svc, job_id, request_id)
     try:
-        with svc.streams.watch(request_id) as watch:
-            async for text in follow(request, svc, job_id, watch):
-                delta = new_text(sent, text)
-                if delta:
-                    sent += delta
-                    yield _text_delta(delta)
-        row = await final_row(svc, job_id)
+        async for piece in streamed.pieces():
+            yield _text_delta(piece)
     except StokerError as exc:
         yield _event("error", {"error": {"type": error_type(exc.status_code),
                                          "message": exc.message}})
         return
-    rest = new_text(sent, row.text or "")
-    if rest:
-        yield _text_delta(rest)
+    row = streamed.row
+    assert row is not None  # set once the pieces end
     yield _event("content_block_stop", {"index": 0})
     yield _event("message_delta", {
         "delta": {"stop_reason": _stop_reason(row.finish_reason), "stop_sequence": None},

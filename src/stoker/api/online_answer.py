@@ -85,6 +85,31 @@ async def request_id_of(svc: Services, job_id: str) -> str:
     return row.request_id
 
 
+class StreamedAnswer:
+    """An online request's text as pieces to send, then its result (``row``)."""
+
+    def __init__(self, request: Request, svc: Services, job_id: str, request_id: str) -> None:
+        self._request, self._svc, self._job_id, self._request_id = (request, svc, job_id,
+                                                                     request_id)
+        self.row: ResultRow | None = None
+
+    async def pieces(self) -> AsyncIterator[str]:
+        """Each piece of text that continues what was sent, as the runner generates it, then
+        what the final result adds; ``row`` is set before the last piece. Raises the error a
+        client should see (Timeout, a failed request)."""
+        sent = ""
+        with self._svc.streams.watch(self._request_id) as watch:
+            async for text in follow(self._request, self._svc, self._job_id, watch):
+                piece = new_text(sent, text)
+                if piece:
+                    sent += piece
+                    yield piece
+        self.row = await final_row(self._svc, self._job_id)
+        rest = new_text(sent, self.row.text or "")
+        if rest:
+            yield rest
+
+
 def new_text(sent: str, text: str) -> str:
     """What ``text`` adds to the ``sent`` part of it ("" if it adds nothing, or if it does
     not continue what was sent, which cannot be taken back)."""

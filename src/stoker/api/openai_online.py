@@ -19,7 +19,7 @@ from stoker.api import access
 from stoker.api.body import decode_utf8, describe, json_body, parse_json
 from stoker.api.errors import error_type
 from stoker.api.job_input import JobOptions, ParsedJob, resolve_model
-from stoker.api.online_answer import answer, final_row, follow, new_text, request_id_of
+from stoker.api.online_answer import StreamedAnswer, answer, request_id_of
 from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
 from stoker.errors import InvalidRequest, NotFound, StokerError, Unprocessable
@@ -133,23 +133,17 @@ async def _event_stream(request: Request, svc: Services, job_id: str, endpoint: 
     chunks = _Chunks(endpoint, job_id, model, int(svc.clock.now()))
     if chunks.chat:
         yield _sse(chunks.text_chunk(None, role=True))
-    sent = ""
+    streamed = StreamedAnswer(request, svc, job_id, await request_id_of(svc, job_id))
     try:
-        with svc.streams.watch(await request_id_of(svc, job_id)) as watch:
-            async for text in follow(request, svc, job_id, watch):
-                delta = new_text(sent, text)
-                if delta:
-                    sent += delta
-                    yield _sse(chunks.text_chunk(delta))
-        row = await final_row(svc, job_id)
+        async for piece in streamed.pieces():
+            yield _sse(chunks.text_chunk(piece))
     except StokerError as exc:
         # The status line is sent already: the error travels as an event, as OpenAI does.
         yield _sse({"error": {"message": exc.message, "type": error_type(exc.status_code),
                               "code": exc.code, "param": None}})
         return
-    rest = new_text(sent, row.text or "")
-    if rest:
-        yield _sse(chunks.text_chunk(rest))
+    row = streamed.row
+    assert row is not None  # set once the pieces end
     yield _sse(chunks.text_chunk("", finish=row.finish_reason or "stop"))
     if include_usage:
         yield _sse(chunks.usage_chunk(row.prompt_tokens, row.completion_tokens))
