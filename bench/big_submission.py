@@ -12,6 +12,7 @@ Against `stoker serve` (SQLite, the tiny model, one runner):
 
     .venv/bin/python bench/big_submission.py [--lines 100000] [--download-lines 1000000] [--json]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres]   # PostgreSQL, not SQLite
+        [--static-batching]   # runners with batching.continuous off
 """
 
 from __future__ import annotations
@@ -133,11 +134,11 @@ def database(admin_url: str | None) -> Iterator[str | None]:
             admin.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
-def start_server(root: Path, port: int, runners: int,
-                 store: str | None = None) -> subprocess.Popen[bytes]:
+def start_server(root: Path, port: int, runners: int, store: str | None = None,
+                 continuous: bool = True) -> subprocess.Popen[bytes]:
     config = {"port": port, "data_dir": str(root), "models": {MODEL: {"path": str(root / "m")}},
               "limits": {"max_requests_per_job": 2_000_000, "max_body_bytes": 512 * 2**20},
-              "batching": {"max_batch_size": 16, "max_wait_ms": 5},
+              "batching": {"max_batch_size": 16, "max_wait_ms": 5, "continuous": continuous},
               **({"store": store} if store else {})}
     (root / "stoker.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.Popen([sys.executable, "-m", "stoker.cli", "serve", "--config",
@@ -169,10 +170,11 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def submission(root: Path, lines: int, store: str | None) -> dict[str, Any]:
+def submission(root: Path, lines: int, store: str | None,
+               continuous: bool = True) -> dict[str, Any]:
     port = free_port()
     body = jsonl(lines)
-    proc = start_server(root, port, runners=1, store=store)
+    proc = start_server(root, port, runners=1, store=store, continuous=continuous)
     url = f"http://127.0.0.1:{port}"
     try:
         rest_kb = rss_kb(proc.pid)
@@ -273,6 +275,8 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--download-lines", type=int, default=1_000_000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--static-batching", action="store_true",
+                        help="runners with batching.continuous off (the lease-run-complete path)")
     parser.add_argument("--no-download", action="store_true", help="the submission part only")
     parser.add_argument("--postgres", metavar="ADMIN_URL", default=None,
                         help="run on PostgreSQL (a fresh database per part) instead of SQLite")
@@ -283,7 +287,8 @@ def main() -> None:
         root.mkdir()
         create_tiny_model(root / "m")
         with database(args.postgres) as url:
-            results["submission"] = submission(root, args.lines, url)
+            results["submission"] = submission(root, args.lines, url,
+                                                continuous=not args.static_batching)
         for n in () if args.no_download else (args.download_lines // 10,
                                                args.download_lines):
             where = Path(tmp) / f"download-{n}"
