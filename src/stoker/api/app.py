@@ -14,21 +14,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stoker import __version__
-from stoker.api import (
-    access,
-    anthropic_messages,
-    cost,
-    jobs,
-    openai_batches,
-    openai_files,
-    openai_online,
-    pool,
-    runners,
-)
+from stoker.api import access, cost, jobs, pool, runners
+from stoker.api.anthropic import messages as anthropic_messages
 from stoker.api.body import BodySizeLimit
 from stoker.api.dispatch import Dispatcher, LeaseTerms, Reaper
 from stoker.api.errors import install_error_handlers
 from stoker.api.metrics import StokerMetrics
+from stoker.api.openai import batches as openai_batches
+from stoker.api.openai import files as openai_files
+from stoker.api.openai import online as openai_online
 from stoker.api.scheduling import build_policy, build_tiers
 from stoker.api.services import Services, model_revisions
 from stoker.api.streams import StreamHub

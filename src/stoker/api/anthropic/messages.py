@@ -18,7 +18,7 @@ from stoker.api import access
 from stoker.api.body import decode_utf8, describe, json_body, parse_json
 from stoker.api.errors import error_type
 from stoker.api.online_answer import StreamedAnswer, answer, request_id_of
-from stoker.api.openai_online import JSON_OR_EVENTS, submit_online
+from stoker.api.openai.online import JSON_OR_EVENTS, submit_online
 from stoker.api.services import Services, client_team, services
 from stoker.errors import StokerError, Unprocessable
 from stoker.openai_format import CHAT_COMPLETIONS, TextPart

@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from stoker.api import access
 from stoker.api.body import decode_utf8, describe, json_body, parse_json
 from stoker.api.job_input import JobOptions, ParsedJob
-from stoker.api.openai_batch_input import MAX_LISTED_ERRORS, read_batch_input
-from stoker.api.openai_objects import BatchView, batch_json
+from stoker.api.openai.batch_input import MAX_LISTED_ERRORS, read_batch_input
+from stoker.api.openai.objects import BatchView, batch_json
 from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
 from stoker.errors import Conflict, NotFound, Unprocessable

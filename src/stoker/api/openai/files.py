@@ -12,7 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from stoker.api import access
-from stoker.api.openai_objects import (
+from stoker.api.openai.objects import (
     OUTPUT,
     BatchView,
     derived_file_json,

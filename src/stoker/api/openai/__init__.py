@@ -1,0 +1,1 @@
+"""The OpenAI-compatible surface: online completions, models, Files and Batches."""
