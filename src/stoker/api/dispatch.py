@@ -29,11 +29,19 @@ log = logging.getLogger("stoker.dispatch")
 
 #: How many runners' terms a replica remembers before starting over.
 _MAX_REMEMBERED_RUNNERS = 10_000
-#: Grants that come back empty for this long (not a race lost to another runner, which is
-#: over in milliseconds, but work this runner may not take) make it wait for news, up to
-#: ``EMPTY_GRANT_PAUSE_S``, before each new look.
-EMPTY_GRANTS_FOR_S = 0.1
+#: After a grant comes back empty the runner looks again at once (a race lost to another
+#: runner is over in milliseconds); each further empty grant waits for news twice as long as
+#: the one before, from ``FIRST_EMPTY_GRANT_PAUSE_S`` up to ``EMPTY_GRANT_PAUSE_S`` (work this
+#: runner may not take, such as work pinned to another revision, must not make it spin).
+FIRST_EMPTY_GRANT_PAUSE_S = 0.002
 EMPTY_GRANT_PAUSE_S = 0.25
+
+
+def empty_grant_pause_s(empty_grants: int) -> float:
+    """How long to wait for news before the next look, after ``empty_grants`` in a row."""
+    if empty_grants <= 1:
+        return 0.0
+    return min(FIRST_EMPTY_GRANT_PAUSE_S * 2 ** min(empty_grants - 2, 16), EMPTY_GRANT_PAUSE_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +124,7 @@ class Dispatcher:
         config = BatchConfig(runner.max_batch_size, runner.max_wait_ms)
         deadline = self._clock.now() + min(wait_s, self._terms.long_poll_s)
         state: RunnerState | None = None  # unknown until read again; the grant checks it
-        empty_since: float | None = None  # when grants began coming back empty
+        empty_grants = 0  # grants in a row that came back empty
         waiting = self._waiters.setdefault(runner.model, deque())
         while True:
             # Queue up before looking, so that work arriving while we look still wakes us.
@@ -136,14 +144,14 @@ class Dispatcher:
                     # Another runner took them first (look again at once), this one drains,
                     # or what is queued is pinned to another revision (empty for a while:
                     # wait for news, never spin); read its state, look with fresh numbers.
-                    empty_since = now if empty_since is None else empty_since
+                    empty_grants += 1
                     if deadline - now <= 0:
                         return None
-                    if now - empty_since >= EMPTY_GRANTS_FOR_S:
+                    pause_s = empty_grant_pause_s(empty_grants)
+                    if pause_s > 0:
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(
-                                asyncio.shield(woken),
-                                timeout=min(EMPTY_GRANT_PAUSE_S, deadline - now))
+                            await asyncio.wait_for(asyncio.shield(woken),
+                                                   timeout=min(pause_s, deadline - now))
                 else:
                     timeout = deadline - now
                     if decision.until is not None:
