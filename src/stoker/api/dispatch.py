@@ -41,7 +41,7 @@ def empty_grant_pause_s(empty_grants: int) -> float:
     """How long to wait for news before the next look, after ``empty_grants`` in a row."""
     if empty_grants <= 1:
         return 0.0
-    return min(FIRST_EMPTY_GRANT_PAUSE_S * 2 ** min(empty_grants - 2, 16), EMPTY_GRANT_PAUSE_S)
+    return min(FIRST_EMPTY_GRANT_PAUSE_S * 2.0 ** min(empty_grants - 2, 16), EMPTY_GRANT_PAUSE_S)
 
 
 @dataclass(frozen=True, slots=True)
