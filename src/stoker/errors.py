@@ -14,10 +14,13 @@ class StokerError(Exception):
     code: str = "internal_error"
     retryable: bool = False
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None,
+                 param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after_s = retry_after_s
+        #: The request field at fault, as OpenAI's ``param`` names it (``messages.0.role``).
+        self.param = param
 
 
 class InvalidRequest(StokerError):
@@ -25,6 +28,12 @@ class InvalidRequest(StokerError):
 
     status_code = 400
     code = "invalid_request"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """The prompt and the completion's token budget do not fit the model's context."""
+
+    code = "context_length_exceeded"
 
 
 class Unauthorized(StokerError):

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -39,9 +46,24 @@ class ChatMessageIn(BaseModel):
         return "".join(part.text for part in self.content)
 
 
+#: Fields taken and ignored, as they change nothing about the answer (README: "Drop-in").
+IGNORED_FIELDS = ("user", "metadata", "store", "parallel_tool_calls", "stream_options",
+                  "service_tier")
+#: Fields Stoker cannot honour yet, taken only when they ask for nothing different from the
+#: default (what tools send by habit: ``logprobs: false``, ``presence_penalty: 0``, …).
+NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
+    "logprobs": (False, 0), "top_logprobs": (0,), "echo": (False,), "best_of": (1,),
+    "presence_penalty": (0,), "frequency_penalty": (0,), "logit_bias": ({},),
+    "response_format": ({"type": "text"},), "tools": ([],), "tool_choice": ("none",),
+    "suffix": ("",), "functions": ([],), "function_call": ("none",),
+}
+#: Fields whose ``null`` is an error rather than "the default".
+_REQUIRED = ("model", "messages", "prompt")
+
+
 class _SamplingBody(BaseModel):
-    # Unknown fields (user, logit_bias, …) are accepted and ignored, as many tools send them.
-    model_config = ConfigDict(extra="ignore")
+    # A field Stoker would not honour is refused by name, never silently dropped.
+    model_config = ConfigDict(extra="forbid")
 
     model: str = Field("default", min_length=1, max_length=256)
     max_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS_CEILING)] | None = None
@@ -52,6 +74,41 @@ class _SamplingBody(BaseModel):
     stop: str | list[str] | None = None
     n: int = 1
     stream: bool = False
+    user: Any = Field(None, exclude=True)
+    metadata: Any = Field(None, exclude=True)
+    store: Any = Field(None, exclude=True)
+    parallel_tool_calls: Any = Field(None, exclude=True)
+    stream_options: Any = Field(None, exclude=True)
+    service_tier: Any = Field(None, exclude=True)
+    logprobs: Any = Field(None, exclude=True)
+    top_logprobs: Any = Field(None, exclude=True)
+    echo: Any = Field(None, exclude=True)
+    best_of: Any = Field(None, exclude=True)
+    presence_penalty: Any = Field(None, exclude=True)
+    frequency_penalty: Any = Field(None, exclude=True)
+    logit_bias: Any = Field(None, exclude=True)
+    response_format: Any = Field(None, exclude=True)
+    tools: Any = Field(None, exclude=True)
+    tool_choice: Any = Field(None, exclude=True)
+    suffix: Any = Field(None, exclude=True)
+    functions: Any = Field(None, exclude=True)
+    function_call: Any = Field(None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, data: Any) -> Any:
+        # OpenAI takes null for any optional field and means its default.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k in _REQUIRED}
+        return data
+
+    @field_validator(*NEUTRAL_VALUES)
+    @classmethod
+    def _nothing_different(cls, value: Any, info: ValidationInfo) -> Any:
+        if value not in NEUTRAL_VALUES[str(info.field_name)]:
+            raise ValueError(f"{info.field_name} is not supported by Stoker; leave it out "
+                             f"(or send {NEUTRAL_VALUES[str(info.field_name)][0]!r})")
+        return value
 
     @field_validator("stop")
     @classmethod
@@ -167,6 +224,19 @@ def completion_response_body(
         "choices": [choice],
         "usage": usage(prompt_tokens, completion_tokens),
     }
+
+
+#: How OpenAI's context-length refusals begin; tools (litellm's context-window fallback) look
+#: for these words, so a prompt too long for a model is told the same way here.
+CONTEXT_LENGTH_OPENING = "This model's maximum context length is "
+
+
+def context_length_message(context_tokens: int, prompt_tokens: int, max_tokens: int) -> str:
+    """OpenAI's wording for a prompt and token budget that do not fit the context."""
+    return (f"{CONTEXT_LENGTH_OPENING}{context_tokens} tokens. However, you requested "
+            f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, "
+            f"{max_tokens} in the completion). Please reduce the length of the messages or "
+            f"completion.")
 
 
 def error_body(message: str, *, kind: str, code: str | None = None) -> dict[str, Any]:

@@ -280,8 +280,8 @@ def test_batches_list_pages_with_after(api: tuple[TestClient, SQLiteStore]) -> N
 
 
 @pytest.mark.parametrize(("change", "status"), [
-    ({"endpoint": "/v1/embeddings"}, 422),
-    ({"completion_window": "2w"}, 422),
+    ({"endpoint": "/v1/embeddings"}, 400),
+    ({"completion_window": "2w"}, 400),
     ({"input_file_id": "file_nope"}, 404),
     ({"metadata": {"tier": "online"}}, 403),
 ])

@@ -47,12 +47,19 @@ def test_unknown_model_is_404_before_anything_queues(api: API, stream: bool) -> 
     assert api[1].queue_depth() == {}
 
 
-def test_bad_bodies_are_422(api: API) -> None:
+def test_bad_bodies_are_400_invalid_request_errors_naming_the_field(api: API) -> None:
     client = sdk(api[0])
-    with pytest.raises(openai.UnprocessableEntityError, match="messages"):
+    with pytest.raises(openai.BadRequestError, match="messages") as refused:
         client.chat.completions.create(model="tiny-llama", messages=[])
-    with pytest.raises(openai.UnprocessableEntityError, match="n=1"):
+    assert refused.value.type == "invalid_request_error"
+    assert refused.value.param == "messages"
+    with pytest.raises(openai.BadRequestError, match="n=1") as refused:
         client.completions.create(model="tiny-llama", prompt="x", n=3)
+    assert refused.value.param == "n"
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="tiny-llama",
+                                       messages=[{"role": "robot", "content": "hi"}])  # type: ignore[misc, list-item]
+    assert refused.value.param == "messages.0.role"
     assert api[1].queue_depth() == {}
 
 
@@ -69,6 +76,8 @@ def test_messages_takes_the_anthropic_key_header_and_checks_its_body(api: API) -
     assert r.status_code == 401
     r = http.post("/v1/messages", headers={"x-api-key": ONLINE},
                   json={"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}]})
-    assert r.status_code == 422
+    assert r.status_code == 400
+    assert r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "invalid_request_error"
     assert "max_tokens" in r.json()["error"]["message"]
     assert api[1].queue_depth() == {}

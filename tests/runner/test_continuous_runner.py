@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stoker.runner.continuous import split_interval, streamable_text
+from stoker.runner.continuous import split_interval
 
 
 def test_an_interval_is_cut_in_proportion_to_the_weights() -> None:
@@ -25,13 +25,3 @@ def test_the_pieces_cover_the_interval_exactly_once(start: float, length: float,
     assert pieces[-1][1] == start + length
     assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
     assert sum(end - begin for begin, end in pieces) == pytest.approx(length, abs=1e-6)
-
-
-def test_a_half_decoded_character_is_held_back() -> None:
-    assert streamable_text("caf\ufffd", ()) == "caf"
-
-
-def test_what_may_begin_a_stop_sequence_is_held_back() -> None:
-    assert streamable_text("Hello\n", ("\n\n",)) == "Hello"
-    assert streamable_text("Hello wo", ("world!", "\n")) == "Hello "
-    assert streamable_text("Hello", ("\n\n",)) == "Hello"

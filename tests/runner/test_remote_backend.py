@@ -118,10 +118,15 @@ def test_anthropic_call_shape_and_answer(provider: tuple[str, Script]) -> None:
     url, script = provider
     script.answers = [(200, {"content": [{"type": "text", "text": "red"}],
                              "stop_reason": "max_tokens",
-                             "usage": {"input_tokens": 7, "output_tokens": 5}})]
-    (out,) = AnthropicBackend(endpoint(url)).generate([CHAT_IN])
+                             "usage": {"input_tokens": 7, "output_tokens": 5}}),
+                      (200, {"content": [{"type": "text", "text": "blue"}],
+                             "stop_reason": "stop_sequence", "stop_sequence": "\n",
+                             "usage": {"input_tokens": 7, "output_tokens": 2}})]
+    backend = AnthropicBackend(endpoint(url))
+    (out,), (stopped,) = backend.generate([CHAT_IN]), backend.generate([CHAT_IN])
     assert (out.text, out.finish_reason, out.prompt_tokens, out.completion_tokens) == \
         ("red", "length", 7, 5)
+    assert (stopped.finish_reason, stopped.stop_sequence) == ("stop", "\n")
     path, headers, body = script.seen[0]
     assert path == "/v1/messages"
     assert headers["x-api-key"] == KEY

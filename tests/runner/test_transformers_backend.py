@@ -61,6 +61,19 @@ def test_stop_sequence_cuts_the_text(backend: TransformersBackend) -> None:
     assert cut.finish_reason == "stop"
     assert cut.text == free.text[: free.text.find(stop)]
     assert stop not in cut.text
+    assert cut.stop_sequence == stop
+
+
+def test_of_several_stops_the_earliest_in_the_text_ends_it(backend: TransformersBackend) -> None:
+    (free,) = backend.generate([greedy("Q: what is 2+2?", 24)])
+    early = free.text[1:3]
+    late = next(free.text[i:i + 2] for i in range(len(free.text) - 1)
+                if free.text.find(free.text[i:i + 2]) > free.text.find(early) + 1)
+    # The later one first in the list: the text still ends at the earlier.
+    (cut,) = backend.generate([greedy("Q: what is 2+2?", 24, stop=(late, early))])
+    assert cut.text == free.text[: free.text.find(early)]
+    assert cut.stop_sequence == early
+    assert late not in cut.text and early not in cut.text
 
 
 def test_seed_makes_sampling_reproducible(backend: TransformersBackend) -> None:

@@ -23,6 +23,7 @@ from stoker.api.metrics import StokerMetrics
 from stoker.api.openai import batches as openai_batches
 from stoker.api.openai import files as openai_files
 from stoker.api.openai import online as openai_online
+from stoker.api.request_ids import RequestIds
 from stoker.api.scheduling import build_policy, build_tiers
 from stoker.api.services import Services, model_revisions
 from stoker.api.streams import StreamHub
@@ -86,6 +87,8 @@ def create_app(settings: Settings, store: Store, clock: Clock, *,
                                   upload_worker, streams)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    # Added last, so outermost: even the body limit's refusals carry a request id.
+    app.add_middleware(RequestIds)
     app.include_router(jobs.router)
     app.include_router(runners.router)
     app.include_router(pool.router)

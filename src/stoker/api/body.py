@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stoker.api.errors import error_response
+from stoker.api.errors import error_response, shape_of
 from stoker.errors import InvalidRequest, PayloadTooLarge, Unprocessable
 
 MAX_JSON_DEPTH = 64
@@ -30,7 +30,8 @@ class BodySizeLimit:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await error_response(413, "payload_too_large", self._message())(
+                await error_response(413, "payload_too_large", self._message(),
+                                     shape=shape_of(scope.get("path", "")))(
                     scope, receive, send)
                 return
         seen = 0
@@ -92,8 +93,23 @@ def parse_json(text: str, *, where: str = "body") -> Any:
 def describe(exc: ValidationError) -> str:
     """A pydantic error as one readable line."""
     return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {_message(err)}"
+        for err in exc.errors()
     )
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "not a field Stoker takes (refused rather than ignored; leave it out)"
+    return str(err["msg"])
+
+
+def invalid(exc: ValidationError, *, where: str = "body") -> Unprocessable:
+    """The error for a value that failed validation: a 422 (400 on OpenAI's routes) naming
+    each field, with the first as its ``param``."""
+    errors = exc.errors()
+    param = (".".join(str(p) for p in errors[0]["loc"]) or None) if errors else None
+    return Unprocessable(f"{where}: {describe(exc)}", param=param)
 
 
 def validate(schema: type[M], value: Any, *, where: str = "body") -> M:
@@ -101,7 +117,7 @@ def validate(schema: type[M], value: Any, *, where: str = "body") -> M:
     try:
         return schema.model_validate(value)
     except ValidationError as exc:
-        raise Unprocessable(f"{where}: {describe(exc)}") from None
+        raise invalid(exc, where=where) from None
 
 
 def json_body(schema: type[BaseModel]) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from stoker.api.services import Services
 from stoker.api.streams import StreamWatch
 from stoker.core.model import JOB_TERMINAL, RequestStatus
-from stoker.errors import ModelFailed, Timeout, Unprocessable
+from stoker.errors import ContextLengthExceeded, ModelFailed, Timeout, Unprocessable
+from stoker.openai_format import CHAT_COMPLETIONS, CONTEXT_LENGTH_OPENING
 from stoker.store import ResultRow
 
 # How often a waiting call looks whether its client has gone away.
@@ -67,9 +68,15 @@ async def final_row(svc: Services, job_id: str) -> ResultRow:
     if row.status == RequestStatus.SUCCEEDED:
         return row
     if row.status == RequestStatus.FAILED and row.finish_reason == "error":
+        if (row.error or "").startswith(CONTEXT_LENGTH_OPENING):
+            raise ContextLengthExceeded(row.error or "", param=_input_field(row.endpoint))
         raise Unprocessable(row.error or "the model cannot take this request")
     raise ModelFailed(f"the model failed this request after {row.attempts} attempts: "
                       f"{row.error or 'no answer'}")
+
+
+def _input_field(endpoint: str) -> str:
+    return "messages" if endpoint == CHAT_COMPLETIONS else "prompt"
 
 
 async def answer(request: Request, svc: Services, job_id: str) -> ResultRow:

@@ -67,6 +67,7 @@ class ResultIn(_In):
     completion_tokens: int = Field(0, ge=0)
     error: str | None = None
     retryable: bool = False
+    stop_sequence: str | None = None
 
 
 class ReportIn(_In):

@@ -28,6 +28,7 @@ from typing import Any
 
 from stoker.core.continuous import LoopConfig, TopUp, plan_fill, plan_headroom
 from stoker.runner.backends.protocol import ContinuousBackend, DecodeLoop, GenerationOutput
+from stoker.runner.backends.stop_sequences import streamable_text
 from stoker.runner.client import ControlPlaneClient, LeasedWork, LeaseGone
 from stoker.runner.inputs import UnrunnableRequest, generation_input
 
@@ -57,7 +58,8 @@ def result_json(request_id: str, out: GenerationOutput) -> dict[str, Any]:
     """A finished row as the server takes it."""
     return {"request_id": request_id, "text": out.text, "finish_reason": out.finish_reason,
             "prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
-            "error": out.error, "retryable": out.error is not None and out.retryable}
+            "error": out.error, "retryable": out.error is not None and out.retryable,
+            "stop_sequence": out.stop_sequence}
 
 
 def split_interval(started_at: float, ended_at: float, weights: list[float]
@@ -72,19 +74,6 @@ def split_interval(started_at: float, ended_at: float, weights: list[float]
         pieces.append((start, end))
         start = end
     return pieces
-
-
-def streamable_text(text: str, stops: tuple[str, ...]) -> str:
-    """The part of a row's text so far that will not change: no half-decoded character at
-    the end, and nothing that may yet turn out to begin a stop sequence."""
-    text = text.rstrip("\ufffd")
-    held = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), held, -1):
-            if text.endswith(stop[:n]):
-                held = n
-                break
-    return text[: len(text) - held]
 
 
 @dataclass

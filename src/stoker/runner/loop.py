@@ -22,7 +22,7 @@ import httpx
 from stoker.core.continuous import LoopConfig
 from stoker.runner.backends.protocol import Backend, ContinuousBackend, GenerationInput
 from stoker.runner.client import ControlPlaneClient, LeasedWork, LeaseGone, RunnerGone
-from stoker.runner.continuous import ContinuousWork
+from stoker.runner.continuous import ContinuousWork, result_json
 from stoker.runner.inputs import UnrunnableRequest, generation_input
 
 log = logging.getLogger("stoker.runner")
@@ -210,9 +210,5 @@ def run_requests(backend: Backend, requests: list[dict[str, Any]]
     else:
         for (rid, _), out in zip(runnable, outputs, strict=True):
             rate_limited += out.rate_limited
-            results[rid] = {
-                "request_id": rid, "text": out.text, "finish_reason": out.finish_reason,
-                "prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
-                "error": out.error, "retryable": out.error is not None and out.retryable,
-            }
+            results[rid] = result_json(rid, out)
     return [results[req["id"]] for req in requests], rate_limited

@@ -145,6 +145,8 @@ class RequestOutcome:
     completion_tokens: int = 0
     error: str | None = None
     retryable: bool = False
+    #: The stop string that ended the text, when one did.
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,8 @@ class ResultRow:
     error: str | None
     finished_at: float | None
     cached: bool = False
+    #: The stop string that ended the text, when one did.
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,7 +81,8 @@ def request_from(row: Row) -> Request:
 def result_from(row: Row) -> ResultRow:
     """A result row from a ``job_results`` row."""
     (rid, idx, custom_id, endpoint, model, status, last_error, attempts, text, finish_reason,
-     prompt_tokens, completion_tokens, error, _created_at, finished_at, cached) = row
+     prompt_tokens, completion_tokens, error, _created_at, finished_at, cached,
+     stop_sequence) = row
     return ResultRow(
         request_id=rid,
         index=idx,
@@ -97,6 +98,7 @@ def result_from(row: Row) -> ResultRow:
         error=error if error is not None else last_error,
         finished_at=finished_at,
         cached=bool(cached),
+        stop_sequence=stop_sequence,
     )
 
 

@@ -12,16 +12,24 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from stoker.api import access
-from stoker.api.body import decode_utf8, describe, json_body, parse_json
-from stoker.api.errors import error_type
+from stoker.api.body import decode_utf8, invalid, json_body, parse_json
+from stoker.api.errors import anthropic_error_type
 from stoker.api.online_answer import StreamedAnswer, answer, request_id_of
 from stoker.api.openai.online import JSON_OR_EVENTS, submit_online
 from stoker.api.services import Services, client_team, services
-from stoker.errors import StokerError, Unprocessable
+from stoker.errors import StokerError
 from stoker.openai_format import CHAT_COMPLETIONS, TextPart
+from stoker.store import ResultRow
 
 router = APIRouter(prefix="/v1", tags=["anthropic"],
                    dependencies=[Depends(access.client)])
@@ -39,7 +47,8 @@ class MessageIn(BaseModel):
 class MessagesBody(BaseModel):
     """The body of ``POST /v1/messages``."""
 
-    model_config = ConfigDict(extra="ignore")
+    # A field Stoker would not honour is refused by name, never silently dropped.
+    model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=256)
     max_tokens: int = Field(ge=1)
@@ -49,6 +58,21 @@ class MessagesBody(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop_sequences: list[str] | None = Field(None, max_length=4)
     stream: bool = False
+    #: Taken and ignored: they change nothing about the answer.
+    metadata: Any = None
+    service_tier: Any = None
+    #: Taken only when they ask for nothing different from the default.
+    top_k: Any = None
+    tools: Any = None
+    tool_choice: Any = None
+    thinking: Any = None
+
+    @field_validator("top_k", "tools", "tool_choice", "thinking")
+    @classmethod
+    def _nothing_different(cls, value: Any, info: ValidationInfo) -> Any:
+        if value not in (None, [], {"type": "none"}, {"type": "disabled"}):
+            raise ValueError(f"{info.field_name} is not supported by Stoker; leave it out")
+        return value
 
 
 def _text(content: str | list[TextPart]) -> str:
@@ -76,7 +100,7 @@ async def create_message(request: Request, svc: Services = Depends(services)
     try:
         body = MessagesBody.model_validate(parse_json(decode_utf8(await request.body())))
     except ValidationError as exc:
-        raise Unprocessable(f"body: {describe(exc)}") from None
+        raise invalid(exc) from None
     job_id, model = await submit_online(svc, team, CHAT_COMPLETIONS, chat_body(body),
                                         stream=body.stream)
     if body.stream:
@@ -86,13 +110,15 @@ async def create_message(request: Request, svc: Services = Depends(services)
     row = await answer(request, svc, job_id)
     return {"id": f"msg_{row.request_id}", "type": "message", "role": "assistant",
             "model": model, "content": [{"type": "text", "text": row.text or ""}],
-            "stop_reason": _stop_reason(row.finish_reason), "stop_sequence": None,
+            "stop_reason": _stop_reason(row), "stop_sequence": row.stop_sequence,
             "usage": {"input_tokens": row.prompt_tokens,
                       "output_tokens": row.completion_tokens}}
 
 
-def _stop_reason(finish_reason: str | None) -> str:
-    return _STOP_REASON.get(finish_reason or "stop", "end_turn")
+def _stop_reason(row: ResultRow) -> str:
+    if row.stop_sequence is not None:
+        return "stop_sequence"
+    return _STOP_REASON.get(row.finish_reason or "stop", "end_turn")
 
 
 def _event(kind: str, data: dict[str, Any]) -> str:
@@ -113,14 +139,14 @@ async def _events(request: Request, svc: Services, job_id: str,
         async for piece in streamed.pieces():
             yield _text_delta(piece)
     except StokerError as exc:
-        yield _event("error", {"error": {"type": error_type(exc.status_code),
+        yield _event("error", {"error": {"type": anthropic_error_type(exc.status_code),
                                          "message": exc.message}})
         return
     row = streamed.row
     assert row is not None  # set once the pieces end
     yield _event("content_block_stop", {"index": 0})
     yield _event("message_delta", {
-        "delta": {"stop_reason": _stop_reason(row.finish_reason), "stop_sequence": None},
+        "delta": {"stop_reason": _stop_reason(row), "stop_sequence": row.stop_sequence},
         "usage": {"input_tokens": row.prompt_tokens, "output_tokens": row.completion_tokens}})
     yield _event("message_stop", {})
 

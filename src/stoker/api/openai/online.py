@@ -16,13 +16,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from stoker.api import access
-from stoker.api.body import decode_utf8, describe, json_body, parse_json
+from stoker.api.body import decode_utf8, invalid, json_body, parse_json
 from stoker.api.errors import error_type
 from stoker.api.job_input import JobOptions, ParsedJob, resolve_model
 from stoker.api.online_answer import StreamedAnswer, answer, request_id_of
 from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
-from stoker.errors import InvalidRequest, NotFound, StokerError, Unprocessable
+from stoker.errors import InvalidRequest, NotFound, StokerError
 from stoker.openai_format import (
     CHAT_COMPLETIONS,
     COMPLETIONS,
@@ -53,6 +53,8 @@ def list_models(request: Request, svc: Services = Depends(services)) -> dict[str
 def get_model(model: str, request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
     """One served model."""
     client_team(request)
+    if model == "default":
+        model = svc.settings.default_model  # what requests naming "default" are served by
     if model not in svc.settings.models:
         raise NotFound(f"model {model!r} is not served here; see GET /v1/models")
     return _model_json(svc, model)
@@ -104,7 +106,7 @@ async def submit_online(svc: Services, team: str, endpoint: str,
     try:
         normalised, _ = normalised_body(endpoint, body)
     except ValidationError as exc:
-        raise Unprocessable(f"body: {describe(exc)}") from None
+        raise invalid(exc) from None
     normalised["stream"] = stream
     request_in = NewRequest(custom_id="online", endpoint=endpoint, body=normalised)
     model = resolve_model([request_in], default_model=svc.settings.default_model,

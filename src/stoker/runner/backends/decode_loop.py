@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stoker.runner.backends.protocol import GenerationInput, GenerationOutput
+from stoker.runner.backends.stop_sequences import cut_at_stop
 
 if TYPE_CHECKING:
     from stoker.runner.backends.transformers import TransformersBackend
@@ -32,6 +33,7 @@ class _Row:
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     finish_reason: str | None = None
+    stop_sequence: str | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -171,7 +173,7 @@ class TransformersDecodeLoop:
         if not row.spec.stop:
             row.text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
         return GenerationOutput(row.text, row.finish_reason or "length", row.prompt_tokens,
-                                len(row.tokens))
+                                len(row.tokens), stop_sequence=row.stop_sequence)
 
     def _pick(self, rows: list[_Row], logits: Any) -> Any:
         """Choose each row's next token and update its text and finish state."""
@@ -203,10 +205,8 @@ class TransformersDecodeLoop:
         if row.spec.stop:
             # Stop sequences can span tokens, so they are matched on the decoded text.
             row.text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
-        for stop in row.spec.stop:
-            cut = row.text.find(stop)
-            if cut >= 0:
-                row.text = row.text[:cut]
+            row.text, row.stop_sequence = cut_at_stop(row.text, row.spec.stop)
+            if row.stop_sequence is not None:
                 row.finish_reason = "stop"
                 return
         if len(row.tokens) >= row.spec.max_tokens:

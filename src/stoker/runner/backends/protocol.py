@@ -42,6 +42,8 @@ class GenerationOutput:
     retryable: bool = False
     #: How many times a provider answered 429 while this input was being sent.
     rate_limited: int = 0
+    #: The stop string that ended the text, when one did (``finish_reason`` is then "stop").
+    stop_sequence: str | None = None
 
 
 class Backend(Protocol):

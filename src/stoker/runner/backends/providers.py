@@ -79,5 +79,7 @@ class AnthropicBackend(RemoteBackend):
         text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
         used = data.get("usage") or {}
         finish = _ANTHROPIC_FINISH.get(str(data.get("stop_reason")), "stop")
+        matched = data.get("stop_sequence")
         return GenerationOutput(text, finish, int(used.get("input_tokens", 0)),
-                                int(used.get("output_tokens", 0)))
+                                int(used.get("output_tokens", 0)),
+                                stop_sequence=matched if isinstance(matched, str) else None)

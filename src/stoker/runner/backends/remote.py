@@ -8,6 +8,7 @@ the tries run out the input fails as retryable, so the queue's attempt limit dec
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import time
@@ -177,5 +178,4 @@ class RemoteBackend:
             return GenerationOutput("", "error", 0, 0, retryable=True, rate_limited=rate_limited,
                                     error=f"provider answer not understood: "
                                           f"{scrub(str(exc), key)}")
-        return GenerationOutput(out.text, out.finish_reason, out.prompt_tokens,
-                                out.completion_tokens, rate_limited=rate_limited)
+        return dataclasses.replace(out, rate_limited=rate_limited)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stoker.openai_format import context_length_message
 from stoker.runner.backends.decode_loop import TransformersDecodeLoop
 from stoker.runner.backends.protocol import GenerationInput, GenerationOutput
 
@@ -73,10 +74,7 @@ class TransformersBackend:
         """Why the prompt and its token budget do not fit the context (None if they do)."""
         if len(ids) + spec.max_tokens <= self._context:
             return None
-        return (
-            f"{len(ids)} prompt tokens + max_tokens {spec.max_tokens} exceed the model's "
-            f"context of {self._context} tokens; shorten the prompt or lower max_tokens"
-        )
+        return context_length_message(self._context, len(ids), spec.max_tokens)
 
     def generator(self, seed: int | None) -> Any:
         """A random generator for one row: seeded when the request names a seed."""
