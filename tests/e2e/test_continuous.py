@@ -98,7 +98,7 @@ def test_streamed_tokens_arrive_while_a_batch_job_is_still_decoding(
     assert batch_done_at_first_token == "running"
     plain = client.chat.completions.create(
         model="tiny-llama", messages=[{"role": "user", "content": "Tell me a long story"}],
-        max_tokens=300, temperature=0, extra_body={"cache": False})
+        max_tokens=300, temperature=0)
     assert "".join(t for _, t in arrivals) == plain.choices[0].message.content
 
 

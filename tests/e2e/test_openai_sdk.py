@@ -368,9 +368,12 @@ def test_nothing_in_a_request_sends_a_key_elsewhere(fleet: Fleet) -> None:
         chat(client, "remote-redirect", "follow me")
     assert caught.value.status_code == 502
     assert "redirect" in caught.value.message
-    reply = chat(client, "remote-tiny", "go elsewhere", extra_body={
-        "api_base": fleet.evil_url, "base_url": fleet.evil_url, "api_key": "x"})
-    assert reply.choices[0].message.content is not None
+    # Fields that try to point the call elsewhere are refused by name, not followed.
+    for field_name in ("api_base", "base_url", "api_key"):
+        with pytest.raises(openai.BadRequestError) as refused:
+            chat(client, "remote-tiny", "go elsewhere",
+                 extra_body={field_name: fleet.evil_url})
+        assert refused.value.param == field_name
     with pytest.raises(openai.NotFoundError):
         chat(client, f"{fleet.evil_url}/v1/tiny-llama", "hi")
     assert fleet.evil_hits == []
