@@ -238,6 +238,10 @@ class TeamSettings(_Strict):
     #: Teams naming the same group share one result cache (a hit tells a team what another
     #: asked, so only by choice); by default a team's cache is its own.
     cache_group: str | None = Field(None, min_length=1, max_length=100)
+    #: The tier of this team's synchronous calls (``/v1/chat/completions``, ``/v1/messages``,
+    #: …) when the call names none; default ``scheduling.online_tier``. An eval team set to
+    #: a lower tier gets batch economics with no change to its client.
+    sync_tier: str | None = None
 
 
 class SchedulingSettings(_Strict):
@@ -248,6 +252,8 @@ class SchedulingSettings(_Strict):
     default_tier: str = "batch"
     #: The tier of ``/v1/chat/completions`` and ``/v1/completions`` calls.
     online_tier: str = "online"
+    #: The tier of synchronous calls sent with OpenAI's ``service_tier: "flex"``.
+    flex_tier: str = "batch"
 
 
 class Settings(_Strict):
@@ -316,8 +322,9 @@ class Settings(_Strict):
 def _check_policy(settings: Settings) -> None:
     tiers = set(settings.tiers) | {t.name for t in DEFAULT_TIERS}
     named = [settings.scheduling.default_tier, settings.scheduling.starvation_ceiling_tier,
-             settings.scheduling.online_tier]
+             settings.scheduling.online_tier, settings.scheduling.flex_tier]
     named += [t for team in settings.teams.values() for t in team.tiers or []]
+    named += [team.sync_tier for team in settings.teams.values()]
     unknown = sorted({t for t in named if t is not None and t not in tiers})
     if unknown:
         raise InvalidRequest(f"unknown tiers named in config: {', '.join(unknown)}; "

@@ -18,6 +18,8 @@ from tests.e2e.conftest import E2E_OPERATOR_TOKEN, Server, free_port
 pytestmark = pytest.mark.timeout(300)
 
 TOKEN = "drop-in-team-token"
+#: A team whose synchronous calls go to the batch tier unless they ask otherwise.
+EVALS_TOKEN = "drop-in-evals-token"
 PROMPT = "Q: what is 2+2?"
 #: A chat prompt the tiny model answers with a text that varies (most repeat one token).
 CHAT_PROMPT = "Name three colours."
@@ -30,7 +32,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> It
     config = {"port": port, "data_dir": str(root),
               "models": {"tiny-llama": {"path": str(tiny_model_dir)}},
               "batching": {"max_batch_size": 8, "max_wait_ms": 20},
-              "teams": {"evals": {"token": TOKEN}}, "operator_token": E2E_OPERATOR_TOKEN,
+              "teams": {"app": {"token": TOKEN},
+                        "evals": {"token": EVALS_TOKEN, "sync_tier": "batch",
+                                  "tiers": ["batch", "smoke", "online"]},
+                        "pipeline": {"token": "drop-in-pipeline", "tiers": ["batch"]}},
+              "operator_token": E2E_OPERATOR_TOKEN,
               "runner_token": "drop-in-runner-token"}
     (root / "stoker.yaml").write_text(yaml.safe_dump(config))
     made = Server(root, root / "stoker.yaml", port, operator_token=E2E_OPERATOR_TOKEN)
@@ -157,3 +163,29 @@ def test_stokers_own_routes_keep_their_shape(server: Server) -> None:
                    headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
     assert r.status_code == 422
     assert r.json()["error"]["status"] == 422
+
+
+def tiers_of_jobs(server: Server, token: str) -> list[str]:
+    r = httpx.get(server.url + "/api/jobs", headers={"Authorization": f"Bearer {token}"},
+                  timeout=10)
+    return [job["tier"] for job in r.json()["data"]]
+
+
+def test_synchronous_calls_take_the_tier_the_team_or_call_chooses(server: Server) -> None:
+    ask = {"model": "tiny-llama", "messages": [{"role": "user", "content": "tiers"}],
+           "max_tokens": 2}
+    client = oai(server, EVALS_TOKEN)
+    client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    assert tiers_of_jobs(server, EVALS_TOKEN) == ["batch"]  # the team's default
+    client.chat.completions.create(**ask, service_tier="priority")  # type: ignore[call-overload]
+    client.chat.completions.create(**ask, extra_headers={"X-Stoker-Tier": "smoke"})  # type: ignore[call-overload]
+    claude(server, EVALS_TOKEN).messages.create(
+        model="tiny-llama", max_tokens=2, messages=[{"role": "user", "content": "tiers"}])
+    assert sorted(tiers_of_jobs(server, EVALS_TOKEN)) == ["batch", "batch", "online", "smoke"]
+    oai(server).chat.completions.create(**ask, service_tier="flex")  # type: ignore[call-overload]
+    assert "batch" in tiers_of_jobs(server, TOKEN)
+    with pytest.raises(openai.PermissionDeniedError, match="may not submit to tier"):
+        oai(server, "drop-in-pipeline").chat.completions.create(**ask)  # type: ignore[call-overload]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(**ask, service_tier="scale")  # type: ignore[call-overload]
+    assert refused.value.param == "service_tier"

@@ -25,6 +25,8 @@ class TeamPolicy:
     breaker: BreakerConfig | None
     #: Whose result cache the team's requests read and fill: its own, or a shared group's.
     cache_scope: str
+    #: The tier of the team's synchronous calls that name none (None: the online tier).
+    sync_tier: str | None = None
 
     def check_tier(self, tier: str) -> None:
         """Refuse a tier the team may not use."""
@@ -56,6 +58,7 @@ class TeamDirectory:
                 TeamQuota(**team.quotas.model_dump()),
                 _breaker(team.circuit_breaker or settings.circuit_breaker),
                 f"group:{team.cache_group}" if team.cache_group else f"team:{name}",
+                team.sync_tier,
             )
         if not self._policies:
             self._policies[DEFAULT_TEAM] = TeamPolicy(

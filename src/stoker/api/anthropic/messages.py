@@ -25,7 +25,7 @@ from stoker.api import access
 from stoker.api.body import decode_utf8, invalid, json_body, parse_json
 from stoker.api.errors import anthropic_error_type
 from stoker.api.online_answer import StreamedAnswer, answer, request_id_of
-from stoker.api.openai.online import JSON_OR_EVENTS, submit_online
+from stoker.api.openai.online import JSON_OR_EVENTS, submit_online, sync_tier
 from stoker.api.services import Services, client_team, services
 from stoker.errors import StokerError
 from stoker.openai_format import CHAT_COMPLETIONS, TextPart
@@ -101,8 +101,9 @@ async def create_message(request: Request, svc: Services = Depends(services)
         body = MessagesBody.model_validate(parse_json(decode_utf8(await request.body())))
     except ValidationError as exc:
         raise invalid(exc) from None
+    tier = sync_tier(svc, team, request, None)  # Anthropic's service tiers map to none
     job_id, model = await submit_online(svc, team, CHAT_COMPLETIONS, chat_body(body),
-                                        stream=body.stream)
+                                        stream=body.stream, tier=tier)
     if body.stream:
         return StreamingResponse(_events(request, svc, job_id, model),
                                  media_type="text/event-stream",

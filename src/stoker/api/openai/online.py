@@ -22,6 +22,7 @@ from stoker.api.job_input import JobOptions, ParsedJob, resolve_model
 from stoker.api.online_answer import StreamedAnswer, answer, request_id_of
 from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
+from stoker.core.tiers import SERVICE_TIERS, sync_call_tier
 from stoker.errors import InvalidRequest, NotFound, StokerError
 from stoker.openai_format import (
     CHAT_COMPLETIONS,
@@ -90,7 +91,8 @@ async def _online(request: Request, svc: Services,
     options = raw.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     body = {k: v for k, v in raw.items() if k not in ("stream", "stream_options")}
-    job_id, model = await submit_online(svc, team, endpoint, body, stream=stream)
+    tier = sync_tier(svc, team, request, raw.get("service_tier"))
+    job_id, model = await submit_online(svc, team, endpoint, body, stream=stream, tier=tier)
     if stream:
         return StreamingResponse(
             _event_stream(request, svc, job_id, endpoint, model, include_usage),
@@ -99,10 +101,25 @@ async def _online(request: Request, svc: Services,
     return JSONResponse(_response_body(row, endpoint, model))
 
 
-async def submit_online(svc: Services, team: str, endpoint: str,
-                        body: dict[str, Any], *, stream: bool = False) -> tuple[str, str]:
-    """Validate one online request and queue it in the online tier: (job id, model).
-    ``stream``: its runner sends the text as it is generated."""
+def sync_tier(svc: Services, team: str, request: Request, service_tier: Any) -> str:
+    """The tier a synchronous call goes to (:func:`stoker.core.tiers.sync_call_tier`): the
+    ``X-Stoker-Tier`` header, OpenAI's ``service_tier``, or the team's ``sync_tier``."""
+    scheduling = svc.settings.scheduling
+    asked = service_tier if isinstance(service_tier, str) else None
+    tier = sync_call_tier(
+        asked_tier=request.headers.get("x-stoker-tier"), service_tier=asked,
+        team_default=svc.teams.policy(team).sync_tier or scheduling.online_tier,
+        online_tier=scheduling.online_tier, flex_tier=scheduling.flex_tier)
+    if tier is None or (service_tier is not None and asked is None):
+        raise InvalidRequest(f"service_tier must be one of {', '.join(SERVICE_TIERS)}",
+                             param="service_tier")
+    return tier
+
+
+async def submit_online(svc: Services, team: str, endpoint: str, body: dict[str, Any], *,
+                        stream: bool = False, tier: str | None = None) -> tuple[str, str]:
+    """Validate one synchronous request and queue it in ``tier`` (default: the online tier):
+    (job id, model). ``stream``: its runner sends the text as it is generated."""
     try:
         normalised, _ = normalised_body(endpoint, body)
     except ValidationError as exc:
@@ -111,8 +128,8 @@ async def submit_online(svc: Services, team: str, endpoint: str,
     request_in = NewRequest(custom_id="online", endpoint=endpoint, body=normalised)
     model = resolve_model([request_in], default_model=svc.settings.default_model,
                           known=set(svc.settings.models))
-    tier = tier_for(svc, team, svc.settings.scheduling.online_tier, 1)
-    submitted = await enqueue(svc, team=team, tier=tier,
+    tier_of_call = tier_for(svc, team, tier or svc.settings.scheduling.online_tier, 1)
+    submitted = await enqueue(svc, team=team, tier=tier_of_call,
                               parsed=ParsedJob(model=model, requests=[request_in]),
                               options=JobOptions())
     return submitted.job.id, model
