@@ -52,7 +52,7 @@ IGNORED_FIELDS = ("user", "metadata", "store", "parallel_tool_calls", "stream_op
 #: Fields Stoker cannot honour yet, taken only when they ask for nothing different from the
 #: default (what tools send by habit: ``logprobs: false``, ``presence_penalty: 0``, …).
 NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
-    "logprobs": (False, 0), "top_logprobs": (0,), "echo": (False,), "best_of": (1,),
+    "best_of": (1,),
     "presence_penalty": (0,), "frequency_penalty": (0,), "logit_bias": ({},),
     "response_format": ({"type": "text"},), "tools": ([],), "tool_choice": ("none",),
     "suffix": ("",), "functions": ([],), "function_call": ("none",),
@@ -80,9 +80,6 @@ class _SamplingBody(BaseModel):
     parallel_tool_calls: Any = Field(None, exclude=True)
     stream_options: Any = Field(None, exclude=True)
     service_tier: Any = Field(None, exclude=True)
-    logprobs: Any = Field(None, exclude=True)
-    top_logprobs: Any = Field(None, exclude=True)
-    echo: Any = Field(None, exclude=True)
     best_of: Any = Field(None, exclude=True)
     presence_penalty: Any = Field(None, exclude=True)
     frequency_penalty: Any = Field(None, exclude=True)
@@ -129,29 +126,75 @@ class _SamplingBody(BaseModel):
 
     def token_limit(self) -> int:
         """The completion's token budget: max_completion_tokens, max_tokens, or the default."""
-        return self.max_completion_tokens or self.max_tokens or DEFAULT_MAX_TOKENS
+        return token_budget(self.model_dump(include={"max_tokens", "max_completion_tokens"}))
 
 
 class ChatCompletionBody(_SamplingBody):
     """The body of ``POST /v1/chat/completions``."""
 
     messages: list[ChatMessageIn] = Field(min_length=1)
+    #: Each generated token's log-probability, with ``top_logprobs`` alternatives.
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _alternatives_need_logprobs(self) -> ChatCompletionBody:
+        if not self.logprobs:
+            if self.top_logprobs:
+                raise ValueError("top_logprobs needs logprobs: true")
+            # Stored as if left out, so a habitual ``logprobs: false`` keeps its cache key.
+            self.logprobs = self.top_logprobs = None
+        return self
+
+    def logprobs_wanted(self) -> int | None:
+        """How many alternatives per token are wanted (None: no log-probabilities)."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class CompletionBody(_SamplingBody):
-    """The body of ``POST /v1/completions``; ``prompt`` is a string or a list of one string."""
+    """The body of ``POST /v1/completions`` with one prompt: a string, or token ids (a list
+    of one string or of one token list is taken for the same; see :func:`split_prompts` for
+    a body with several)."""
 
-    prompt: str
+    prompt: str | list[Annotated[int, Field(ge=0)]]
+    #: ``max_tokens: 0`` with ``echo`` scores a prompt without generating (log-likelihoods).
+    max_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS_CEILING)] | None = None
+    #: Each token's log-probability with this many alternatives (OpenAI allows up to 5).
+    logprobs: int | None = Field(None, ge=0, le=5)
+    #: The prompt comes back before the completion (its tokens too, with ``logprobs``).
+    echo: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _single_prompt(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("prompt"), list):
             prompts = data["prompt"]
-            if len(prompts) != 1 or not isinstance(prompts[0], str):
-                raise ValueError("prompt must be a string or a list of exactly one string")
-            data = {**data, "prompt": prompts[0]}
+            if len(prompts) == 1 and isinstance(prompts[0], str | list):
+                data = {**data, "prompt": prompts[0]}
+            elif not prompts or not all(isinstance(t, int) for t in prompts):
+                raise ValueError("prompt must be a string, a list of token ids, or a list of "
+                                 "exactly one of those (several prompts are answered together "
+                                 "on /v1/completions, not in a batch line)")
+        if isinstance(data, dict) and data.get("echo") is False:
+            data = {k: v for k, v in data.items() if k != "echo"}
         return data
+
+    @field_validator("prompt")
+    @classmethod
+    def _some_tokens(cls, value: str | list[int]) -> str | list[int]:
+        if isinstance(value, list) and not value:
+            raise ValueError("a token-id prompt needs at least one token")
+        return value
+
+
+def split_prompts(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A ``/v1/completions`` body with several prompts (a list of strings or of token lists)
+    as one body per prompt, in order; any other body as it is."""
+    prompts = body.get("prompt")
+    if (isinstance(prompts, list) and len(prompts) > 1
+            and all(isinstance(p, str | list) for p in prompts)):
+        return [{**body, "prompt": p} for p in prompts]
+    return [body]
 
 
 BODY_BY_ENDPOINT: dict[str, type[ChatCompletionBody] | type[CompletionBody]] = {
@@ -162,8 +205,10 @@ BODY_BY_ENDPOINT: dict[str, type[ChatCompletionBody] | type[CompletionBody]] = {
 
 def token_budget(body: dict[str, Any]) -> int:
     """The completion tokens a normalised body asks for (its default when it names none)."""
-    return int(body.get("max_completion_tokens") or body.get("max_tokens")
-               or DEFAULT_MAX_TOKENS)
+    for name in ("max_completion_tokens", "max_tokens"):
+        if body.get(name) is not None:
+            return int(body[name])
+    return DEFAULT_MAX_TOKENS
 
 
 def normalised_body(endpoint: str, body: Any) -> tuple[dict[str, Any], bool]:
@@ -190,39 +235,6 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-    }
-
-
-def completion_response_body(
-    *,
-    endpoint: str,
-    request_id: str,
-    model: str,
-    created: int,
-    text: str,
-    finish_reason: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-) -> dict[str, Any]:
-    """A ``chat.completion`` or ``text_completion`` body, as OpenAI shapes them."""
-    if endpoint == CHAT_COMPLETIONS:
-        choice: dict[str, Any] = {
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": finish_reason,
-            "logprobs": None,
-        }
-        kind, prefix = "chat.completion", "chatcmpl"
-    else:
-        choice = {"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}
-        kind, prefix = "text_completion", "cmpl"
-    return {
-        "id": f"{prefix}-{request_id}",
-        "object": kind,
-        "created": created,
-        "model": model,
-        "choices": [choice],
-        "usage": usage(prompt_tokens, completion_tokens),
     }
 
 

@@ -102,10 +102,11 @@ def test_invalid_requests_are_400s_naming_the_field(server: Server) -> None:
                                        messages=[{"role": "user", "content": "hi"}],
                                        extra_body={"frobnicate": True})
     assert (refused.value.param, refused.value.type) == ("frobnicate", "invalid_request_error")
-    with pytest.raises(openai.BadRequestError, match="logprobs") as refused:
-        client.chat.completions.create(model="tiny-llama", max_tokens=4, logprobs=True,
+    with pytest.raises(openai.BadRequestError, match="response_format") as refused:
+        client.chat.completions.create(model="tiny-llama", max_tokens=4,
+                                       response_format={"type": "json_object"},
                                        messages=[{"role": "user", "content": "hi"}])
-    assert refused.value.param == "logprobs"
+    assert refused.value.param == "response_format"
     with pytest.raises(anthropic.BadRequestError, match="top_k") as bad:
         claude(server).messages.create(model="tiny-llama", max_tokens=4,
                                        messages=[{"role": "user", "content": "hi"}],
@@ -189,3 +190,62 @@ def test_synchronous_calls_take_the_tier_the_team_or_call_chooses(server: Server
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(**ask, service_tier="scale")  # type: ignore[call-overload]
     assert refused.value.param == "service_tier"
+
+
+def test_several_prompts_get_a_choice_each_in_order(server: Server) -> None:
+    client = oai(server)
+    prompts = ["Hello", PROMPT, "The quick brown fox"]
+    each = [client.completions.create(model="tiny-llama", prompt=p, max_tokens=5,
+                                      temperature=0).choices[0].text for p in prompts]
+    together = client.completions.create(model="tiny-llama", prompt=prompts, max_tokens=5,
+                                         temperature=0)
+    assert [c.index for c in together.choices] == [0, 1, 2]
+    assert [c.text for c in together.choices] == each
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.completions.create(model="tiny-llama", prompt=prompts, max_tokens=5,
+                                  stream=True)
+    assert refused.value.param == "stream"
+
+
+def test_log_likelihoods_as_lm_evaluation_harness_asks_for_them(server: Server) -> None:
+    # lm-eval's local-completions, tokenized, --batch_size 2: token-id prompts, echo, one
+    # completion token, logprobs 1; it reads token_logprobs[context:-1] and top_logprobs.
+    client = oai(server)
+    contexts = [[5, 17, 42, 99], [7, 8]]
+    scored = client.completions.create(model="tiny-llama", prompt=contexts, max_tokens=1,
+                                       temperature=0, echo=True, logprobs=1, seed=1234)
+    for choice, ids in zip(scored.choices, contexts, strict=True):
+        lp = choice.logprobs
+        assert lp is not None
+        assert lp.token_logprobs is not None
+        assert lp.top_logprobs is not None
+        assert len(lp.token_logprobs) == len(ids) + 1  # the prompt, then the new token
+        assert lp.token_logprobs[0] is None
+        assert all(v is not None and v <= 0 for v in lp.token_logprobs[1:])
+        greedy = lp.top_logprobs[-1]
+        assert greedy is not None
+        assert max(greedy, key=lambda t: greedy[t]) == (lp.tokens or [])[-1]
+    # Scoring alone: max_tokens 0 with echo gives the prompt's log-probabilities, the same.
+    alone = client.completions.create(model="tiny-llama", prompt=contexts[0], max_tokens=0,
+                                      echo=True, logprobs=0).choices[0].logprobs
+    first = scored.choices[0].logprobs
+    assert alone is not None
+    assert first is not None
+    assert alone.token_logprobs is not None
+    assert first.token_logprobs is not None
+    assert alone.token_logprobs[0] is None
+    assert alone.token_logprobs[1:] == pytest.approx(first.token_logprobs[1:-1], abs=1e-4)
+
+
+def test_chat_logprobs_come_in_chats_shape(server: Server) -> None:
+    answer = oai(server).chat.completions.create(
+        model="tiny-llama", messages=[{"role": "user", "content": CHAT_PROMPT}], max_tokens=4,
+        temperature=0, logprobs=True, top_logprobs=2)
+    logprobs = answer.choices[0].logprobs
+    assert logprobs is not None
+    assert logprobs.content is not None
+    assert "".join(t.token for t in logprobs.content) == answer.choices[0].message.content
+    for token in logprobs.content:
+        assert len(token.top_logprobs) == 2
+        assert token.top_logprobs[0].token == token.token
+        assert token.bytes == list(token.token.encode("utf-8"))

@@ -77,6 +77,56 @@ def test_of_several_stops_the_earliest_in_the_text_ends_it(backend: Transformers
     assert early not in cut.text
 
 
+def test_logprobs_are_each_generated_tokens_with_its_alternatives(
+        backend: TransformersBackend) -> None:
+    (out,) = backend.generate([greedy("Q: what is 2+2?", 6, logprobs=3)])
+    assert out.logprobs is not None
+    assert len(out.logprobs) == out.completion_tokens
+    for entry in out.logprobs:
+        assert entry.logprob is not None
+        assert entry.logprob <= 0
+        assert len(entry.top) == 3
+        # Greedy: the token chosen is the most likely one.
+        assert entry.top[0] == (entry.token, pytest.approx(entry.logprob))
+    assert "".join(e.token for e in out.logprobs) == out.text
+    (plain,) = backend.generate([greedy("Q: what is 2+2?", 6)])
+    assert plain.logprobs is None
+
+
+def test_echo_scores_the_prompt_as_decoding_would(backend: TransformersBackend) -> None:
+    prompt = "Q: what is 2+2?"
+    (scored,) = backend.generate([greedy(prompt, 0, logprobs=1, echo=True)])
+    ids = backend.tokenizer(prompt)["input_ids"]
+    assert (scored.text, scored.completion_tokens, scored.prompt_tokens) == (prompt, 0, len(ids))
+    assert scored.logprobs is not None
+    assert len(scored.logprobs) == len(ids)
+    assert scored.logprobs[0].logprob is None
+    (one,) = backend.generate([greedy(prompt, 1, logprobs=1)])
+    assert one.logprobs is not None
+    # The prompt extended by the token decoding chose, scored in one pass: that token's
+    # log-probability is the one the decode step reported.
+    rescored = backend.prompt_logprobs([*ids, *backend.tokenizer(one.text,
+                                                                 add_special_tokens=False)
+                                        ["input_ids"]], 1)
+    assert rescored[len(ids)].logprob == pytest.approx(one.logprobs[0].logprob, abs=1e-3)
+    (echoed,) = backend.generate([greedy(prompt, 1, logprobs=1, echo=True)])
+    assert echoed.text == prompt + one.text
+    assert echoed.logprobs is not None
+    assert [e.token for e in echoed.logprobs] == [*(e.token for e in scored.logprobs),
+                                                  one.logprobs[0].token]
+
+
+def test_a_token_id_prompt_is_taken_as_it_is(backend: TransformersBackend) -> None:
+    ids = tuple(backend.tokenizer("Stop here")["input_ids"])
+    (by_ids,) = backend.generate([GenerationInput(prompt_ids=ids, max_tokens=8,
+                                                  temperature=0.0)])
+    (by_text,) = backend.generate([greedy("Stop here", 8)])
+    assert (by_ids.text, by_ids.prompt_tokens) == (by_text.text, by_text.prompt_tokens)
+    (bad,) = backend.generate([GenerationInput(prompt_ids=(1, 10**6), max_tokens=2)])
+    assert bad.error is not None
+    assert "vocabulary" in bad.error
+
+
 def test_seed_makes_sampling_reproducible(backend: TransformersBackend) -> None:
     def sample(seed: int) -> str:
         spec = GenerationInput(prompt="seeded", max_tokens=16, temperature=1.0, seed=seed)

@@ -81,19 +81,22 @@ def test_result_cache_answers_a_repeat_without_a_runner(store: Store) -> None:
     assert store.job_results(first.id)[0].cached is False
 
 
-def test_the_stop_string_that_ended_a_text_is_kept_and_cached(store: Store) -> None:
+def test_the_stop_string_and_logprobs_of_a_text_are_kept_and_cached(store: Store) -> None:
     first = store.submit_job(cached_job("a", "k-stop"), now=1.0).job
     rid = runner(store)
     lease_id, ids = lease_all(store, rid, now=2.0)
-    store.complete(lease_id, rid, [RequestOutcome(ids[0], text="Q", finish_reason="stop",
+    logprobs = [["Q", -0.5, [["Q", -0.5], ["A", -1.25]]], ["é", -2.0, []]]
+    store.complete(lease_id, rid, [RequestOutcome(ids[0], text="Qé", finish_reason="stop",
                                                   prompt_tokens=1, completion_tokens=2,
-                                                  stop_sequence="\nA:")],
+                                                  stop_sequence="\nA:", logprobs=logprobs)],
                    started_at=2, ended_at=3, now=3)
-    assert store.job_results(first.id)[0].stop_sequence == "\nA:"
+    (first_row,) = store.job_results(first.id)
+    assert (first_row.stop_sequence, first_row.logprobs) == ("\nA:", logprobs)
     repeat = store.submit_job(cached_job("b", "k-stop"), now=4.0).job
     (row,) = store.job_results(repeat.id)
-    assert (row.cached, row.stop_sequence) == (True, "\nA:")
-    assert [r.stop_sequence for r in store.iter_job_results(repeat.id)] == ["\nA:"]
+    assert (row.cached, row.stop_sequence, row.logprobs) == (True, "\nA:", logprobs)
+    assert [(r.stop_sequence, r.logprobs) for r in store.iter_job_results(repeat.id)] == [
+        ("\nA:", logprobs)]
 
 
 def test_a_job_may_opt_out_of_the_cache(store: Store) -> None:

@@ -65,6 +65,11 @@ async def _news(svc: Services, watch: StreamWatch | None, timeout_s: float) -> N
 async def final_row(svc: Services, job_id: str) -> ResultRow:
     """The ended request's result; its failure as the error a client should see."""
     (row,) = await run_in_threadpool(svc.store.job_results, job_id)
+    return succeeded(row)
+
+
+def succeeded(row: ResultRow) -> ResultRow:
+    """An ended request's result, or its failure as the error a client should see."""
     if row.status == RequestStatus.SUCCEEDED:
         return row
     if row.status == RequestStatus.FAILED and row.finish_reason == "error":
@@ -84,6 +89,15 @@ async def answer(request: Request, svc: Services, job_id: str) -> ResultRow:
     async for _ in follow(request, svc, job_id):
         pass
     return await final_row(svc, job_id)
+
+
+async def answer_all(request: Request, svc: Services, job_id: str) -> list[ResultRow]:
+    """Wait for every request of ``job_id`` (several prompts of one call), in order; the
+    first failure as the error a client should see."""
+    async for _ in follow(request, svc, job_id):
+        pass
+    rows = await run_in_threadpool(svc.store.job_results, job_id)
+    return [succeeded(row) for row in rows]
 
 
 async def request_id_of(svc: Services, job_id: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from stoker.core.model import Job, RequestStatus, Runner
-from stoker.openai_format import completion_response_body, error_body
+from stoker.openai_format import error_body
+from stoker.openai_responses import Choice, completion_response_body
 from stoker.store import ResultRow
 
 
@@ -33,6 +34,11 @@ def job_json(job: Job) -> dict[str, Any]:
     }
 
 
+def choice_of(row: ResultRow) -> Choice:
+    """A succeeded request's answer as a response's choice."""
+    return Choice(row.text or "", row.finish_reason or "stop", row.logprobs)
+
+
 def result_line(row: ResultRow) -> dict[str, Any] | None:
     """One output line in the OpenAI Batch output format, or None while the request is open."""
     line: dict[str, Any] = {"id": f"batch_req_{row.request_id}", "custom_id": row.custom_id,
@@ -44,8 +50,8 @@ def result_line(row: ResultRow) -> dict[str, Any] | None:
             "request_id": row.request_id,
             "body": completion_response_body(
                 endpoint=row.endpoint, request_id=row.request_id, model=row.model,
-                created=created, text=row.text or "", finish_reason=row.finish_reason or "stop",
-                prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens,
+                created=created, choices=[choice_of(row)], prompt_tokens=row.prompt_tokens,
+                completion_tokens=row.completion_tokens,
             ),
         }
     elif row.status == RequestStatus.FAILED and row.finish_reason == "error":

@@ -68,6 +68,8 @@ class ResultIn(_In):
     error: str | None = None
     retryable: bool = False
     stop_sequence: str | None = None
+    #: [token, logprob, [[token, logprob], ...]] per token, when the request asked.
+    logprobs: list[Any] | None = None
 
 
 class ReportIn(_In):

@@ -59,7 +59,9 @@ def result_json(request_id: str, out: GenerationOutput) -> dict[str, Any]:
     return {"request_id": request_id, "text": out.text, "finish_reason": out.finish_reason,
             "prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
             "error": out.error, "retryable": out.error is not None and out.retryable,
-            "stop_sequence": out.stop_sequence}
+            "stop_sequence": out.stop_sequence,
+            "logprobs": None if out.logprobs is None else [
+                [e.token, e.logprob, [list(t) for t in e.top]] for e in out.logprobs]}
 
 
 def split_interval(started_at: float, ended_at: float, weights: list[float]

@@ -32,5 +32,8 @@ def generation_input(endpoint: str, body: dict[str, Any]) -> GenerationInput:
     }
     if isinstance(parsed, ChatCompletionBody):
         messages = tuple(ChatMessage(m.role, m.text()) for m in parsed.messages)
-        return GenerationInput(messages=messages, **common)
+        return GenerationInput(messages=messages, logprobs=parsed.logprobs_wanted(), **common)
+    common.update(logprobs=parsed.logprobs, echo=bool(parsed.echo))
+    if isinstance(parsed.prompt, list):
+        return GenerationInput(prompt_ids=tuple(parsed.prompt), **common)
     return GenerationInput(prompt=parsed.prompt, **common)

@@ -21,7 +21,7 @@ from stoker.store.protocol import EncodedRequests, NewJob, NewRequest
 ROWS_PER_STATEMENT = 500
 
 #: Cached answers of some fingerprints: key -> (text, finish_reason, prompt, completion,
-#: stop_sequence).
+#: stop_sequence, logprobs as JSON text).
 CacheLookup = Callable[[list[str]], dict[str, tuple[Any, ...]]]
 
 
@@ -118,6 +118,7 @@ def _page(job: NewJob, job_id: str, now: float, page: Sequence[NewRequest], firs
             row["cached"] = 1
             hits.append({"request_id": request_id, "job_id": job_id, "text": hit[0],
                          "finish_reason": hit[1], "prompt_tokens": hit[2],
-                         "completion_tokens": hit[3], "stop_sequence": hit[4], "now": now})
+                         "completion_tokens": hit[3], "stop_sequence": hit[4],
+                         "logprobs": hit[5], "now": now})
         rows.append(row)
     return RowPage(json.dumps(rows, separators=(",", ":")), hits, len(page))

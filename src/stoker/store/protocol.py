@@ -147,6 +147,9 @@ class RequestOutcome:
     retryable: bool = False
     #: The stop string that ended the text, when one did.
     stop_sequence: str | None = None
+    #: Its tokens' log-probabilities, when asked for: [token, logprob, [[token, logprob]…]]
+    #: per token.
+    logprobs: list[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +185,8 @@ class ResultRow:
     cached: bool = False
     #: The stop string that ended the text, when one did.
     stop_sequence: str | None = None
+    #: Its tokens' log-probabilities, when asked for (as :class:`RequestOutcome` has them).
+    logprobs: list[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,7 +82,7 @@ def result_from(row: Row) -> ResultRow:
     """A result row from a ``job_results`` row."""
     (rid, idx, custom_id, endpoint, model, status, last_error, attempts, text, finish_reason,
      prompt_tokens, completion_tokens, error, _created_at, finished_at, cached,
-     stop_sequence) = row
+     stop_sequence, logprobs) = row
     return ResultRow(
         request_id=rid,
         index=idx,
@@ -99,6 +99,7 @@ def result_from(row: Row) -> ResultRow:
         finished_at=finished_at,
         cached=bool(cached),
         stop_sequence=stop_sequence,
+        logprobs=json.loads(logprobs) if logprobs is not None else None,
     )
 
 

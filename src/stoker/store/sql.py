@@ -276,7 +276,9 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL):
         outcomes = json.dumps([
             {"request_id": o.request_id, "text": o.text, "finish_reason": o.finish_reason,
              "prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens,
-             "error": o.error, "stop_sequence": o.stop_sequence} for o in final])
+             "error": o.error, "stop_sequence": o.stop_sequence,
+             "logprobs": json.dumps(o.logprobs) if o.logprobs is not None else None}
+            for o in final])
         # One statement each for the whole batch (PostgreSQL's queue trigger is per statement).
         inserted = None
         if final:

@@ -102,7 +102,7 @@ async def create_message(request: Request, svc: Services = Depends(services)
     except ValidationError as exc:
         raise invalid(exc) from None
     tier = sync_tier(svc, team, request, None)  # Anthropic's service tiers map to none
-    job_id, model = await submit_online(svc, team, CHAT_COMPLETIONS, chat_body(body),
+    job_id, model = await submit_online(svc, team, CHAT_COMPLETIONS, [chat_body(body)],
                                         stream=body.stream, tier=tier)
     if body.stream:
         return StreamingResponse(_events(request, svc, job_id, model),

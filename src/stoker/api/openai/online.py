@@ -19,7 +19,8 @@ from stoker.api import access
 from stoker.api.body import decode_utf8, invalid, json_body, parse_json
 from stoker.api.errors import error_type
 from stoker.api.job_input import JobOptions, ParsedJob, resolve_model
-from stoker.api.online_answer import StreamedAnswer, answer, request_id_of
+from stoker.api.online_answer import StreamedAnswer, answer_all, request_id_of
+from stoker.api.render import choice_of
 from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
 from stoker.core.tiers import SERVICE_TIERS, sync_call_tier
@@ -29,10 +30,11 @@ from stoker.openai_format import (
     COMPLETIONS,
     ChatCompletionBody,
     CompletionBody,
-    completion_response_body,
     normalised_body,
+    split_prompts,
     usage,
 )
+from stoker.openai_responses import completion_response_body
 from stoker.store import NewRequest, ResultRow
 
 router = APIRouter(prefix="/v1", tags=["openai"],
@@ -91,14 +93,23 @@ async def _online(request: Request, svc: Services,
     options = raw.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     body = {k: v for k, v in raw.items() if k not in ("stream", "stream_options")}
+    bodies = split_prompts(body) if endpoint == COMPLETIONS else [body]
+    if stream and (len(bodies) > 1 or _scores_tokens(body)):
+        raise InvalidRequest("stream: true cannot be combined with several prompts, echo or "
+                             "logprobs yet; send stream: false", param="stream")
     tier = sync_tier(svc, team, request, raw.get("service_tier"))
-    job_id, model = await submit_online(svc, team, endpoint, body, stream=stream, tier=tier)
+    job_id, model = await submit_online(svc, team, endpoint, bodies, stream=stream, tier=tier)
     if stream:
         return StreamingResponse(
             _event_stream(request, svc, job_id, endpoint, model, include_usage),
             media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    row = await answer(request, svc, job_id)
-    return JSONResponse(_response_body(row, endpoint, model))
+    rows = await answer_all(request, svc, job_id)
+    return JSONResponse(_response_body(rows, endpoint, model))
+
+
+def _scores_tokens(body: dict[str, Any]) -> bool:
+    logprobs = body.get("logprobs")
+    return (logprobs is not None and logprobs is not False) or body.get("echo") is True
 
 
 def sync_tier(svc: Services, team: str, request: Request, service_tier: Any) -> str:
@@ -116,31 +127,38 @@ def sync_tier(svc: Services, team: str, request: Request, service_tier: Any) -> 
     return tier
 
 
-async def submit_online(svc: Services, team: str, endpoint: str, body: dict[str, Any], *,
-                        stream: bool = False, tier: str | None = None) -> tuple[str, str]:
-    """Validate one synchronous request and queue it in ``tier`` (default: the online tier):
-    (job id, model). ``stream``: its runner sends the text as it is generated."""
-    try:
-        normalised, _ = normalised_body(endpoint, body)
-    except ValidationError as exc:
-        raise invalid(exc) from None
-    normalised["stream"] = stream
-    request_in = NewRequest(custom_id="online", endpoint=endpoint, body=normalised)
-    model = resolve_model([request_in], default_model=svc.settings.default_model,
+async def submit_online(svc: Services, team: str, endpoint: str,
+                        bodies: list[dict[str, Any]], *, stream: bool = False,
+                        tier: str | None = None) -> tuple[str, str]:
+    """Validate a synchronous call (one request per body: several prompts of one completion
+    call) and queue it as one job in ``tier`` (default: the online tier): (job id, model).
+    ``stream``: its runner sends the text as it is generated."""
+    requests = []
+    for i, body in enumerate(bodies):
+        try:
+            normalised, _ = normalised_body(endpoint, body)
+        except ValidationError as exc:
+            raise invalid(exc) from None
+        normalised["stream"] = stream
+        custom_id = "online" if len(bodies) == 1 else f"prompt-{i}"
+        requests.append(NewRequest(custom_id=custom_id, endpoint=endpoint, body=normalised))
+    model = resolve_model(requests, default_model=svc.settings.default_model,
                           known=set(svc.settings.models))
-    tier_of_call = tier_for(svc, team, tier or svc.settings.scheduling.online_tier, 1)
+    tier_of_call = tier_for(svc, team, tier or svc.settings.scheduling.online_tier,
+                            len(requests))
     submitted = await enqueue(svc, team=team, tier=tier_of_call,
-                              parsed=ParsedJob(model=model, requests=[request_in]),
+                              parsed=ParsedJob(model=model, requests=requests),
                               options=JobOptions())
     return submitted.job.id, model
 
 
-def _response_body(row: ResultRow, endpoint: str, model: str) -> dict[str, Any]:
+def _response_body(rows: list[ResultRow], endpoint: str, model: str) -> dict[str, Any]:
     return completion_response_body(
-        endpoint=endpoint, request_id=row.request_id, model=model,
-        created=int(row.finished_at or 0), text=row.text or "",
-        finish_reason=row.finish_reason or "stop", prompt_tokens=row.prompt_tokens,
-        completion_tokens=row.completion_tokens)
+        endpoint=endpoint, request_id=rows[0].request_id, model=model,
+        created=int(max(r.finished_at or 0 for r in rows)),
+        choices=[choice_of(r) for r in rows],
+        prompt_tokens=sum(r.prompt_tokens for r in rows),
+        completion_tokens=sum(r.completion_tokens for r in rows))
 
 
 def _sse(data: dict[str, Any] | str) -> str:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from stoker.runner.backends.protocol import GenerationInput, GenerationOutput
+from stoker.runner.backends.logprobs import token_logprob
+from stoker.runner.backends.protocol import GenerationInput, GenerationOutput, TokenLogprob
 from stoker.runner.backends.stop_sequences import cut_at_stop
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ class _Row:
     text: str = ""
     finish_reason: str | None = None
     stop_sequence: str | None = None
+    #: The tokens' log-probabilities so far, when asked for (the prompt's first with echo).
+    logprobs: list[TokenLogprob] | None = None
+    #: What comes before the generated text: the prompt, with echo.
+    prefix: str = ""
 
     @property
     def prompt_tokens(self) -> int:
@@ -69,7 +74,17 @@ class TransformersDecodeLoop:
         problem = self._backend.too_long(ids, spec)
         if problem is not None:
             return GenerationOutput("", "error", len(ids), 0, error=problem)
-        self._joining.append(_Row(key, spec, ids, self._backend.generator(spec.seed)))
+        row = _Row(key, spec, ids, self._backend.generator(spec.seed))
+        if spec.logprobs is not None:
+            row.logprobs = (self._backend.prompt_logprobs(ids, spec.logprobs) if spec.echo
+                            else [])
+        if spec.echo:
+            row.prefix = (spec.prompt if spec.prompt is not None
+                          else str(self._tokenizer.decode(ids)))
+        if spec.max_tokens == 0:
+            # Nothing to generate (a log-likelihood scored with echo): answered at once.
+            return self._output(row)
+        self._joining.append(row)
         return None
 
     def partial_text(self, key: str) -> str | None:
@@ -172,19 +187,28 @@ class TransformersDecodeLoop:
     def _output(self, row: _Row) -> GenerationOutput:
         if not row.spec.stop:
             row.text = self._tokenizer.decode(row.tokens, skip_special_tokens=True)
-        return GenerationOutput(row.text, row.finish_reason or "length", row.prompt_tokens,
-                                len(row.tokens), stop_sequence=row.stop_sequence)
+        return GenerationOutput(row.prefix + row.text, row.finish_reason or "length",
+                                row.prompt_tokens, len(row.tokens),
+                                stop_sequence=row.stop_sequence,
+                                logprobs=tuple(row.logprobs) if row.logprobs is not None
+                                else None)
 
     def _pick(self, rows: list[_Row], logits: Any) -> Any:
         """Choose each row's next token and update its text and finish state."""
         logits = logits.float()
         chosen = logits.argmax(dim=-1)
+        wanted = any(row.logprobs is not None for row in rows)
+        logp = logits.log_softmax(dim=-1) if wanted else None
         for i, row in enumerate(rows):
             if row.finish_reason is not None:
                 continue
             if row.spec.temperature > 0:
                 chosen[i] = self._sample(logits[i], row)
-            self._append(row, int(chosen[i]))
+            token = int(chosen[i])
+            if logp is not None and row.logprobs is not None and token != self._eos:
+                row.logprobs.append(token_logprob(self._tokenizer, logp[i], token,
+                                                  row.spec.logprobs or 0))
+            self._append(row, token)
         return chosen
 
     def _sample(self, logits: Any, row: _Row) -> int:

@@ -26,6 +26,24 @@ class GenerationInput:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)
+    #: A prompt given as token ids (OpenAI's token-array prompts), used as they are.
+    prompt_ids: tuple[int, ...] | None = None
+    #: Log-probabilities wanted: None for none, else each token's and this many of the most
+    #: likely alternatives at each position.
+    logprobs: int | None = None
+    #: The prompt comes back before the completion (with its tokens' log-probabilities when
+    #: ``logprobs`` is set): how a log-likelihood is scored.
+    echo: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One token of a text with its log-probability (None for a prompt's first token, which
+    nothing predicts) and the most likely tokens at its position."""
+
+    token: str
+    logprob: float | None
+    top: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +62,9 @@ class GenerationOutput:
     rate_limited: int = 0
     #: The stop string that ended the text, when one did (``finish_reason`` is then "stop").
     stop_sequence: str | None = None
+    #: Each token's log-probability, when the input asked for them (the prompt's first when
+    #: it asked for ``echo``).
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 class Backend(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stoker.runner.backends.protocol import GenerationInput, GenerationOutput
+from stoker.runner.backends.protocol import GenerationInput, GenerationOutput, TokenLogprob
 from stoker.runner.backends.remote import ProviderCall, ProviderRefused, RemoteBackend
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -20,6 +20,24 @@ def _sampling(spec: GenerationInput) -> dict[str, Any]:
     return body
 
 
+def remote_logprobs(found: Any) -> tuple[TokenLogprob, ...] | None:
+    """The log-probabilities of an OpenAI answer's choice, in either of its shapes (chat's
+    ``content`` list, completions' parallel lists); None when it has none."""
+    if not isinstance(found, dict):
+        return None
+    if isinstance(found.get("content"), list):
+        return tuple(TokenLogprob(str(e["token"]), float(e["logprob"]),
+                                  tuple((str(t["token"]), float(t["logprob"]))
+                                        for t in e.get("top_logprobs") or ()))
+                     for e in found["content"])
+    tops = found.get("top_logprobs") or [None] * len(found.get("tokens") or [])
+    return tuple(TokenLogprob(str(token), None if lp is None else float(lp),
+                              tuple((str(t), float(v)) for t, v in (top or {}).items()))
+                 for token, lp, top in zip(found.get("tokens") or [],
+                                           found.get("token_logprobs") or [], tops,
+                                           strict=True))
+
+
 class OpenAICompatibleBackend(RemoteBackend):
     """``base_url`` is the API root that ``/chat/completions`` hangs off (e.g. ``…/v1``)."""
 
@@ -33,8 +51,14 @@ class OpenAICompatibleBackend(RemoteBackend):
             headers["Authorization"] = f"Bearer {self.endpoint.api_key}"
         if spec.messages is not None:
             body["messages"] = [{"role": m.role, "content": m.content} for m in spec.messages]
+            if spec.logprobs is not None:
+                body.update(logprobs=True, top_logprobs=spec.logprobs)
             return ProviderCall("/chat/completions", body, headers)
-        body["prompt"] = spec.prompt or ""
+        body["prompt"] = list(spec.prompt_ids) if spec.prompt_ids is not None else spec.prompt
+        if spec.logprobs is not None:
+            body["logprobs"] = spec.logprobs
+        if spec.echo:
+            body["echo"] = True
         return ProviderCall("/completions", body, headers)
 
     def parse_answer(self, data: Any) -> GenerationOutput:
@@ -46,7 +70,8 @@ class OpenAICompatibleBackend(RemoteBackend):
         used = data.get("usage") or {}
         return GenerationOutput(text, str(choice.get("finish_reason") or "stop"),
                                 int(used.get("prompt_tokens", 0)),
-                                int(used.get("completion_tokens", 0)))
+                                int(used.get("completion_tokens", 0)),
+                                logprobs=remote_logprobs(choice.get("logprobs")))
 
 
 class AnthropicBackend(RemoteBackend):
@@ -58,6 +83,9 @@ class AnthropicBackend(RemoteBackend):
                                 "max_tokens": spec.max_tokens,
                                 # Anthropic takes temperatures up to 1.
                                 "temperature": min(spec.temperature, 1.0), "top_p": spec.top_p}
+        if spec.prompt_ids is not None or spec.logprobs is not None or spec.echo:
+            raise ProviderRefused("Anthropic's Messages API takes no token-id prompts, echo or "
+                                  "logprobs; send text without them")
         if spec.stop:
             body["stop_sequences"] = list(spec.stop)
         if spec.messages is not None:

@@ -125,7 +125,10 @@ class RemoteBackend:
     # -- the retry loop --------------------------------------------------------------------
 
     def _generate_one(self, spec: GenerationInput) -> GenerationOutput:
-        call = self.build_call(spec)
+        try:
+            call = self.build_call(spec)
+        except ProviderRefused as exc:
+            return GenerationOutput("", "error", 0, 0, error=str(exc))
         key = self.endpoint.api_key
         rate_limited = 0
         problem = "no answer"

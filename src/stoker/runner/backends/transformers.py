@@ -15,7 +15,8 @@ from typing import Any
 
 from stoker.openai_format import context_length_message
 from stoker.runner.backends.decode_loop import TransformersDecodeLoop
-from stoker.runner.backends.protocol import GenerationInput, GenerationOutput
+from stoker.runner.backends.logprobs import prompt_logprobs
+from stoker.runner.backends.protocol import GenerationInput, GenerationOutput, TokenLogprob
 
 
 class TransformersBackend:
@@ -60,6 +61,8 @@ class TransformersBackend:
 
     def encode(self, spec: GenerationInput) -> list[int]:
         """The prompt's token ids; a chat goes through the checkpoint's chat template."""
+        if spec.prompt_ids is not None:
+            return list(spec.prompt_ids)
         if spec.messages is not None:
             messages = [{"role": m.role, "content": m.content} for m in spec.messages]
             ids = self.tokenizer.apply_chat_template(
@@ -71,10 +74,19 @@ class TransformersBackend:
         return [int(t) for t in self.tokenizer(spec.prompt or "")["input_ids"]]
 
     def too_long(self, ids: list[int], spec: GenerationInput) -> str | None:
-        """Why the prompt and its token budget do not fit the context (None if they do)."""
+        """Why the prompt cannot be run: token ids outside the vocabulary, or it and its token
+        budget do not fit the context (None if it can)."""
+        vocabulary = int(self.model.config.vocab_size)
+        if any(t < 0 or t >= vocabulary for t in ids):
+            return (f"prompt token ids must be within the model's vocabulary of {vocabulary} "
+                    f"tokens (0 to {vocabulary - 1})")
         if len(ids) + spec.max_tokens <= self._context:
             return None
         return context_length_message(self._context, len(ids), spec.max_tokens)
+
+    def prompt_logprobs(self, ids: list[int], top: int) -> list[TokenLogprob]:
+        """Each prompt token's log-probability (see :func:`logprobs.prompt_logprobs`)."""
+        return prompt_logprobs(self.model, self.tokenizer, self.torch, ids, top, self.device)
 
     def generator(self, seed: int | None) -> Any:
         """A random generator for one row: seeded when the request names a seed."""

@@ -1,0 +1,87 @@
+"""Request bodies as OpenAI's API takes them, and the responses Stoker shapes from results."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from stoker.openai_format import (
+    CHAT_COMPLETIONS,
+    COMPLETIONS,
+    normalised_body,
+    split_prompts,
+    token_budget,
+)
+from stoker.openai_responses import Choice, completion_logprobs, completion_response_body
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(("prompt", "stored"), [
+    ("text", "text"), (["text"], "text"), ([1, 2, 3], [1, 2, 3]), ([[4, 5]], [4, 5])])
+def test_one_prompt_in_any_of_openais_forms(prompt: object, stored: object) -> None:
+    body, _ = normalised_body(COMPLETIONS, {"prompt": prompt})
+    assert body["prompt"] == stored
+
+
+@pytest.mark.parametrize("prompt", [["a", "b"], [[1], [2]], [], [[]], ["a", 1], [-1]])
+def test_several_or_malformed_prompts_are_not_one_body(prompt: object) -> None:
+    with pytest.raises(ValidationError):
+        normalised_body(COMPLETIONS, {"prompt": prompt})
+
+
+def test_several_prompts_split_into_one_body_each_in_order() -> None:
+    assert split_prompts({"prompt": ["a", "b"], "max_tokens": 3}) == [
+        {"prompt": "a", "max_tokens": 3}, {"prompt": "b", "max_tokens": 3}]
+    assert [b["prompt"] for b in split_prompts({"prompt": [[1, 2], [3]]})] == [[1, 2], [3]]
+    assert split_prompts({"prompt": [1, 2]}) == [{"prompt": [1, 2]}]  # one token prompt
+    assert split_prompts({"prompt": "a"}) == [{"prompt": "a"}]
+
+
+def test_zero_max_tokens_is_a_budget_of_zero_not_the_default() -> None:
+    body, _ = normalised_body(COMPLETIONS, {"prompt": "x", "max_tokens": 0, "echo": True,
+                                            "logprobs": 1})
+    assert token_budget(body) == 0
+    assert (body["echo"], body["logprobs"]) == (True, 1)
+
+
+def test_habitual_neutral_values_leave_the_stored_body_as_if_left_out() -> None:
+    plain, _ = normalised_body(CHAT_COMPLETIONS, CHAT)
+    habit, _ = normalised_body(CHAT_COMPLETIONS, {**CHAT, "logprobs": False, "top_logprobs": 0,
+                                                  "temperature": None, "user": "u"})
+    assert habit == plain
+    completion, _ = normalised_body(COMPLETIONS, {"prompt": "x", "echo": False})
+    assert "echo" not in completion
+
+
+def test_top_logprobs_need_logprobs() -> None:
+    with pytest.raises(ValidationError, match="needs logprobs"):
+        normalised_body(CHAT_COMPLETIONS, {**CHAT, "top_logprobs": 2})
+    body, _ = normalised_body(CHAT_COMPLETIONS, {**CHAT, "logprobs": True, "top_logprobs": 2})
+    assert (body["logprobs"], body["top_logprobs"]) == (True, 2)
+
+
+def test_completion_logprobs_in_openais_parallel_lists() -> None:
+    entries = [["Q", None, []], [":", -1.5, [[":", -1.5], ["!", -2.0]]], [" 4", -0.25, [
+        [" 4", -0.25]]]]
+    shaped = completion_logprobs(entries)
+    assert shaped == {"tokens": ["Q", ":", " 4"], "token_logprobs": [None, -1.5, -0.25],
+                      "top_logprobs": [None, {":": -1.5, "!": -2.0}, {" 4": -0.25}],
+                      "text_offset": [0, 1, 2]}
+
+
+def test_a_response_has_a_choice_per_prompt_in_order() -> None:
+    body = completion_response_body(
+        endpoint=COMPLETIONS, request_id="r", model="m", created=1,
+        choices=[Choice("a", "stop"), Choice("b", "length", [["b", -0.5, []]])],
+        prompt_tokens=3, completion_tokens=2)
+    assert [(c["index"], c["text"]) for c in body["choices"]] == [(0, "a"), (1, "b")]
+    assert body["choices"][0]["logprobs"] is None
+    assert body["choices"][1]["logprobs"]["token_logprobs"] == [-0.5]
+    chat = completion_response_body(
+        endpoint=CHAT_COMPLETIONS, request_id="r", model="m", created=1,
+        choices=[Choice("é", "stop", [["é", -0.1, [["é", -0.1]]]])], prompt_tokens=1,
+        completion_tokens=1)
+    content = chat["choices"][0]["logprobs"]["content"]
+    assert content == [{"token": "é", "logprob": -0.1, "bytes": [195, 169],
+                        "top_logprobs": [{"token": "é", "logprob": -0.1, "bytes": [195, 169]}]}]
