@@ -21,6 +21,8 @@ class StokerError(Exception):
         self.retry_after_s = retry_after_s
         #: The request field at fault, as OpenAI's ``param`` names it (``messages.0.role``).
         self.param = param
+        #: Extra response headers (a 429's ``x-ratelimit-*``).
+        self.headers: dict[str, str] = {}
 
 
 class InvalidRequest(StokerError):

@@ -46,9 +46,6 @@ class ChatMessageIn(BaseModel):
         return "".join(part.text for part in self.content)
 
 
-#: Fields taken and ignored, as they change nothing about the answer (README: "Drop-in").
-IGNORED_FIELDS = ("user", "metadata", "store", "parallel_tool_calls", "stream_options",
-                  "service_tier")
 #: Fields Stoker cannot honour yet, taken only when they ask for nothing different from the
 #: default (what tools send by habit: ``logprobs: false``, ``presence_penalty: 0``, …).
 NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
@@ -74,6 +71,8 @@ class _SamplingBody(BaseModel):
     stop: str | list[str] | None = None
     n: int = 1
     stream: bool = False
+    # Left out of the stored body: they change nothing about the answer (README: "Drop-in"),
+    # or, as service_tier, the API read them to choose the call's tier.
     user: Any = Field(None, exclude=True)
     metadata: Any = Field(None, exclude=True)
     store: Any = Field(None, exclude=True)

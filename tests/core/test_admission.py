@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from stoker.core.admission import (
+    DAY_S,
     AdmissionState,
     Admit,
     BreakerConfig,
+    RateLimits,
     Refuse,
     TeamLoad,
     TeamQuota,
     admit,
     initial_state,
+    rate_limits,
 )
 
 IDLE = TeamLoad(queued=0, tokens_today=0)
@@ -148,3 +152,19 @@ def test_bucket_never_admits_more_than_rate_allows(steps: list[tuple[int, float]
         if decision == Admit():
             admitted += size
     assert admitted <= per_minute + now * per_minute / 60 + 1e-6
+
+
+def test_rate_limits_report_the_bucket_and_the_days_tokens() -> None:
+    quota = TeamQuota(requests_per_minute=60, tokens_per_day=1000)
+    fresh = rate_limits(quota, TeamLoad(0, 250), None, now=DAY_S * 3 + 3600)
+    assert (fresh.limit_requests, fresh.remaining_requests, fresh.reset_requests_s) == \
+        (60, 60, 0.0)
+    assert (fresh.limit_tokens, fresh.remaining_tokens, fresh.reset_tokens_s) == \
+        (1000, 750, DAY_S - 3600)
+    # 45 of 60 left 5 s ago, refilling at one a second: 50 now, 10 s until full.
+    used = AdmissionState(bucket=45.0, bucket_at=95.0, window_start=0.0,
+                          window_submissions=0, tripped_until=0.0)
+    now = rate_limits(quota, TeamLoad(0, 5000), used, now=100.0)
+    assert (now.remaining_requests, now.reset_requests_s) == (50, pytest.approx(10.0))
+    assert now.remaining_tokens == 0
+    assert rate_limits(TeamQuota(), TeamLoad(0, 0), None, now=1.0) == RateLimits()

@@ -20,6 +20,8 @@ pytestmark = pytest.mark.timeout(300)
 TOKEN = "drop-in-team-token"
 #: A team whose synchronous calls go to the batch tier unless they ask otherwise.
 EVALS_TOKEN = "drop-in-evals-token"
+#: A team with rate quotas (two requests a minute).
+QUOTA_TOKEN = "drop-in-quota-token"
 PROMPT = "Q: what is 2+2?"
 #: A chat prompt the tiny model answers with a text that varies (most repeat one token).
 CHAT_PROMPT = "Name three colours."
@@ -35,7 +37,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> It
               "teams": {"app": {"token": TOKEN},
                         "evals": {"token": EVALS_TOKEN, "sync_tier": "batch",
                                   "tiers": ["batch", "smoke", "online"]},
-                        "pipeline": {"token": "drop-in-pipeline", "tiers": ["batch"]}},
+                        "pipeline": {"token": "drop-in-pipeline", "tiers": ["batch"]},
+                        "quota": {"token": QUOTA_TOKEN, "quotas": {
+                            "requests_per_minute": 2, "tokens_per_day": 100_000}}},
               "operator_token": E2E_OPERATOR_TOKEN,
               "runner_token": "drop-in-runner-token"}
     (root / "stoker.yaml").write_text(yaml.safe_dump(config))
@@ -249,3 +253,24 @@ def test_chat_logprobs_come_in_chats_shape(server: Server) -> None:
         assert len(token.top_logprobs) == 2
         assert token.top_logprobs[0].token == token.token
         assert token.bytes == list(token.token.encode("utf-8"))
+
+
+def test_rate_limit_headers_come_from_the_teams_quotas(server: Server) -> None:
+    client = oai(server, QUOTA_TOKEN)
+    ask = {"model": "tiny-llama", "messages": [{"role": "user", "content": "quota"}],
+           "max_tokens": 2}
+    first = client.chat.completions.with_raw_response.create(**ask)  # type: ignore[call-overload]
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert first.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert first.headers["x-ratelimit-limit-tokens"] == "100000"
+    assert 0 < int(first.headers["x-ratelimit-remaining-tokens"]) <= 100_000
+    client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    with pytest.raises(openai.RateLimitError) as limited:
+        client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    headers = limited.value.response.headers
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert int(headers["retry-after"]) >= 1
+    # A team without quotas gets none of them.
+    plain = oai(server).chat.completions.with_raw_response.create(**ask)  # type: ignore[call-overload]
+    assert "x-ratelimit-limit-requests" not in plain.headers

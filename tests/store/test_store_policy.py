@@ -141,6 +141,22 @@ def test_refused_submission_stores_nothing_but_keeps_breaker_state(store: Store)
     assert len(store.list_jobs(limit=10)) == 1
 
 
+def test_team_standing_is_what_admission_reads_without_deciding(store: Store) -> None:
+    assert store.team_standing("a", now=1.0) == (TeamLoad(0, 0), None)
+    quota = TeamQuota(requests_per_minute=60)
+    store.submit_job(team_job("a", 3), now=1.0,
+                     admission=checker(quota, None, 3, 1.0))  # type: ignore[arg-type]
+    rid = runner(store)
+    lease_id, ids = lease_all(store, rid, now=2.0)
+    store.complete(lease_id, rid, [ok(ids[0])], started_at=2, ended_at=3, now=3)
+    load, state = store.team_standing("a", now=4.0)
+    assert load.queued == 2  # one answered; the two the report left out are queued again
+    assert load.tokens_today == 5  # ok()'s completion tokens
+    assert state is not None
+    assert (state.bucket, state.bucket_at) == (57.0, 1.0)
+    assert store.team_standing("b", now=4.0) == (TeamLoad(0, 0), None)
+
+
 def test_queued_quota_counts_what_the_team_has_queued(store: Store) -> None:
     quota = TeamQuota(max_queued_requests=5)
     store.submit_job(team_job("a", 4), now=1.0, admission=checker(quota, None, 4, 1.0))  # type: ignore[arg-type]

@@ -64,10 +64,11 @@ def shape_of(path: str) -> ErrorShape:
 def error_response(
     status: int, code: str, message: str, *, retry_after_s: float | None = None,
     param: str | None = None, shape: ErrorShape = ErrorShape.STOKER,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """An error in ``shape``: Stoker's ``{"error": {"code", "message", "type", "param",
     "status"}}`` by default (see the module docstring for the others)."""
-    headers = {}
+    headers = dict(headers or {})
     if retry_after_s is not None:
         headers["Retry-After"] = str(max(1, round(retry_after_s)))
     body: dict[str, Any]
@@ -99,7 +100,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _stoker(request: Request, exc: StokerError) -> JSONResponse:
         return error_response(exc.status_code, exc.code, exc.message,
                               retry_after_s=exc.retry_after_s, param=exc.param,
-                              shape=shape_of(request.url.path))
+                              shape=shape_of(request.url.path), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

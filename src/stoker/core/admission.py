@@ -149,3 +149,36 @@ def _bucket(requests: int, state: AdmissionState, per_minute: int, *, team: str,
             (requests - level) / rate,
         ), state
     return Admit(), replace(state, bucket=level - requests)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Where a team stands against its rate quotas, as OpenAI's ``x-ratelimit-*`` headers
+    report it: for requests (``requests_per_minute``) and generated tokens
+    (``tokens_per_day``), the limit, what is left now and the seconds until all of it is
+    back; None for a quota the team does not have."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests_s: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_s: float | None = None
+
+
+def rate_limits(quota: TeamQuota, load: TeamLoad, state: AdmissionState | None, *,
+                now: float) -> RateLimits:
+    """``quota`` against what the team has used (``load``, ``state``) at ``now``."""
+    limits = RateLimits()
+    per_minute = quota.requests_per_minute
+    if per_minute is not None:
+        state = state or initial_state(quota, now=now)
+        rate = per_minute / 60.0
+        level = min(float(per_minute), state.bucket + max(0.0, now - state.bucket_at) * rate)
+        limits = replace(limits, limit_requests=per_minute, remaining_requests=int(level),
+                         reset_requests_s=(per_minute - level) / rate)
+    if quota.tokens_per_day is not None:
+        limits = replace(limits, limit_tokens=quota.tokens_per_day,
+                         remaining_tokens=max(0, quota.tokens_per_day - load.tokens_today),
+                         reset_tokens_s=DAY_S - now % DAY_S)
+    return limits

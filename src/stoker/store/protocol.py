@@ -223,6 +223,12 @@ class Store(PoolStore, Protocol):
         """Most recent jobs first, of one team or of all."""
         ...
 
+    def team_standing(self, team: str, *, now: float
+                      ) -> tuple[TeamLoad, AdmissionState | None]:
+        """What admission reads for ``team`` at ``now`` (its queued requests, tokens
+        generated today, admission state), read without deciding anything."""
+        ...
+
     def job_results(self, job_id: str) -> list[ResultRow]:
         """Every request of the job in submission order, with its result if recorded."""
         ...

@@ -212,6 +212,11 @@ SELECT COALESCE(SUM(completion_tokens), 0) FROM team_usage WHERE team = :team AN
 -- first submission has no row to lock).
 SELECT 0;
 
+-- name: read_admission
+-- A team's admission state, read to report it (get_admission locks it to decide).
+SELECT bucket, bucket_at, window_start, window_submissions, tripped_until
+FROM team_admission WHERE team = :team;
+
 -- name: get_admission
 SELECT bucket, bucket_at, window_start, window_submissions, tripped_until
 FROM team_admission WHERE team = :team;

@@ -44,6 +44,17 @@ class SubmitSQL(OpenAIObjectsSQL):
             raise NotFound(f"no job {job_id!r}")
         return rows.job_from(row, rows.counts_from(self._all("job_counts", job_id=job_id)))
 
+    def team_standing(self, team: str, *, now: float
+                      ) -> tuple[TeamLoad, AdmissionState | None]:
+        """What admission reads for ``team`` at ``now`` (see :class:`Store`)."""
+        # Plain reads (no write lock): a report, not a decision, so they need not agree to
+        # the instant.
+        queued = self._one("team_queued", team=team)
+        tokens = self._one("team_tokens_on", team=team, day=utc_day(now))
+        row = self._one("read_admission", team=team)
+        load = TeamLoad(int(queued[0]) if queued else 0, int(tokens[0]) if tokens else 0)
+        return load, AdmissionState(*row) if row else None
+
     def submit_job(self, job: NewJob, *, now: float,
                    admission: AdmissionCheck | None = None) -> Submission:
         """Store a job and all of its requests, all or nothing (see :class:`Store`)."""

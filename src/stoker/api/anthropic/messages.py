@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,6 +26,7 @@ from stoker.api.body import decode_utf8, invalid, json_body, parse_json
 from stoker.api.errors import anthropic_error_type
 from stoker.api.online_answer import StreamedAnswer, answer, request_id_of
 from stoker.api.openai.online import JSON_OR_EVENTS, submit_online, sync_tier
+from stoker.api.rate_limit_headers import rate_limit_headers
 from stoker.api.services import Services, client_team, services
 from stoker.errors import StokerError
 from stoker.openai_format import CHAT_COMPLETIONS, TextPart
@@ -94,7 +95,7 @@ def chat_body(body: MessagesBody) -> dict[str, Any]:
 @router.post("/messages", response_model=None, responses=JSON_OR_EVENTS,
              openapi_extra=json_body(MessagesBody))
 async def create_message(request: Request, svc: Services = Depends(services)
-                         ) -> dict[str, Any] | StreamingResponse:
+                         ) -> JSONResponse | StreamingResponse:
     """A message, as Anthropic's Messages API answers it (streamed on request)."""
     team = client_team(request)
     try:
@@ -107,13 +108,15 @@ async def create_message(request: Request, svc: Services = Depends(services)
     if body.stream:
         return StreamingResponse(_events(request, svc, job_id, model),
                                  media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+                                 headers={"Cache-Control": "no-cache",
+                                          **await rate_limit_headers(svc, team)})
     row = await answer(request, svc, job_id)
-    return {"id": f"msg_{row.request_id}", "type": "message", "role": "assistant",
-            "model": model, "content": [{"type": "text", "text": row.text or ""}],
-            "stop_reason": _stop_reason(row), "stop_sequence": row.stop_sequence,
-            "usage": {"input_tokens": row.prompt_tokens,
-                      "output_tokens": row.completion_tokens}}
+    return JSONResponse({
+        "id": f"msg_{row.request_id}", "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": row.text or ""}],
+        "stop_reason": _stop_reason(row), "stop_sequence": row.stop_sequence,
+        "usage": {"input_tokens": row.prompt_tokens, "output_tokens": row.completion_tokens}},
+        headers=await rate_limit_headers(svc, team))
 
 
 def _stop_reason(row: ResultRow) -> str:

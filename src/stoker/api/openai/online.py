@@ -20,11 +20,12 @@ from stoker.api.body import decode_utf8, invalid, json_body, parse_json
 from stoker.api.errors import error_type
 from stoker.api.job_input import JobOptions, ParsedJob, resolve_model
 from stoker.api.online_answer import StreamedAnswer, answer_all, request_id_of
+from stoker.api.rate_limit_headers import rate_limit_headers
 from stoker.api.render import choice_of
 from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
 from stoker.core.tiers import SERVICE_TIERS, sync_call_tier
-from stoker.errors import InvalidRequest, NotFound, StokerError
+from stoker.errors import InvalidRequest, NotFound, RateLimited, StokerError
 from stoker.openai_format import (
     CHAT_COMPLETIONS,
     COMPLETIONS,
@@ -102,9 +103,11 @@ async def _online(request: Request, svc: Services,
     if stream:
         return StreamingResponse(
             _event_stream(request, svc, job_id, endpoint, model, include_usage),
-            media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", **await rate_limit_headers(svc, team)})
     rows = await answer_all(request, svc, job_id)
-    return JSONResponse(_response_body(rows, endpoint, model))
+    return JSONResponse(_response_body(rows, endpoint, model),
+                        headers=await rate_limit_headers(svc, team))
 
 
 def _scores_tokens(body: dict[str, Any]) -> bool:
@@ -146,9 +149,13 @@ async def submit_online(svc: Services, team: str, endpoint: str,
                           known=set(svc.settings.models))
     tier_of_call = tier_for(svc, team, tier or svc.settings.scheduling.online_tier,
                             len(requests))
-    submitted = await enqueue(svc, team=team, tier=tier_of_call,
-                              parsed=ParsedJob(model=model, requests=requests),
-                              options=JobOptions())
+    try:
+        submitted = await enqueue(svc, team=team, tier=tier_of_call,
+                                  parsed=ParsedJob(model=model, requests=requests),
+                                  options=JobOptions())
+    except RateLimited as exc:
+        exc.headers.update(await rate_limit_headers(svc, team))
+        raise
     return submitted.job.id, model
 
 
