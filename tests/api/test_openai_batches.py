@@ -248,7 +248,10 @@ def test_cancel_mid_batch_keeps_what_ran(api: tuple[TestClient, SQLiteStore]) ->
     assert done.cancelled_at is not None
     assert len(lines_of(client, done.output_file_id)) == 2
     errors = lines_of(client, done.error_file_id)
-    assert [e["error"]["code"] for e in errors] == ["cancelled"] * 3
+    assert [e["error"]["code"] for e in errors] == ["batch_cancelled"] * 3
+    assert done.request_counts is not None
+    assert (done.request_counts.total, done.request_counts.completed,
+            done.request_counts.failed) == (5, 2, 3)
 
 
 def test_expired_batch_reports_unrun_requests(api: tuple[TestClient, SQLiteStore]) -> None:

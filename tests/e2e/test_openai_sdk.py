@@ -273,7 +273,8 @@ def test_cancel_mid_batch_keeps_what_ran(fleet: Fleet) -> None:
     errors = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
     assert len(outputs) == completed
     assert len(errors) == 400 - completed
-    assert {e["error"]["code"] for e in errors} == {"cancelled"}
+    assert {e["error"]["code"] for e in errors} == {"batch_cancelled"}
+    assert done.request_counts.failed == 400 - completed  # as OpenAI counts them
 
 
 def test_a_file_with_malformed_lines_fails_validation(fleet: Fleet) -> None:

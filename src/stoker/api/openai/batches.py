@@ -43,8 +43,9 @@ class BatchCreate(BaseModel):
 def _window_s(window: str) -> float:
     match = _WINDOW.match(window)
     if match is None or int(match.group(1)) > MAX_WINDOW_H:
-        raise Unprocessable(f"completion_window {window!r} is not supported; use hours such as "
-                            f"'24h' (at most '{MAX_WINDOW_H}h')")
+        raise Unprocessable(f"completion_window {window!r} is not supported: OpenAI takes "
+                            f"'24h'; Stoker takes that or any whole number of hours from '1h' "
+                            f"to '{MAX_WINDOW_H}h'", param="completion_window")
     return int(match.group(1)) * 3600.0
 
 

@@ -106,7 +106,9 @@ def batch_json(view: BatchView, *, model: str | None,
         "request_counts": {
             "total": b.total_lines,
             "completed": counts.succeeded if counts else 0,
-            "failed": (counts.failed if counts else 0) + len(b.invalid_lines),
+            # As OpenAI counts them: lines a cancel or the window's end left unrun failed.
+            "failed": (counts.failed + counts.cancelled if counts else 0)
+            + len(b.invalid_lines),
         },
         "usage": _usage(tokens),
         "metadata": b.metadata or None,
@@ -132,12 +134,14 @@ def _error_lines(view: BatchView, rows: Iterable[ResultRow]) -> Iterator[dict[st
     expired = view.batch.expired_at is not None
     yield from view.batch.invalid_lines
     for row in rows:
-        if row.status == RequestStatus.CANCELLED and expired:
+        if row.status == RequestStatus.CANCELLED:
+            # OpenAI's codes for lines a batch's end left unrun.
+            code, why = (("batch_expired", "before the batch's completion window ended")
+                         if expired else ("batch_cancelled", "before the batch was cancelled"))
             yield {"id": f"batch_req_{row.request_id}", "custom_id": row.custom_id,
                    "response": None,
-                   "error": {"code": "batch_expired", "message": "the request did not run "
-                             "before the batch's completion window ended"}}
-        elif row.status in (RequestStatus.FAILED, RequestStatus.CANCELLED):
+                   "error": {"code": code, "message": f"the request did not run {why}"}}
+        elif row.status == RequestStatus.FAILED:
             line = result_line(row)
             if line is not None:
                 yield line
