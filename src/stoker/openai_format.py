@@ -132,6 +132,9 @@ class ChatCompletionBody(_SamplingBody):
     """The body of ``POST /v1/chat/completions``."""
 
     messages: list[ChatMessageIn] = Field(min_length=1)
+    #: ``0`` answers with no text, only the prompt's token count (how Anthropic's
+    #: ``count_tokens`` is answered: by the model's own chat template).
+    max_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS_CEILING)] | None = None
     #: Each generated token's log-probability, with ``top_logprobs`` alternatives.
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)

@@ -13,7 +13,7 @@ import openai
 import pytest
 import yaml
 
-from tests.e2e.conftest import E2E_OPERATOR_TOKEN, Server, free_port
+from tests.e2e.conftest import E2E_OPERATOR_TOKEN, Server, free_port, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -274,3 +274,59 @@ def test_rate_limit_headers_come_from_the_teams_quotas(server: Server) -> None:
     # A team without quotas gets none of them.
     plain = oai(server).chat.completions.with_raw_response.create(**ask)  # type: ignore[call-overload]
     assert "x-ratelimit-limit-requests" not in plain.headers
+
+
+def test_count_tokens_counts_what_a_message_would_take(server: Server) -> None:
+    client = claude(server)
+    messages = [{"role": "user", "content": "How many tokens is this?"}]
+    counted = client.messages.count_tokens(model="tiny-llama", messages=messages,  # type: ignore[arg-type]
+                                           system="Be brief.")
+    sent = client.messages.create(model="tiny-llama", max_tokens=2, messages=messages,  # type: ignore[arg-type]
+                                  system="Be brief.")
+    assert counted.input_tokens == sent.usage.input_tokens > 0
+
+
+def test_message_batches_run_as_jobs_and_give_results_in_order(server: Server) -> None:
+    client = claude(server)
+    asks = {f"q-{i}": f"Question {i}?" for i in range(3)}
+    batch = client.messages.batches.create(requests=[  # type: ignore[misc]
+        {"custom_id": cid, "params": {"model": "tiny-llama", "max_tokens": 4,
+                                      "temperature": 0,
+                                      "messages": [{"role": "user", "content": text}]}}
+        for cid, text in asks.items()])
+    assert batch.id.startswith("msgbatch_")
+    assert batch.processing_status == "in_progress"
+    ended = wait_until(lambda: (b := client.messages.batches.retrieve(batch.id))
+                       .processing_status == "ended" and b, timeout_s=120,
+                       what="the message batch to end")
+    assert ended.request_counts.succeeded == 3
+    assert ended.results_url is not None
+    results = list(client.messages.batches.results(batch.id))
+    assert [r.custom_id for r in results] == list(asks)
+    direct = client.messages.create(model="tiny-llama", max_tokens=4, extra_body={
+        "temperature": 0}, messages=[{"role": "user", "content": asks["q-0"]}])
+    first = results[0].result
+    assert first.type == "succeeded"
+    assert first.message.content[0].text == direct.content[0].text  # type: ignore[union-attr]
+    assert batch.id in [b.id for b in client.messages.batches.list()]
+    with pytest.raises(anthropic.NotFoundError):
+        claude(server, EVALS_TOKEN).messages.batches.retrieve(batch.id)  # another team's
+
+
+def test_a_cancelled_message_batch_keeps_what_ran(server: Server) -> None:
+    client = claude(server)
+    batch = client.messages.batches.create(requests=[  # type: ignore[misc]
+        {"custom_id": f"c-{i}", "params": {"model": "tiny-llama", "max_tokens": 64,
+                                           "messages": [{"role": "user", "content": f"{i}"}]}}
+        for i in range(300)])
+    cancelling = client.messages.batches.cancel(batch.id)
+    assert cancelling.processing_status in ("canceling", "ended")
+    ended = wait_until(lambda: (b := client.messages.batches.retrieve(batch.id))
+                       .processing_status == "ended" and b, timeout_s=120,
+                       what="the cancelled batch to end")
+    counts = ended.request_counts
+    assert counts.canceled > 0
+    assert counts.succeeded + counts.canceled + counts.errored == 300
+    kinds = [r.result.type for r in client.messages.batches.results(batch.id)]
+    assert kinds.count("canceled") == counts.canceled
+    assert kinds.count("succeeded") == counts.succeeded

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stoker import __version__
 from stoker.api import access, cost, jobs, pool, runners
+from stoker.api.anthropic import batches as anthropic_batches
 from stoker.api.anthropic import messages as anthropic_messages
 from stoker.api.body import BodySizeLimit
 from stoker.api.dispatch import Dispatcher, LeaseTerms, Reaper
@@ -97,6 +98,7 @@ def create_app(settings: Settings, store: Store, clock: Clock, *,
     app.include_router(openai_files.router)
     app.include_router(openai_batches.router)
     app.include_router(anthropic_messages.router)
+    app.include_router(anthropic_batches.router)
     app.include_router(cost.router)
     _add_ops_routes(app, store, metrics)
     return app

@@ -92,7 +92,8 @@ async def submit_job(
     return JSONResponse(job_json(submitted.job), status_code=201 if submitted.created else 200)
 
 
-def _owned_job(svc: Services, job_id: str, team: str) -> Job:
+def owned_job(svc: Services, job_id: str, team: str) -> Job:
+    """The team's job ``job_id``; another team's is as missing as one that never was."""
     job = svc.store.get_job(job_id)
     if job.team != team:
         raise NotFound(f"no job {job_id!r}")
@@ -120,18 +121,18 @@ async def get_job(
 ) -> dict[str, Any]:
     """A job's status and request counts; with ``wait_s``, a long-poll for its end."""
     team = client_team(request)
-    job = await run_in_threadpool(_owned_job, svc, job_id, team)
+    job = await run_in_threadpool(owned_job, svc, job_id, team)
     deadline = svc.clock.now() + wait_s
     while job.status not in JOB_TERMINAL and (remaining := deadline - svc.clock.now()) > 0:
         await svc.dispatcher.wait_progress(remaining)
-        job = await run_in_threadpool(_owned_job, svc, job_id, team)
+        job = await run_in_threadpool(owned_job, svc, job_id, team)
     return job_json(job)
 
 
 @router.get("/{job_id}/results")
 def job_results(job_id: str, request: Request, svc: Services = Depends(services)) -> Response:
     """JSONL: one line per finished request, in submission order (open requests are left out)."""
-    _owned_job(svc, job_id, client_team(request))
+    owned_job(svc, job_id, client_team(request))
 
     def lines() -> Iterator[bytes]:
         for row in svc.store.iter_job_results(job_id):
@@ -146,7 +147,7 @@ def job_results(job_id: str, request: Request, svc: Services = Depends(services)
 @router.get("/{job_id}/batches")
 def job_batches(job_id: str, request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
     """How the job was batched: every pass that ran its requests, and its average batch size."""
-    _owned_job(svc, job_id, client_team(request))
+    owned_job(svc, job_id, client_team(request))
     found = svc.store.job_batches(job_id)
     data = [
         {"id": jb.batch.id, "runner_id": jb.batch.runner_id, "started_at": jb.batch.started_at,
@@ -163,6 +164,6 @@ def job_batches(job_id: str, request: Request, svc: Services = Depends(services)
 @router.post("/{job_id}/cancel")
 def cancel_job(job_id: str, request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
     """Cancel the job's queued requests; running ones finish and every result is kept."""
-    _owned_job(svc, job_id, client_team(request))
+    owned_job(svc, job_id, client_team(request))
     job = svc.store.cancel_job(job_id, now=svc.clock.now())
     return job_json(job)

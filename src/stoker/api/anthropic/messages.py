@@ -28,7 +28,7 @@ from stoker.api.online_answer import StreamedAnswer, answer, request_id_of
 from stoker.api.openai.online import JSON_OR_EVENTS, submit_online, sync_tier
 from stoker.api.rate_limit_headers import rate_limit_headers
 from stoker.api.services import Services, client_team, services
-from stoker.errors import StokerError
+from stoker.errors import InvalidRequest, StokerError
 from stoker.openai_format import CHAT_COMPLETIONS, TextPart
 from stoker.store import ResultRow
 
@@ -71,9 +71,32 @@ class MessagesBody(BaseModel):
     @field_validator("top_k", "tools", "tool_choice", "thinking")
     @classmethod
     def _nothing_different(cls, value: Any, info: ValidationInfo) -> Any:
-        if value not in (None, [], {"type": "none"}, {"type": "disabled"}):
-            raise ValueError(f"{info.field_name} is not supported by Stoker; leave it out")
-        return value
+        return nothing_different(value, info)
+
+
+def nothing_different(value: Any, info: ValidationInfo) -> Any:
+    """Refuse a field Stoker cannot honour unless it asks for nothing different."""
+    if value not in (None, [], {"type": "none"}, {"type": "disabled"}):
+        raise ValueError(f"{info.field_name} is not supported by Stoker; leave it out")
+    return value
+
+
+class CountTokensBody(BaseModel):
+    """The body of ``POST /v1/messages/count_tokens``: a message's input, no budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[MessageIn] = Field(min_length=1)
+    system: str | list[TextPart] | None = None
+    tools: Any = None
+    tool_choice: Any = None
+    thinking: Any = None
+
+    @field_validator("tools", "tool_choice", "thinking")
+    @classmethod
+    def _nothing_different(cls, value: Any, info: ValidationInfo) -> Any:
+        return nothing_different(value, info)
 
 
 def _text(content: str | list[TextPart]) -> str:
@@ -111,12 +134,39 @@ async def create_message(request: Request, svc: Services = Depends(services)
                                  headers={"Cache-Control": "no-cache",
                                           **await rate_limit_headers(svc, team)})
     row = await answer(request, svc, job_id)
-    return JSONResponse({
-        "id": f"msg_{row.request_id}", "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": row.text or ""}],
-        "stop_reason": _stop_reason(row), "stop_sequence": row.stop_sequence,
-        "usage": {"input_tokens": row.prompt_tokens, "output_tokens": row.completion_tokens}},
-        headers=await rate_limit_headers(svc, team))
+    return JSONResponse(message_json(row, model), headers=await rate_limit_headers(svc, team))
+
+
+@router.post("/messages/count_tokens", openapi_extra=json_body(CountTokensBody))
+async def count_tokens(request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
+    """How many input tokens a message would take, by the model's own tokenizer and chat
+    template: a request with no token budget, answered by a runner without a decode step."""
+    team = client_team(request)
+    try:
+        body = CountTokensBody.model_validate(parse_json(decode_utf8(await request.body())))
+    except ValidationError as exc:
+        raise invalid(exc) from None
+    asked = MessagesBody(model=body.model, max_tokens=1, messages=body.messages,
+                         system=body.system)
+    chat = {**chat_body(asked), "max_tokens": 0}
+    spec = svc.settings.models.get(body.model if body.model != "default"
+                                   else svc.settings.default_model)
+    if spec is not None and spec.is_remote:
+        raise InvalidRequest(f"count_tokens is answered for local models; {body.model!r} is "
+                             "served by a provider", param="model")
+    tier = sync_tier(svc, team, request, None)
+    job_id, _ = await submit_online(svc, team, CHAT_COMPLETIONS, [chat], tier=tier)
+    row = await answer(request, svc, job_id)
+    return {"input_tokens": row.prompt_tokens}
+
+
+def message_json(row: ResultRow, model: str) -> dict[str, Any]:
+    """A succeeded request's answer as Anthropic's ``message`` object."""
+    return {"id": f"msg_{row.request_id}", "type": "message", "role": "assistant",
+            "model": model, "content": [{"type": "text", "text": row.text or ""}],
+            "stop_reason": _stop_reason(row), "stop_sequence": row.stop_sequence,
+            "usage": {"input_tokens": row.prompt_tokens,
+                      "output_tokens": row.completion_tokens}}
 
 
 def _stop_reason(row: ResultRow) -> str:
