@@ -24,6 +24,7 @@ from pydantic import (
 from stoker.api import access
 from stoker.api.body import decode_utf8, invalid, json_body, parse_json
 from stoker.api.errors import anthropic_error_type
+from stoker.api.job_input import resolve_model_names
 from stoker.api.online_answer import StreamedAnswer, answer, request_id_of
 from stoker.api.openai.online import JSON_OR_EVENTS, submit_online, sync_tier
 from stoker.api.rate_limit_headers import rate_limit_headers
@@ -149,9 +150,9 @@ async def count_tokens(request: Request, svc: Services = Depends(services)) -> d
     asked = MessagesBody(model=body.model, max_tokens=1, messages=body.messages,
                          system=body.system)
     chat = {**chat_body(asked), "max_tokens": 0}
-    spec = svc.settings.models.get(body.model if body.model != "default"
-                                   else svc.settings.default_model)
-    if spec is not None and spec.is_remote:
+    model = resolve_model_names({body.model}, default_model=svc.settings.default_model,
+                                known=set(svc.settings.models))
+    if svc.settings.models[model].is_remote:
         raise InvalidRequest(f"count_tokens is answered for local models; {body.model!r} is "
                              "served by a provider", param="model")
     tier = sync_tier(svc, team, request, None)
