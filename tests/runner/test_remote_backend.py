@@ -4,6 +4,7 @@ cannot be made to produce on demand. 429s from a real provider are in tests/e2e.
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import threading
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from stoker.runner.backends.protocol import ChatMessage, GenerationInput
+from stoker.runner.backends.protocol import ChatMessage, GenerationInput, TokenLogprob
 from stoker.runner.backends.providers import AnthropicBackend, OpenAICompatibleBackend
 from stoker.runner.backends.remote import RemoteEndpoint, retry_delay_s, scrub
 
@@ -77,6 +78,45 @@ def test_openai_call_shape_and_answer(provider: tuple[str, Script]) -> None:
     assert body["model"] == "up-model"
     assert body["messages"][0] == {"role": "system", "content": "terse"}
     assert body["stop"] == ["\n"]
+
+
+def test_logprobs_go_to_an_openai_compatible_provider_and_come_back(
+        provider: tuple[str, Script]) -> None:
+    url, script = provider
+    chat_logprobs = {"content": [{"token": "hi", "logprob": -0.5, "bytes": [104, 105],
+                                  "top_logprobs": [{"token": "hi", "logprob": -0.5},
+                                                   {"token": "yo", "logprob": -1.5}]}]}
+    text_logprobs = {"tokens": ["Q", " 4"], "token_logprobs": [None, -0.25],
+                     "top_logprobs": [None, {" 4": -0.25, " 5": -2.0}], "text_offset": [0, 1]}
+    script.answers = [
+        (200, {**CHAT_OK, "choices": [{**CHAT_OK["choices"][0],  # type: ignore[index]
+                                       "logprobs": chat_logprobs}]}),
+        (200, {"choices": [{"text": "Q 4", "finish_reason": "length",
+                            "logprobs": text_logprobs}],
+               "usage": {"prompt_tokens": 1, "completion_tokens": 1}})]
+    backend = OpenAICompatibleBackend(endpoint(url))
+    (chat,) = backend.generate([dataclasses.replace(CHAT_IN, logprobs=1)])
+    (text,) = backend.generate([GenerationInput(prompt_ids=(7, 8), max_tokens=1, logprobs=2,
+                                                echo=True)])
+    assert chat.logprobs == (TokenLogprob("hi", -0.5, (("hi", -0.5), ("yo", -1.5))),)
+    assert text.logprobs == (TokenLogprob("Q", None), TokenLogprob(" 4", -0.25, (
+        (" 4", -0.25), (" 5", -2.0))))
+    chat_body, text_body = script.seen[0][2], script.seen[1][2]
+    assert (chat_body["logprobs"], chat_body["top_logprobs"]) == (True, 1)
+    assert (text_body["prompt"], text_body["logprobs"], text_body["echo"]) == ([7, 8], 2, True)
+
+
+def test_anthropic_refuses_what_its_api_cannot_give_without_calling_it(
+        provider: tuple[str, Script]) -> None:
+    url, script = provider
+    backend = AnthropicBackend(endpoint(url))
+    for spec in (dataclasses.replace(CHAT_IN, logprobs=0),
+                 GenerationInput(prompt_ids=(1, 2), max_tokens=2)):
+        (out,) = backend.generate([spec])
+        assert out.error is not None
+        assert "logprobs" in out.error
+        assert out.retryable is False
+    assert script.seen == []
 
 
 def test_server_errors_are_retried_then_succeed(provider: tuple[str, Script]) -> None:
