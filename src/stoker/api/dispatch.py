@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stoker.clock import Clock
 from stoker.core.batching import BatchConfig, Dispatch, SchedulingPolicy, Wait, plan_batch
-from stoker.core.continuous import TopUp, plan_top_up
+from stoker.core.continuous import TopUp, online_ask_takes, plan_top_up
 from stoker.core.fair_share import FairShareState
 from stoker.core.model import Lease, Request, Runner, RunnerState
 from stoker.store import Store
@@ -44,6 +44,16 @@ def empty_grant_pause_s(empty_grants: int) -> float:
     return min(FIRST_EMPTY_GRANT_PAUSE_S * 2.0 ** min(empty_grants - 2, 16), EMPTY_GRANT_PAUSE_S)
 
 
+def _wake(waiting: deque[asyncio.Future[None]] | None, wake: int | None) -> None:
+    """Wake up to ``wake`` of ``waiting`` (all when None), oldest first."""
+    budget = len(waiting) if waiting and wake is None else (wake or 0)
+    while waiting and budget > 0:
+        future = waiting.popleft()
+        if not future.done():
+            future.set_result(None)
+            budget -= 1
+
+
 @dataclass(frozen=True, slots=True)
 class LeaseTerms:
     """How long leases last and how long a lease call may be held open."""
@@ -63,6 +73,7 @@ class Dispatcher:
         self._policy = policy
         self._batch_size = batch_size
         self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
+        self._online_waiters: dict[str, deque[asyncio.Future[None]]] = {}
         self._progress = asyncio.Event()
         self._runners: dict[str, Runner] = {}
         # Fair share is kept over many batches: each model's state from its last grant. Plans
@@ -70,34 +81,40 @@ class Dispatcher:
         self._shares: dict[str, FairShareState] = {}
         self._shares_lock = threading.Lock()
 
-    def notify(self, model: str, *, wake: int | None = None) -> None:
+    def notify(self, model: str, *, wake: int | None = None, tier: str | None = None) -> None:
         """Wake up to ``wake`` lease calls waiting on ``model`` (all of them when None).
 
         Waking one at a time avoids a thundering herd: a call that gets a batch wakes the next
         one while work remains, so a deep queue still reaches every idle runner quickly.
+        Online-only calls (a continuous runner's headroom) wait apart and are woken only for
+        work they may take (``tier``; None: any tier), so that they never use up a wake-up
+        meant for a call that takes the work.
         """
-        waiting = self._waiters.get(model)
-        budget = len(waiting) if waiting and wake is None else (wake or 0)
-        while waiting and budget > 0:
-            future = waiting.popleft()
-            if not future.done():
-                future.set_result(None)
-                budget -= 1
+        _wake(self._waiters.get(model), wake)
+        if tier is None or online_ask_takes(tier, self._policy):
+            _wake(self._online_waiters.get(model), wake)
 
-    def notify_work(self, model: str, requests: int | None) -> None:
+    def waiting_calls(self, model: str) -> int:
+        """How many lease calls for ``model`` wait for work now."""
+        return sum(1 for waiters in (self._waiters, self._online_waiters)
+                   for future in waiters.get(model, ()) if not future.done())
+
+    def notify_work(self, model: str, requests: int | None, tier: str | None = None) -> None:
         """Work arrived: wake one waiting runner per batch it makes (all if unknown)."""
         wake = None if requests is None else -(-requests // self._batch_size(model))
-        self.notify(model, wake=wake)
+        self.notify(model, wake=wake, tier=tier)
 
     def hear(self, channel: str, payload: str) -> None:
-        """Another replica announced news: work for a model (``*``: any; ``model<TAB>n``:
-        n new requests), or job progress."""
+        """Another replica announced news: work for a model (``*``: any; ``model<TAB>n``
+        or ``model<TAB>n<TAB>tier``: n new requests), or job progress."""
         if channel != WORK:
             self.notify_progress()
             return
-        model, _, count = payload.partition("\t")
-        for name in list(self._waiters) if model == "*" else [model]:
-            self.notify_work(name, int(count) if count.isdigit() else None)
+        model, _, rest = payload.partition("\t")
+        count, _, tier = rest.partition("\t")
+        models = set(self._waiters) | set(self._online_waiters) if model == "*" else {model}
+        for name in models:
+            self.notify_work(name, int(count) if count.isdigit() else None, tier or None)
 
     def notify_progress(self) -> None:
         """Wake everyone waiting for jobs to move (results recorded, requests failed)."""
@@ -125,7 +142,8 @@ class Dispatcher:
         deadline = self._clock.now() + min(wait_s, self._terms.long_poll_s)
         state: RunnerState | None = None  # unknown until read again; the grant checks it
         empty_grants = 0  # grants in a row that came back empty
-        waiting = self._waiters.setdefault(runner.model, deque())
+        waiters = self._online_waiters if ask is not None and ask.online_only else self._waiters
+        waiting = waiters.setdefault(runner.model, deque())
         while True:
             # Queue up before looking, so that work arriving while we look still wakes us.
             woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()

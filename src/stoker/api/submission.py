@@ -138,7 +138,8 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
     except RateLimited:
         svc.metrics.rejected.labels(team).inc()
         raise
-    svc.dispatcher.notify_work(submitted.job.model, submitted.job.counts.queued)
+    svc.dispatcher.notify_work(submitted.job.model, submitted.job.counts.queued,
+                                submitted.job.tier)
     if submitted.superseded:
         svc.dispatcher.notify_progress()
     return submitted

@@ -66,6 +66,13 @@ def plan_headroom(in_flight: int, config: LoopConfig) -> TopUp | None:
     return TopUp(room, online_only=True, loop_running=in_flight > 0)
 
 
+def online_ask_takes(tier: str, policy: SchedulingPolicy) -> bool:
+    """Whether an online-only ask may take work of ``tier``: the online tier and those
+    above it, and nothing when no online tier is configured."""
+    return (policy.online_tier in policy.tiers
+            and policy.priority(tier) >= policy.priority(policy.online_tier))
+
+
 def plan_top_up(groups: Sequence[QueueGroup], share: FairShareState, ask: TopUp,
                 batch: BatchConfig, policy: SchedulingPolicy, *, now: float
                 ) -> tuple[BatchDecision, FairShareState]:
@@ -73,10 +80,7 @@ def plan_top_up(groups: Sequence[QueueGroup], share: FairShareState, ask: TopUp,
     policy over the groups the ask may take, at most ``ask.max_rows`` of them, without
     waiting for a fuller batch when the loop is running."""
     if ask.online_only:
-        if policy.online_tier not in policy.tiers:
-            return Wait(until=None), share
-        floor = policy.priority(policy.online_tier)
-        groups = [g for g in groups if policy.priority(g.tier) >= floor]
+        groups = [g for g in groups if online_ask_takes(g.tier, policy)]
     if not groups:
         return Wait(until=None), share
     config = BatchConfig(ask.max_rows,

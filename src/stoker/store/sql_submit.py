@@ -98,7 +98,7 @@ class SubmitSQL(OpenAIObjectsSQL):
                     if job.batch is not None and batch_id is not None:
                         self._insert_openai_batch(conn, job.batch, batch_id, job_id, now)
                     if prepared is not None:
-                        self._announce(conn, WORK, f"{job.model}\t{count}")
+                        self._announce(conn, WORK, f"{job.model}\t{count}\t{job.tier}")
                     if superseded:
                         self._announce(conn, PROGRESS, "")
         except self.integrity_errors:
@@ -216,7 +216,7 @@ class SubmitSQL(OpenAIObjectsSQL):
                 if hits != "[]":
                     self._insert_hits(conn, json.loads(hits))
                 if not cancelled:
-                    self._announce(conn, WORK, f"{model}\t{count}")
+                    self._announce(conn, WORK, f"{model}\t{count}\t{tier}")
                 if number == pages[-1]:
                     self._finish_jobs(conn, {job_id}, float(at))
                     self._announce(conn, PROGRESS, "")
