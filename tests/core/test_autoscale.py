@@ -159,3 +159,16 @@ def test_scale_up_comes_before_the_target_is_missed(cold: float) -> None:
                              AutoscaleState(), replace(CONFIG, max_runners=100), now=0.0)
         capacity = target * rate + (decision.desired - 1) * (target - cold) * rate
         assert capacity >= tokens
+
+
+def test_work_no_new_runner_can_finish_in_time_gets_runners_for_one_target_once_warm() -> None:
+    # A cold start as long as the target: no new runner can meet it. Twenty seconds of work
+    # takes one runner, not every runner allowed; a lot of work takes what drains it in one
+    # target after the cold start.
+    small, _ = decide(pool([smoke(2_000, target_s=120.0)], warm={}, cold=120.0, rate=100.0),
+                      AutoscaleState(), CONFIG, now=0.0)
+    assert small.desired == 1
+    assert small.start == 1
+    big, _ = decide(pool([smoke(30_000, target_s=120.0)], warm={}, cold=300.0, rate=100.0),
+                    AutoscaleState(), replace(CONFIG, max_runners=100), now=0.0)
+    assert big.desired == 3  # 300 runner-seconds of work over a 120 s target

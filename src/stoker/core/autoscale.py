@@ -4,7 +4,9 @@ the pool has measured, never from GPU utilization or request counts alone.
 Per tier, the work queued at that tier and above must drain within the tier's target
 (``drain_target_s``): the runners needed are that work's tokens over what one runner generates
 per second (measured from the recorded batches), over the time left once a new runner has gone
-through its cold start (learnt from the recorded ``starting`` intervals). Runners already
+through its cold start (learnt from the recorded ``starting`` intervals); when a cold start
+takes the whole target, the new runners are those that drain it one target after they are
+warm. Runners already
 starting count as capacity. A runner is stopped only after ``keep_warm_s`` idle, one per
 ``cooldown_s``, never below ``min_runners`` (below it only to zero, when ``scale_to_zero`` and
 nothing is queued). A tier whose window opens within a cold start is pre-warmed.
@@ -86,10 +88,6 @@ class ScaleDecision:
     cold_start_s: float
 
 
-#: Work that no number of new runners could finish in time asks for as many as allowed.
-UNREACHABLE = 2**31
-
-
 def runners_needed(demand: Sequence[TierDemand], *, tokens_per_runner_s: float,
                    cold_start_s: float, warm: int) -> dict[str, int]:
     """Per tier: the runners that drain it and everything above it within its target."""
@@ -104,14 +102,17 @@ def runners_needed(demand: Sequence[TierDemand], *, tokens_per_runner_s: float,
 
 def _runners_for(work_s: float, target_s: float, cold_start_s: float, warm: int) -> int:
     """Runners that do ``work_s`` runner-seconds within ``target_s``: warm ones work the whole
-    target, new ones only what is left of it after their cold start."""
+    target, new ones only what is left of it after their cold start. When a cold start takes
+    the whole target, no new runner can be in time: the new ones are those that finish the
+    rest one target after they are warm (asking for every runner allowed instead started
+    ``max_runners`` for a ten-prompt job, as the simulator showed)."""
     if work_s <= 0:
         return 0
     if work_s <= warm * target_s:
         return math.ceil(work_s / target_s)
     usable_s = target_s - cold_start_s
     if usable_s <= 0:
-        return UNREACHABLE
+        usable_s = target_s
     return warm + math.ceil((work_s - warm * target_s) / usable_s)
 
 
