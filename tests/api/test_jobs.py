@@ -250,3 +250,18 @@ def test_a_runner_whose_queue_holds_only_work_pinned_elsewhere_waits_not_spins(
     # Looking again at once, then after waits doubling from 2 ms up to 0.25 s: about a dozen
     # grants in the second, not one every fraction of a millisecond.
     assert len(grants) < 30
+
+
+def test_a_runners_starting_time_runs_from_its_launch_within_bounds(api: API) -> None:
+    client, store = api
+    now = time.time()
+    starts = {}
+    for name, launched in (("recent", now - 30), ("ancient", now - 100_000),
+                           ("future", now + 500)):
+        r = client.post("/api/runners", json={"name": name, "model": "tiny-llama",
+                                              "launched_at": launched})
+        assert r.status_code == 201, r.text
+        starts[name] = store.runner_intervals(r.json()["runner"]["id"])[0].started_at
+    assert starts["recent"] == pytest.approx(now - 30)
+    assert starts["ancient"] == pytest.approx(now - 600, abs=5)  # at most 10 minutes back
+    assert now <= starts["future"] <= time.time()

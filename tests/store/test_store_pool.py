@@ -52,6 +52,21 @@ def test_the_pool_measures_throughput_and_cold_start_from_its_records(store: Sto
     assert store.pool_measurements("other-model").tokens_per_runner_s is None
 
 
+def test_a_runners_cold_start_counts_from_its_launch_not_its_registration(store: Store) -> None:
+    # Launched at 0, registered at 4 (after its imports), warm at 12: a 12 s cold start.
+    r = store.register_runner(name="r", model=MODEL, pid=1, host="h", max_batch_size=16,
+                              max_wait_ms=10, now=4.0, launched_at=0.0)
+    store.set_runner_state(r.id, RunnerState.IDLE, now=12.0)
+    assert store.pool_measurements(MODEL).cold_start_s == 12.0
+    (starting, _) = store.runner_intervals(r.id)
+    assert (starting.state, starting.started_at, starting.ended_at) == (
+        RunnerState.STARTING, 0.0, 12.0)
+    # A launch time after the registration is taken as the registration.
+    late = store.register_runner(name="x", model=MODEL, pid=2, host="h", max_batch_size=16,
+                                 max_wait_ms=10, now=20.0, launched_at=25.0)
+    assert store.runner_intervals(late.id)[0].started_at == 20.0
+
+
 def test_decisions_are_kept_with_their_signals_and_counted(store: Store) -> None:
     for at, reason in [(1.0, "drain_target"), (2.0, "steady"), (3.0, "drain_target")]:
         store.record_pool_decision(PoolDecisionRecord(

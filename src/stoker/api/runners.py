@@ -36,6 +36,14 @@ class RegisterIn(_In):
     pid: int | None = None
     host: str = Field("", max_length=255)
     max_batch_size: int | None = Field(None, ge=1, le=4096)
+    #: When the runner's process started (unix s): its cold start counts from then, not from
+    #: this call, which comes after its imports.
+    launched_at: float | None = Field(None, ge=0)
+
+
+#: A launch time further back than this is taken as this far back (a clock that is off, or a
+#: process that waited long before registering, must not charge hours of starting time).
+MAX_LAUNCH_BEFORE_REGISTER_S = 600.0
 
 
 class StateIn(_In):
@@ -128,11 +136,14 @@ async def register(request: Request, svc: Services = Depends(services)) -> dict[
                             f"configured: {', '.join(sorted(settings.models))}")
     batching = settings.batching_for(body.model)
     checkpoint = await run_in_threadpool(current_checkpoint, svc, body.model)
+    now = svc.clock.now()
+    launched_at = None if body.launched_at is None else \
+        min(now, max(body.launched_at, now - MAX_LAUNCH_BEFORE_REGISTER_S))
     runner = await run_in_threadpool(
         svc.store.register_runner, name=body.name, model=body.model, pid=body.pid,
         host=body.host, max_batch_size=body.max_batch_size or batching.max_batch_size,
-        max_wait_ms=batching.max_wait_ms, now=svc.clock.now(),
-        revision=checkpoint.revision,
+        max_wait_ms=batching.max_wait_ms, now=now, revision=checkpoint.revision,
+        launched_at=launched_at,
     )
     leases = settings.leases
     return {

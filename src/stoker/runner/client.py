@@ -93,10 +93,13 @@ class ControlPlaneClient:
         raise RuntimeError(f"control plane refused: {response.status_code} {message}")
 
     def register(self, *, name: str, model: str, pid: int, host: str,
-                 max_batch_size: int | None) -> dict[str, Any]:
-        """Register; returns the server's terms (lease TTL, heartbeat interval, batch size)."""
+                 max_batch_size: int | None, launched_at: float | None = None
+                 ) -> dict[str, Any]:
+        """Register; returns the server's terms (lease TTL, heartbeat interval, batch size).
+        ``launched_at``: when this process started, so its cold start counts from then."""
         reply = self._call("/api/runners", {"name": name, "model": model, "pid": pid,
-                                            "host": host, "max_batch_size": max_batch_size})
+                                            "host": host, "max_batch_size": max_batch_size,
+                                            "launched_at": launched_at})
         self.runner_id = str(reply["runner"]["id"])
         return reply
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from stoker.core.continuous import LoopConfig
 from stoker.runner.backends.protocol import Backend, ContinuousBackend, GenerationInput
@@ -91,6 +92,7 @@ class Runner:
         terms = self.client.register(
             name=self.options.name, model=self.options.model, pid=os.getpid(),
             host=socket.gethostname(), max_batch_size=self.options.max_batch_size,
+            launched_at=psutil.Process().create_time(),
         )
         self._heartbeat_s = float(terms["heartbeat_interval_s"])
         self._long_poll_s = float(terms["long_poll_s"])

@@ -337,9 +337,11 @@ class Store(PoolStore, Protocol):
         max_wait_ms: int,
         now: float,
         revision: str | None = None,
+        launched_at: float | None = None,
     ) -> Runner:
         """Record a new runner in state ``starting``, with the checkpoint revision it was
-        given (None: the configured checkpoint)."""
+        given (None: the configured checkpoint). ``launched_at``: when its process started
+        (its ``starting`` time runs from then; None: from ``now``)."""
         ...
 
     def get_runner(self, runner_id: str) -> Runner:

@@ -14,15 +14,17 @@ class RunnersSQL(SQLBase):
 
     def register_runner(self, *, name: str, model: str, pid: int | None, host: str,
                         max_batch_size: int, max_wait_ms: int, now: float,
-                        revision: str | None = None) -> Runner:
+                        revision: str | None = None,
+                        launched_at: float | None = None) -> Runner:
         """Record a new runner in state ``starting`` (with the checkpoint revision it was
-        given to load)."""
+        given to load), starting since its process was launched."""
         runner_id = new_id("runner")
+        since = now if launched_at is None else min(launched_at, now)
         with self._tx() as conn:
             self._x(conn, "insert_runner", id=runner_id, name=name, model=model, pid=pid,
                     host=host, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, now=now,
                     revision=revision)
-            self._x(conn, "open_interval", runner_id=runner_id, state="starting", now=now)
+            self._x(conn, "open_interval", runner_id=runner_id, state="starting", now=since)
         return self.get_runner(runner_id)
 
     def get_runner(self, runner_id: str) -> Runner:
