@@ -43,3 +43,15 @@ def test_the_fit_recovers_the_model_that_made_the_batches() -> None:
 def test_nothing_to_fit_is_said_plainly() -> None:
     with pytest.raises(ValueError, match="give the batch time"):
         fit_batch_time([])
+
+
+def test_the_round_trip_between_back_to_back_batches_is_measured_and_waits_for_work_are_not(
+        ) -> None:
+    def batch(n: int, runner: str, start: float) -> BatchUse:
+        return BatchUse(f"b{n}", runner, "m", start, start + 1.0, 1,
+                        (RequestUse(f"q{n}", "j", 1, 10),))
+
+    # Runner a: gaps of 0.02, 0.04 and 0.03 s between batches, then 30 s waiting for work.
+    found = [batch(0, "a", 0.0), batch(1, "a", 1.02), batch(2, "a", 2.06), batch(3, "a", 3.09),
+             batch(4, "a", 34.09), batch(5, "b", 1.5)]
+    assert fit_batch_time(found).between_batches_s == pytest.approx(0.03)

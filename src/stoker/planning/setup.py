@@ -70,17 +70,18 @@ class Given:
 
 def parse_batch_time(text: str) -> BatchTimeModel:
     """``research`` (an 8B model on an H100-class GPU: 16 rows ≈ 14 x one row's tokens/s),
-    or ``STEP_S[,STEP_S_PER_ROW[,PREFILL_S_PER_TOKEN]]``."""
+    or ``STEP_S[,STEP_S_PER_ROW[,PREFILL_S_PER_TOKEN[,BETWEEN_BATCHES_S]]]``."""
     if text == "research":
         return research_curve()
     try:
         parts = [float(p) for p in text.split(",")]
-        if not 1 <= len(parts) <= 3:
+        if not 1 <= len(parts) <= 4:
             raise ValueError
         return BatchTimeModel(*parts)
     except (ValueError, TypeError):
         raise ValueError(f"--batch-time takes 'research' or STEP_S[,STEP_S_PER_ROW"
-                         f"[,PREFILL_S_PER_TOKEN]] (seconds), got {text!r}") from None
+                         f"[,PREFILL_S_PER_TOKEN[,BETWEEN_BATCHES_S]]] (seconds), got {text!r}"
+                         ) from None
 
 
 def _model_terms(settings: Settings, model: str, calibration: Mapping[str, Calibration],

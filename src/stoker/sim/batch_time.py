@@ -6,12 +6,18 @@ is done (static batching, what the lease-run-complete path does). A step costs a
 
     batch_s = prefill_s_per_token * sum(prompt_tokens)
               + max(completion_tokens) * (step_s + step_s_per_row * rows)
+
+Between two batches a runner reports one and leases the next (``between_batches_s``: round
+trips to the control plane; its queue is not empty, yet it does not decode).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import statistics
+from collections import defaultdict
 
 import numpy as np
 
@@ -25,10 +31,12 @@ class BatchTimeModel:
     step_s: float
     step_s_per_row: float = 0.0
     prefill_s_per_token: float = 0.0
+    between_batches_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.step_s <= 0 or self.step_s_per_row < 0 or self.prefill_s_per_token < 0:
-            raise ValueError("need step_s > 0, step_s_per_row >= 0, prefill_s_per_token >= 0")
+        if self.step_s <= 0 or min(self.step_s_per_row, self.prefill_s_per_token,
+                                   self.between_batches_s) < 0:
+            raise ValueError("need step_s > 0 and the other terms >= 0")
 
     def batch_s(self, prompt_tokens: Sequence[int], completion_tokens: Sequence[int]) -> float:
         """Seconds one batch of these requests takes."""
@@ -89,4 +97,23 @@ def fit_batch_time(batches: Sequence[BatchUse]) -> BatchTimeModel:
         kept.remove(negative[0])
     if coef[0] <= 0:
         coef = np.array([float(duration.sum() / steps.sum()), 0.0, 0.0])
-    return BatchTimeModel(float(coef[0]), float(coef[1]), float(coef[2]))
+    return BatchTimeModel(float(coef[0]), float(coef[1]), float(coef[2]),
+                          between_batches_s(batches))
+
+
+#: A gap between one runner's batches longer than this was a wait for work, not a round trip.
+BACK_TO_BACK_S = 0.25
+
+
+def between_batches_s(batches: Sequence[BatchUse]) -> float:
+    """The median gap between a runner's back-to-back batches (0: none seen)."""
+    by_runner: dict[str, list[BatchUse]] = defaultdict(list)
+    for b in batches:
+        by_runner[b.runner_id].append(b)
+    gaps = []
+    for found in by_runner.values():
+        found.sort(key=lambda b: b.started_at)
+        gaps += [nxt.started_at - prev.ended_at
+                 for prev, nxt in zip(found, found[1:], strict=False)
+                 if 0 <= nxt.started_at - prev.ended_at < BACK_TO_BACK_S]
+    return statistics.median(gaps) if gaps else 0.0

@@ -232,6 +232,8 @@ class _Run:
             if isinstance(decision, Dispatch):
                 self.shares[model] = share
                 yield from self._run_batch(model, runner, self.take(model, decision))
+                if pool.batch_time.between_batches_s:
+                    yield self.env.timeout(pool.batch_time.between_batches_s)
                 continue
             until = self.env.now + self.config.long_poll_s
             if decision.until is not None:

@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from stoker.core.accounting import CostConfig, RunnerClass, attribute_costs
+from stoker.core.accounting import CostConfig, RunnerClass, UsageRecords, attribute_costs
 from stoker.core.model import RunnerState
 from stoker.sim.batch_time import BatchTimeModel
-from stoker.sim.engine import SimOutcome
+from stoker.sim.engine import RequestTiming, SimOutcome
 from stoker.sim.trace import TraceJob
 
 STATES = (RunnerState.STARTING, RunnerState.IDLE, RunnerState.BUSY, RunnerState.DRAINING)
@@ -125,6 +125,19 @@ def summarize(outcome: SimOutcome, label: str = "stoker",
                             percentiles(completions[tier])) for tier in sorted(jobs))
     return Summary(label, outcome.until - outcome.since, hours, usd, tiers,
                    sum(outcome.refused.values()), outcome.unfinished)
+
+
+def recorded_outcome(records: UsageRecords, *, since: float, until: float) -> SimOutcome:
+    """A real run's records read as a simulation's outcome, so that :func:`summarize` gives
+    the same figures for both: each recorded request waited from its job's arrival to its
+    batch's start."""
+    jobs = {j.job_id: j for j in records.jobs}
+    timings = tuple(RequestTiming(r.job_id, jobs[r.job_id].tier, jobs[r.job_id].created_at,
+                                  b.started_at, b.ended_at)
+                    for b in records.batches for r in b.requests if r.job_id in jobs)
+    recorded = len(timings)
+    return SimOutcome(since, until, records, timings, {},
+                      max(0, sum(j.requests for j in jobs.values()) - recorded))
 
 
 @dataclass(frozen=True, slots=True)
