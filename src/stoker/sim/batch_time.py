@@ -13,11 +13,11 @@ trips to the control plane; its queue is not empty, yet it does not decode).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
+import itertools
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -114,6 +114,6 @@ def between_batches_s(batches: Sequence[BatchUse]) -> float:
     for found in by_runner.values():
         found.sort(key=lambda b: b.started_at)
         gaps += [nxt.started_at - prev.ended_at
-                 for prev, nxt in zip(found, found[1:], strict=False)
+                 for prev, nxt in itertools.pairwise(found)
                  if 0 <= nxt.started_at - prev.ended_at < BACK_TO_BACK_S]
     return statistics.median(gaps) if gaps else 0.0
