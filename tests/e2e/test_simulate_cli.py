@@ -85,3 +85,39 @@ def test_a_bad_trace_is_one_line_naming_the_line(tmp_path: Path) -> None:
     assert "not JSON" in done.stderr
     assert "Traceback" not in done.stderr
     assert "line" in done.stderr
+
+
+def test_trace_export_writes_a_real_runs_jobs_and_calibration_that_simulate_reads(
+        tmp_path: Path) -> None:
+    from stoker.core.model import RunnerState
+    from stoker.store.sqlite import SQLiteStore
+    from tests.store.test_store_contract import MODEL, lease_all, new_job, ok, submit
+
+    config = tmp_path / "stoker.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "default_model": MODEL,
+                                      "models": {MODEL: {"path": str(tmp_path)}}}))
+    store = SQLiteStore(tmp_path / "stoker.db")
+    # One runner, launched at 1,000 and warm at 1,010, runs two jobs in batches of 4 and 2.
+    r = store.register_runner(name="r", model=MODEL, pid=1, host="h", max_batch_size=8,
+                              max_wait_ms=10, now=1_004.0, launched_at=1_000.0)
+    store.set_runner_state(r.id, RunnerState.IDLE, now=1_010.0)
+    for at, n in ((1_020.0, 4), (1_030.0, 2)):
+        submit(store, new_job(n), now=at)
+        lease_id, ids = lease_all(store, r.id, now=at + 1)
+        store.complete(lease_id, r.id, [ok(i) for i in ids], started_at=at + 1,
+                       ended_at=at + 2 + n, now=at + 2 + n)
+    store.close()
+    trace, calibration = tmp_path / "real.jsonl", tmp_path / "calibration.json"
+    done = stoker("trace", "export", "--config", str(config), "--since", "900", "--until",
+                  "1100", "--out", str(trace), "--calibration", str(calibration))
+    assert done.returncode == 0, done.stderr
+    jobs = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert [(j["arrival_s"], j["completion_tokens"]) for j in jobs] == [
+        (1_020.0, [5] * 4), (1_030.0, [5] * 2)]
+    measured = json.loads(calibration.read_text())["models"][MODEL]
+    assert measured["cold_start_s"] == 10.0
+    assert measured["batch_time"]["step_s"] > 0
+    simulated = stoker("simulate", "--config", str(config), "--trace", str(trace),
+                       "--calibration", str(calibration), "--json")
+    assert simulated.returncode == 0, simulated.stderr
+    assert json.loads(simulated.stdout)["runs"][0]["tiers"][0]["requests"] == 6
