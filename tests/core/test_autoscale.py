@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, time
 
 import pytest
 from hypothesis import given
@@ -15,7 +16,10 @@ from stoker.core.autoscale import (
     TierDemand,
     decide,
     runners_needed,
+    tier_demand,
 )
+from stoker.core.model import Tier
+from stoker.core.windows import DispatchWindow
 
 CONFIG = AutoscaleConfig(min_runners=1, max_runners=4, keep_warm_s=1800, cooldown_s=60)
 
@@ -172,3 +176,12 @@ def test_work_no_new_runner_can_finish_in_time_gets_runners_for_one_target_once_
     big, _ = decide(pool([smoke(30_000, target_s=120.0)], warm={}, cold=300.0, rate=100.0),
                     AutoscaleState(), replace(CONFIG, max_runners=100), now=0.0)
     assert big.desired == 3  # 300 runner-seconds of work over a 120 s target
+
+
+def test_tier_demand_weighs_each_tiers_queue_as_the_controller_and_simulator_both_do() -> None:
+    tiers = {"smoke": Tier("smoke", 80, drain_target_s=120.0),
+             "nightly": Tier("nightly", 30, window=DispatchWindow(time(2), time(4), "UTC"))}
+    demand = tier_demand({"smoke": 3, "nightly": 10, "gone": 5, "empty": 0}, tiers, 100.0,
+                         now=datetime(2026, 12, 3, 1, 0, tzinfo=UTC).timestamp())
+    assert demand == [TierDemand("nightly", 30, 10, 1000, 3600.0, 3600.0),
+                      TierDemand("smoke", 80, 3, 300, 120.0, None)]

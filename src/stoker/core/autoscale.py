@@ -20,6 +20,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from stoker.core.model import Tier
+
 
 @dataclass(frozen=True, slots=True)
 class TierDemand:
@@ -86,6 +88,23 @@ class ScaleDecision:
     needed_by_tier: Mapping[str, int]
     tokens_per_runner_s: float
     cold_start_s: float
+
+
+def tier_demand(queued_by_tier: Mapping[str, int], tiers: Mapping[str, Tier],
+                completion_tokens_per_request: float, *, now: float) -> list[TierDemand]:
+    """Each tier's queued work as the autoscaler weighs it: requests, the tokens they may
+    generate (requests x the pool's mean completion tokens), the tier's target and how soon
+    its window opens. Tiers no longer configured, and empty ones, ask for nothing."""
+    demand = []
+    for name, n in sorted(queued_by_tier.items()):
+        tier = tiers.get(name)
+        if tier is None or n == 0:
+            continue
+        opens_in = tier.window.opens_in_s(now) if tier.window is not None else None
+        demand.append(TierDemand(name, tier.priority, n,
+                                 round(n * completion_tokens_per_request),
+                                 tier.drain_target_s, opens_in))
+    return demand
 
 
 def runners_needed(demand: Sequence[TierDemand], *, tokens_per_runner_s: float,

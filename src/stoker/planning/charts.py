@@ -10,11 +10,19 @@ import matplotlib
 matplotlib.use("Agg")  # no display: files only
 
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from stoker.core.model import RunnerState
 from stoker.planning.sweep import Point, p95_wait
 from stoker.sim.engine import SimOutcome
 from stoker.sim.results import STATES, Summary
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def cost_chart(summaries: Sequence[Summary], path: Path) -> Path:
@@ -28,10 +36,7 @@ def cost_chart(summaries: Sequence[Summary], path: Path) -> Path:
     ax.set_ylabel("USD")
     ax.set_title("GPU cost by runner state")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def wait_chart(summaries: Sequence[Summary], path: Path) -> Path:
@@ -47,10 +52,7 @@ def wait_chart(summaries: Sequence[Summary], path: Path) -> Path:
     ax.set_ylabel("p95 queue wait (s)")
     ax.set_yscale("symlog")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def runners_chart(outcome: SimOutcome, path: Path) -> Path:
@@ -75,10 +77,7 @@ def runners_chart(outcome: SimOutcome, path: Path) -> Path:
     ax.set_xlabel("hours")
     ax.set_ylabel("runners")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def frontier_chart(points: Sequence[Point], tier: str, marked: Mapping[str, Point | None],
@@ -98,7 +97,4 @@ def frontier_chart(points: Sequence[Point], tier: str, marked: Mapping[str, Poin
         ax.legend()
     ax.set_xlabel(f"{tier} p95 queue wait (s)")
     ax.set_ylabel("USD")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

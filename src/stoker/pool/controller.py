@@ -22,8 +22,8 @@ from stoker.core.autoscale import (
     AutoscaleState,
     PoolSnapshot,
     ScaleDecision,
-    TierDemand,
     decide,
+    tier_demand,
 )
 from stoker.core.model import Runner, RunnerState, Tier
 from stoker.errors import StokerError
@@ -89,14 +89,7 @@ class PoolController:
         queued: dict[str, int] = defaultdict(int)
         for group in self.store.queue_groups(self.model):
             queued[group.tier] += group.queued
-        demand = []
-        for name, n in sorted(queued.items()):
-            tier = self.tiers.get(name)
-            if tier is None or n == 0:
-                continue
-            opens_in = tier.window.opens_in_s(now) if tier.window is not None else None
-            demand.append(TierDemand(name, tier.priority, n, round(n * per_request),
-                                     tier.drain_target_s, opens_in))
+        demand = tier_demand(queued, self.tiers, per_request, now=now)
         warm = {r.id: (r.state_since if r.state == RunnerState.IDLE else None)
                 for r in runners if r.state in WARM_STATES}
         starting = sum(1 for r in runners if r.state == RunnerState.STARTING)

@@ -41,7 +41,13 @@ from stoker.core.admission import (
     admit,
     initial_state,
 )
-from stoker.core.autoscale import AutoscaleConfig, AutoscaleState, PoolSnapshot, TierDemand, decide
+from stoker.core.autoscale import (
+    AutoscaleConfig,
+    AutoscaleState,
+    PoolSnapshot,
+    decide,
+    tier_demand,
+)
 from stoker.core.batching import BatchConfig, Dispatch, SchedulingPolicy, plan_batch
 from stoker.core.fair_share import FairShareState
 from stoker.core.model import QueueGroup, RunnerState, Tier
@@ -292,18 +298,10 @@ class _Run:
         pool = self.config.pools[model]
         tokens, busy_s, requests = self.recent_sums[model]
         per_request = tokens / requests if requests else pool.assumed_completion_tokens
-        now = self.env.now
-        demand = []
         queued: dict[str, int] = {}
         for (name, _), q in self.queues[model].items():
             queued[name] = queued.get(name, 0) + len(q)
-        for name, n in sorted(queued.items()):
-            tier = tiers.get(name)
-            if tier is None or n == 0:
-                continue
-            opens_in = tier.window.opens_in_s(now) if tier.window is not None else None
-            demand.append(TierDemand(name, tier.priority, n, round(n * per_request),
-                                     tier.drain_target_s, opens_in))
+        demand = tier_demand(queued, tiers, per_request, now=self.env.now)
         runners = self.runners[model].values()
         warm = {r.id: (r.since if r.state == RunnerState.IDLE else None)
                 for r in runners if r.state in (RunnerState.IDLE, RunnerState.BUSY)
