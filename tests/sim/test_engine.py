@@ -11,6 +11,7 @@ from stoker.core.admission import TeamQuota
 from stoker.core.autoscale import AutoscaleConfig
 from stoker.core.model import RunnerState
 from stoker.sim.engine import simulate
+from stoker.sim.results import summarize
 from tests.sim.conftest import config, job, pool, waits
 
 
@@ -86,3 +87,14 @@ def test_a_trace_for_a_model_with_no_pool_is_refused_by_name() -> None:
     bad = trace[0].__class__(0.0, "a", "batch", "other-model", (1,), (1,))
     with pytest.raises(ValueError, match="other-model"):
         simulate([bad], config(pool()))
+
+
+def test_work_open_at_the_windows_end_runs_on_but_only_the_windows_runner_time_is_counted(
+        ) -> None:
+    # Ten one-second requests at t=0 on one runner, a window ending at 4 s, and a job after it.
+    trace = [job(0.0) for _ in range(10)] + [job(50.0)]
+    outcome = simulate(trace, config(pool()), since=0.0, until=4.0)
+    assert outcome.unfinished == 0
+    assert sorted(waits(outcome.requests)) == pytest.approx([float(i) for i in range(10)])
+    assert len(outcome.records.jobs) == 10  # the job after the window is not in it
+    assert summarize(outcome).gpu_hours == pytest.approx(4 / 3600)

@@ -341,7 +341,8 @@ class _Run:
 def simulate(trace: Sequence[TraceJob], config: SimConfig, *, since: float | None = None,
              until: float | None = None) -> SimOutcome:
     """Run ``trace`` through the pools of ``config``; the outcome covers ``[since, until)``
-    (default: from the first arrival until the last request is done).
+    (default: from the first arrival until the last request is done). Requests still open at
+    ``until`` run on to their end, so their waits count; runner time past ``until`` does not.
 
     Jobs of a model with no pool in ``config`` are refused with ``ValueError``."""
     missing = sorted({j.model for j in trace} - set(config.pools))
@@ -357,16 +358,13 @@ def simulate(trace: Sequence[TraceJob], config: SimConfig, *, since: float | Non
             run.start_runner(model, warm=True)
         if pool.autoscale is not None:
             env.process(run.controller(model))
-    arrivals = env.process(_arrivals(env, run, trace))
-    if until is None:
-        env.run(until=arrivals)
-        while sum(run.open_requests.values()) and env.peek() != simpy.core.Infinity:
-            env.step()
-        end = env.now
-    else:
-        env.run(until=until)
-        end = until
-    return run.outcome(start, end)
+    arrivals = env.process(_arrivals(env, run, [j for j in trace
+                                                if until is None or j.arrival_s < until]))
+    env.run(until=arrivals if until is None else until)
+    # Work still open runs on to its end: its waits count, while the cost is the window's.
+    while sum(run.open_requests.values()) and env.peek() != simpy.core.Infinity:
+        env.step()
+    return run.outcome(start, env.now if until is None else until)
 
 
 def _arrivals(env: simpy.Environment, run: _Run, trace: Sequence[TraceJob]
