@@ -38,7 +38,7 @@ def test_a_submit_is_announced_to_other_replicas() -> None:
         def on_news(channel: str, payload: str) -> None:
             if payload == "*":
                 connected.set()  # the listener announces "*" once it is listening
-            if (channel, payload) == ("stoker_work", "m\t1"):  # model and new requests
+            if (channel, payload) == ("stoker_work", "m\t1\tbatch"):  # model, requests, tier
                 got_work.set()
 
         stop = listener.subscribe(on_news)
