@@ -13,6 +13,7 @@ from stoker.openai_format import (
     token_budget,
 )
 from stoker.openai_responses import Choice, completion_logprobs, completion_response_body
+from stoker.runner.inputs import generation_input
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -85,3 +86,22 @@ def test_a_response_has_a_choice_per_prompt_in_order() -> None:
     content = chat["choices"][0]["logprobs"]["content"]
     assert content == [{"token": "é", "logprob": -0.1, "bytes": [195, 169],
                         "top_logprobs": [{"token": "é", "logprob": -0.1, "bytes": [195, 169]}]}]
+
+
+def test_response_format_is_kept_as_openai_spells_it_and_malformed_ones_are_refused() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    body, _ = normalised_body(CHAT_COMPLETIONS, {**CHAT, "response_format": {
+        "type": "json_schema", "json_schema": {"name": "a", "schema": schema, "strict": True}}})
+    assert body["response_format"] == {"type": "json_schema", "json_schema": {
+        "name": "a", "schema": schema, "strict": True}}
+    assert generation_input(CHAT_COMPLETIONS, body).answer_schema() == schema
+    json_mode, _ = normalised_body(CHAT_COMPLETIONS, {**CHAT, "response_format": {
+        "type": "json_object"}})
+    assert generation_input(CHAT_COMPLETIONS, json_mode).answer_schema() == {"type": "object"}
+    text, _ = normalised_body(CHAT_COMPLETIONS, {**CHAT, "response_format": {"type": "text"}})
+    assert generation_input(CHAT_COMPLETIONS, text).response_format is None
+    for bad in ({"type": "json_schema"}, {"type": "json_object", "json_schema": {"name": "a"}},
+                {"type": "xml"}, {"type": "json_schema", "json_schema": {"name": "a b"}},
+                {"type": "json_object", "extra": 1}):
+        with pytest.raises(ValidationError):
+            normalised_body(CHAT_COMPLETIONS, {**CHAT, "response_format": bad})

@@ -46,12 +46,49 @@ class ChatMessageIn(BaseModel):
         return "".join(part.text for part in self.content)
 
 
+class JsonSchemaSpec(BaseModel):
+    """OpenAI's ``response_format.json_schema``: a named JSON Schema for the answer."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    #: ``schema`` on the wire (a name pydantic keeps for itself).
+    json_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"},
+                                        alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """How the answer is shaped: free ``text``, any JSON object (``json_object``), or JSON
+    matching ``json_schema``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema goes with type 'json_schema', and only with it")
+        return self
+
+    def answer_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema the answer must match (None: free text)."""
+        if self.type == "json_object":
+            return {"type": "object"}
+        if self.json_schema is not None:
+            return self.json_schema.json_schema
+        return None
+
+
 #: Fields Stoker cannot honour yet, taken only when they ask for nothing different from the
 #: default (what tools send by habit: ``logprobs: false``, ``presence_penalty: 0``, …).
 NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
     "best_of": (1,),
     "presence_penalty": (0,), "frequency_penalty": (0,), "logit_bias": ({},),
-    "response_format": ({"type": "text"},), "tools": ([],), "tool_choice": ("none",),
+    "tools": ([],), "tool_choice": ("none",),
     "suffix": ("",), "functions": ([],), "function_call": ("none",),
 }
 #: Fields whose ``null`` is an error rather than "the default".
@@ -83,7 +120,9 @@ class _SamplingBody(BaseModel):
     presence_penalty: Any = Field(None, exclude=True)
     frequency_penalty: Any = Field(None, exclude=True)
     logit_bias: Any = Field(None, exclude=True)
-    response_format: Any = Field(None, exclude=True)
+    #: JSON mode or a JSON schema the answer must match (constrained decoding on local
+    #: models; passed on to OpenAI-compatible providers). ``{"type": "text"}`` is the default.
+    response_format: ResponseFormat | None = None
     tools: Any = Field(None, exclude=True)
     tool_choice: Any = Field(None, exclude=True)
     suffix: Any = Field(None, exclude=True)
@@ -217,7 +256,7 @@ def normalised_body(endpoint: str, body: Any) -> tuple[dict[str, Any], bool]:
     """Validate a request body for ``endpoint``: the body as stored (defaults filled in, nulls
     left out) and whether it asks to stream. Raises pydantic's ValidationError."""
     parsed = BODY_BY_ENDPOINT[endpoint].model_validate(body)
-    return parsed.model_dump(mode="json", exclude_none=True), parsed.stream
+    return parsed.model_dump(mode="json", exclude_none=True, by_alias=True), parsed.stream
 
 
 class BatchInputLine(BaseModel):

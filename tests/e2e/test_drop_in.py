@@ -4,6 +4,7 @@ return (their types, exceptions and fields), not on raw JSON alone."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,9 +107,9 @@ def test_invalid_requests_are_400s_naming_the_field(server: Server) -> None:
                                        messages=[{"role": "user", "content": "hi"}],
                                        extra_body={"frobnicate": True})
     assert (refused.value.param, refused.value.type) == ("frobnicate", "invalid_request_error")
-    with pytest.raises(openai.BadRequestError, match="response_format") as refused:
+    with pytest.raises(openai.BadRequestError, match="json_schema") as refused:
         client.chat.completions.create(model="tiny-llama", max_tokens=4,
-                                       response_format={"type": "json_object"},
+                                       response_format={"type": "json_schema"},  # type: ignore[typeddict-item]
                                        messages=[{"role": "user", "content": "hi"}])
     assert refused.value.param == "response_format"
     with pytest.raises(anthropic.BadRequestError, match="top_k") as bad:
@@ -119,6 +120,28 @@ def test_invalid_requests_are_400s_naming_the_field(server: Server) -> None:
     with pytest.raises(anthropic.AuthenticationError):
         claude(server, "wrong-token").messages.create(
             model="tiny-llama", max_tokens=4, messages=[{"role": "user", "content": "hi"}])
+
+
+def test_json_mode_and_json_schemas_constrain_the_answer(server: Server) -> None:
+    # The tiny model is random: only the constraint makes its answer JSON. Given room to
+    # finish, a boolean-and-enum schema leaves it nothing but a complete, valid object.
+    schema = {"type": "object", "required": ["ok", "colour"], "additionalProperties": False,
+              "properties": {"ok": {"type": "boolean"},
+                             "colour": {"type": "string", "enum": ["red", "green"]}}}
+    answer = oai(server).chat.completions.create(
+        model="tiny-llama", max_tokens=64, temperature=0,
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "verdict", "schema": schema}},
+        messages=[{"role": "user", "content": "Is it ok?"}])
+    found = json.loads(answer.choices[0].message.content or "")
+    assert set(found) == {"ok", "colour"}
+    assert isinstance(found["ok"], bool)
+    assert found["colour"] in ("red", "green")
+    assert answer.choices[0].finish_reason == "stop"
+    free = oai(server).chat.completions.create(
+        model="tiny-llama", max_tokens=8, temperature=0, response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": "Anything."}])
+    assert (free.choices[0].message.content or "").lstrip().startswith("{")
 
 
 def test_a_prompt_past_the_context_is_context_length_exceeded(server: Server) -> None:

@@ -119,6 +119,29 @@ def test_anthropic_refuses_what_its_api_cannot_give_without_calling_it(
     assert script.seen == []
 
 
+JSON_FORMAT = {"type": "json_schema",
+               "json_schema": {"name": "v", "schema": {"type": "object"}, "strict": True}}
+
+
+def test_response_format_goes_to_an_openai_compatible_provider_as_it_is(
+        provider: tuple[str, Script]) -> None:
+    url, script = provider
+    script.answers = [(200, CHAT_OK)]
+    OpenAICompatibleBackend(endpoint(url)).generate(
+        [dataclasses.replace(CHAT_IN, response_format=JSON_FORMAT)])
+    assert script.seen[0][2]["response_format"] == JSON_FORMAT
+
+
+def test_anthropic_refuses_response_format_without_calling_it(
+        provider: tuple[str, Script]) -> None:
+    url, script = provider
+    (out,) = AnthropicBackend(endpoint(url)).generate(
+        [dataclasses.replace(CHAT_IN, response_format=JSON_FORMAT)])
+    assert out.error is not None
+    assert "response_format" in out.error
+    assert script.seen == []
+
+
 def test_server_errors_are_retried_then_succeed(provider: tuple[str, Script]) -> None:
     url, script = provider
     script.answers = [(503, {}), (502, {}), (200, CHAT_OK)]

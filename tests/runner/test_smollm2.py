@@ -4,8 +4,10 @@ under greedy decoding, through its chat template, in one batch (real forward pas
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 from typer.testing import CliRunner
 
@@ -71,3 +73,35 @@ def test_an_unknown_gguf_file_is_one_clear_line(tmp_path: Path) -> None:
     assert "no GGUF file at" in result.output
     assert "Traceback" not in result.output
 
+
+
+CAPITAL = {"type": "object", "additionalProperties": False,
+           "required": ["capital", "in_europe"],
+           "properties": {"capital": {"type": "string", "maxLength": 24},
+                          "in_europe": {"type": "boolean"}}}
+
+
+def test_smollm2_answers_in_json_matching_a_schema_and_still_knows_the_answer(
+        smollm2: Path) -> None:
+    backend = TransformersBackend(smollm2)
+    fmt = {"type": "json_schema", "json_schema": {"name": "capital", "schema": CAPITAL}}
+    constrained, free = backend.generate([
+        GenerationInput(messages=(ChatMessage("user", "What is the capital of France? "
+                                              "Answer in JSON."),),
+                        max_tokens=48, temperature=0.0, response_format=fmt),
+        ask("What is the capital of France?")])
+    answer = json.loads(constrained.text)
+    jsonschema.validate(answer, CAPITAL)
+    assert answer["capital"] == "Paris"
+    assert constrained.finish_reason == "stop"
+    assert "Paris" in free.text  # a row without a format beside it is left free
+
+
+def test_a_schema_the_constraint_cannot_follow_is_that_requests_error(smollm2: Path) -> None:
+    backend = TransformersBackend(smollm2)
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}
+    refused, fine = backend.generate([
+        GenerationInput(prompt="Hi", max_tokens=4, response_format=bad), ask("What is 2+3?")])
+    assert refused.error is not None
+    assert "nonsense" in refused.error
+    assert fine.error is None

@@ -23,7 +23,11 @@ def generation_input(endpoint: str, body: dict[str, Any]) -> GenerationInput:
         parsed = schema.model_validate(body)
     except ValidationError as exc:
         raise UnrunnableRequest(f"invalid body: {exc.errors()[0]['msg']}") from None
+    wanted_format = parsed.response_format
     common: dict[str, Any] = {
+        "response_format": wanted_format.model_dump(mode="json", exclude_none=True,
+                                                    by_alias=True)
+        if wanted_format is not None and wanted_format.type != "text" else None,
         "max_tokens": parsed.token_limit(),
         "temperature": parsed.temperature,
         "top_p": parsed.top_p,

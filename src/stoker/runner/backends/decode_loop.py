@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from stoker.runner.backends.json_output import RowConstraint, SchemaRefused
 from stoker.runner.backends.logprobs import token_logprob
 from stoker.runner.backends.protocol import GenerationInput, GenerationOutput, TokenLogprob
 from stoker.runner.backends.stop_sequences import cut_at_stop
@@ -39,6 +40,8 @@ class _Row:
     logprobs: list[TokenLogprob] | None = None
     #: What comes before the generated text: the prompt, with echo.
     prefix: str = ""
+    #: The tokens it may take next, when its answer must be JSON (``response_format``).
+    constraint: RowConstraint | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -75,6 +78,12 @@ class TransformersDecodeLoop:
         if problem is not None:
             return GenerationOutput("", "error", len(ids), 0, error=problem)
         row = _Row(key, spec, ids, self._backend.generator(spec.seed))
+        schema = spec.answer_schema()
+        if schema is not None:
+            try:
+                row.constraint = self._backend.json_constraints.for_schema(schema)
+            except SchemaRefused as exc:
+                return GenerationOutput("", "error", len(ids), 0, error=str(exc))
         if spec.logprobs is not None:
             row.logprobs = (self._backend.prompt_logprobs(ids, spec.logprobs) if spec.echo
                             else [])
@@ -202,14 +211,25 @@ class TransformersDecodeLoop:
         for i, row in enumerate(rows):
             if row.finish_reason is not None:
                 continue
+            row_logits = logits[i]
+            if row.constraint is not None:
+                row_logits = self._constrain(row_logits, row.constraint.allowed(row.tokens))
+                chosen[i] = row_logits.argmax()
             if row.spec.temperature > 0:
-                chosen[i] = self._sample(logits[i], row)
+                chosen[i] = self._sample(row_logits, row)
             token = int(chosen[i])
             if logp is not None and row.logprobs is not None and token != self._eos:
                 row.logprobs.append(token_logprob(self._tokenizer, logp[i], token,
                                                   row.spec.logprobs or 0))
             self._append(row, token)
         return chosen
+
+    def _constrain(self, logits: Any, allowed: list[int]) -> Any:
+        """``logits`` with every token but ``allowed`` ruled out."""
+        torch = self._torch
+        kept = torch.full_like(logits, float("-inf"))
+        index = torch.tensor(allowed, device=logits.device, dtype=torch.long)
+        return kept.index_copy(0, index, logits.index_select(0, index))
 
     def _sample(self, logits: Any, row: _Row) -> int:
         torch = self._torch

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,18 @@ class GenerationInput:
     #: The prompt comes back before the completion (with its tokens' log-probabilities when
     #: ``logprobs`` is set): how a log-likelihood is scored.
     echo: bool = False
+    #: OpenAI's ``response_format`` when it asks for JSON (``json_object`` or ``json_schema``):
+    #: a local model is constrained to it token by token; a provider gets it as it is.
+    response_format: Mapping[str, Any] | None = None
+
+    def answer_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema the answer must match (None: free text)."""
+        found = self.response_format
+        if not found or found.get("type") == "text":
+            return None
+        if found.get("type") == "json_object":
+            return {"type": "object"}
+        return dict((found.get("json_schema") or {}).get("schema") or {"type": "object"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,8 @@ class OpenAICompatibleBackend(RemoteBackend):
             body["messages"] = [{"role": m.role, "content": m.content} for m in spec.messages]
             if spec.logprobs is not None:
                 body.update(logprobs=True, top_logprobs=spec.logprobs)
+            if spec.response_format is not None:
+                body["response_format"] = dict(spec.response_format)
             return ProviderCall("/chat/completions", body, headers)
         body["prompt"] = list(spec.prompt_ids) if spec.prompt_ids is not None else spec.prompt
         if spec.logprobs is not None:
@@ -86,6 +88,9 @@ class AnthropicBackend(RemoteBackend):
         if spec.prompt_ids is not None or spec.logprobs is not None or spec.echo:
             raise ProviderRefused("Anthropic's Messages API takes no token-id prompts, echo or "
                                   "logprobs; send text without them")
+        if spec.response_format is not None:
+            raise ProviderRefused("Anthropic's Messages API takes no response_format; ask for "
+                                  "JSON in the prompt, or use a local or OpenAI-compatible model")
         if spec.stop:
             body["stop_sequences"] = list(spec.stop)
         if spec.messages is not None:

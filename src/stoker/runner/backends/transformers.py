@@ -15,6 +15,7 @@ from typing import Any
 
 from stoker.openai_format import context_length_message
 from stoker.runner.backends.decode_loop import TransformersDecodeLoop
+from stoker.runner.backends.json_output import JsonConstraints
 from stoker.runner.backends.logprobs import prompt_logprobs
 from stoker.runner.backends.protocol import GenerationInput, GenerationOutput, TokenLogprob
 
@@ -53,6 +54,8 @@ class TransformersBackend:
         self.model.eval()
         self._eos = self.tokenizer.eos_token_id
         self._context = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        #: JSON answers (response_format): the constraint for each row that asks for one.
+        self.json_constraints = JsonConstraints(self.tokenizer)
 
     @property
     def max_context_tokens(self) -> int:
