@@ -142,6 +142,13 @@ def test_json_mode_and_json_schemas_constrain_the_answer(server: Server) -> None
         model="tiny-llama", max_tokens=8, temperature=0, response_format={"type": "json_object"},
         messages=[{"role": "user", "content": "Anything."}])
     assert (free.choices[0].message.content or "").lstrip().startswith("{")
+    streamed = oai(server).chat.completions.create(
+        model="tiny-llama", max_tokens=64, temperature=0, stream=True,
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "verdict", "schema": schema}},
+        messages=[{"role": "user", "content": "Is it ok?"}])
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert json.loads(text) == found  # the same constrained answer, streamed
 
 
 def test_a_prompt_past_the_context_is_context_length_exceeded(server: Server) -> None:
@@ -342,11 +349,17 @@ def test_a_cancelled_message_batch_keeps_what_ran(server: Server) -> None:
         {"custom_id": f"c-{i}", "params": {"model": "tiny-llama", "max_tokens": 64,
                                            "messages": [{"role": "user", "content": f"{i}"}]}}
         for i in range(300)])
+    assert batch.cancel_initiated_at is None
     cancelling = client.messages.batches.cancel(batch.id)
     assert cancelling.processing_status in ("canceling", "ended")
+    assert cancelling.cancel_initiated_at is not None
+    assert cancelling.cancel_initiated_at >= batch.created_at
     ended = wait_until(lambda: (b := client.messages.batches.retrieve(batch.id))
                        .processing_status == "ended" and b, timeout_s=120,
                        what="the cancelled batch to end")
+    assert ended.cancel_initiated_at == cancelling.cancel_initiated_at
+    assert ended.ended_at is not None
+    assert ended.ended_at >= ended.cancel_initiated_at
     counts = ended.request_counts
     assert counts.canceled > 0
     assert counts.succeeded + counts.canceled + counts.errored == 300

@@ -181,6 +181,8 @@ class Job:
     idempotency_key: str | None = None
     concurrency_group: str | None = None
     superseded_by: str | None = None
+    #: When the job was cancelled (None: it was not).
+    cancelled_at: float | None = None
 
 
 def job_status(counts: RequestCounts, *, cancelled: bool) -> JobStatus:

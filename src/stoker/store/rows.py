@@ -54,6 +54,7 @@ def job_from(row: Row, counts: RequestCounts) -> Job:
         idempotency_key=idempotency_key,
         concurrency_group=concurrency_group,
         superseded_by=superseded_by,
+        cancelled_at=cancelled_at,
     )
 
 

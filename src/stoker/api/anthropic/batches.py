@@ -179,7 +179,7 @@ def batch_json(job: Job, request: Request) -> dict[str, Any]:
         "created_at": _rfc3339(job.created_at),
         "expires_at": _rfc3339(job.created_at + EXPIRES_AFTER_S),
         "ended_at": _rfc3339(job.finished_at) if status == "ended" else None,
-        "cancel_initiated_at": None, "archived_at": None,
+        "cancel_initiated_at": _rfc3339(job.cancelled_at), "archived_at": None,
         "results_url": (str(request.url_for("batch_results", batch_id=batch_id))
                         if status == "ended" else None),
     }
