@@ -8,7 +8,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from stoker.accounting.view import model_classes
 from stoker.api.scheduling import build_policy, build_tiers
@@ -154,8 +153,3 @@ def cost_config(settings: Settings) -> CostConfig:
     """The live cost split's weights."""
     acc = settings.accounting
     return CostConfig(acc.prompt_weight, acc.completion_weight, acc.min_billed_s)
-
-
-def as_plain(value: Any) -> Any:
-    """Dataclasses and mappings as JSON-ready data."""
-    return json.loads(json.dumps(value, default=lambda v: asdict(v)))
