@@ -70,7 +70,7 @@ def p95(summary: Summary, tier: str) -> float:
 def test_the_simulator_agrees_with_a_real_run_on_cost_and_p95_wait(
         make_server: Callable[..., Server], tiny_model_dir: Any) -> None:
     server = make_server(
-        batching={"max_batch_size": 8, "max_wait_ms": 300, "continuous": False},
+        batching={"max_batch_size": 8, "max_wait_ms": 1000, "continuous": False},
         models={MODEL: {"path": str(tiny_model_dir), "autoscale": {
             "min_runners": 1, "max_runners": 3, "keep_warm_s": 4.0, "cooldown_s": 1.0,
             "interval_s": 0.5, "assumed_cold_start_s": 5.0,

@@ -7,8 +7,9 @@ is done (static batching, what the lease-run-complete path does). A step costs a
     batch_s = prefill_s_per_token * sum(prompt_tokens)
               + max(completion_tokens) * (step_s + step_s_per_row * rows)
 
-Between two batches a runner reports one and leases the next (``between_batches_s``: round
-trips to the control plane; its queue is not empty, yet it does not decode).
+Before each batch a runner's lease makes a round trip to the control plane (and after a batch
+it reports it first): ``between_batches_s``, measured as the gap between a runner's
+back-to-back batches; the requests have left the queue, yet nothing decodes.
 """
 
 from __future__ import annotations

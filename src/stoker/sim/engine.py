@@ -238,8 +238,6 @@ class _Run:
             if isinstance(decision, Dispatch):
                 self.shares[model] = share
                 yield from self._run_batch(model, runner, self.take(model, decision))
-                if pool.batch_time.between_batches_s:
-                    yield self.env.timeout(pool.batch_time.between_batches_s)
                 continue
             until = self.env.now + self.config.long_poll_s
             if decision.until is not None:
@@ -252,8 +250,12 @@ class _Run:
     def _run_batch(self, model: str, runner: _Runner, batch: Sequence[_Request]
                    ) -> Generator[simpy.Event, Any, None]:
         pool = self.config.pools[model]
-        started = self.env.now
         self.set_state(runner, RunnerState.BUSY)
+        # The lease's round trip: the requests have left the queue, the runner has not yet
+        # started on them (after a batch it also reports the last one first).
+        if pool.batch_time.between_batches_s:
+            yield self.env.timeout(pool.batch_time.between_batches_s)
+        started = self.env.now
         yield self.env.timeout(pool.batch_time.batch_s([r.prompt_tokens for r in batch],
                                                        [r.completion_tokens for r in batch]))
         ended = self.env.now
