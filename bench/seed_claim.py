@@ -26,7 +26,8 @@ import argparse
 import json
 from typing import Any
 
-from stoker.planning.setup import Given, cold_machines, cost_config, fixed_pools, sim_config
+from stoker.accounting.view import cost_config
+from stoker.planning.setup import Given, cold_machines, fixed_pools, sim_config
 from stoker.settings import load_settings
 from stoker.sim.batch_time import research_curve
 from stoker.sim.engine import simulate

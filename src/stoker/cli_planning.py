@@ -189,7 +189,8 @@ def _settings(raw: dict[str, Any]) -> Settings:
 
 
 def _summaries(run: _Run, settings: Settings) -> tuple[list[Any], Any]:
-    from stoker.planning.setup import cold_machines, cost_config, fixed_pools, sim_config
+    from stoker.accounting.view import cost_config
+    from stoker.planning.setup import cold_machines, fixed_pools, sim_config
     from stoker.sim.engine import simulate as run_simulation
     from stoker.sim.results import per_job_baseline, summarize
 

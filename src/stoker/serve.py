@@ -22,7 +22,6 @@ from stoker.api.app import create_app
 from stoker.api.guarded_http import guarded_protocol
 from stoker.api.scheduling import build_tiers
 from stoker.clock import SystemClock
-from stoker.core.autoscale import AutoscaleConfig
 from stoker.errors import Unavailable
 from stoker.pool.controller import PoolController
 from stoker.pool.fixed import FixedPool
@@ -75,14 +74,8 @@ def autoscale_controllers(settings: Settings, store: Store,
         scale = spec.autoscale
         if scale is None:
             continue
-        config = AutoscaleConfig(
-            min_runners=scale.min_runners, max_runners=scale.max_runners,
-            keep_warm_s=scale.keep_warm_s, scale_to_zero=scale.scale_to_zero,
-            cooldown_s=scale.cooldown_s,
-            assumed_tokens_per_runner_s=scale.assumed_tokens_per_runner_s,
-            assumed_cold_start_s=scale.assumed_cold_start_s)
         controllers.append(PoolController(
-            store, provisioners[name], config, tiers, SystemClock(), holder,
+            store, provisioners[name], scale.policy_config(), tiers, SystemClock(), holder,
             interval_s=scale.interval_s,
             assumed_completion_tokens=scale.assumed_completion_tokens))
     return controllers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from stoker.core.autoscale import AutoscaleConfig
 from stoker.settings_strict import _Strict
 
 
@@ -30,6 +31,15 @@ class AutoscaleSettings(_Strict):
     assumed_tokens_per_runner_s: float = Field(100.0, gt=0)
     assumed_cold_start_s: float = Field(60.0, ge=0)
     assumed_completion_tokens: float = Field(128.0, gt=0)
+
+    def policy_config(self) -> AutoscaleConfig:
+        """What the autoscale policy is given (the live controller's and the simulator's)."""
+        return AutoscaleConfig(
+            min_runners=self.min_runners, max_runners=self.max_runners,
+            keep_warm_s=self.keep_warm_s, scale_to_zero=self.scale_to_zero,
+            cooldown_s=self.cooldown_s,
+            assumed_tokens_per_runner_s=self.assumed_tokens_per_runner_s,
+            assumed_cold_start_s=self.assumed_cold_start_s)
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscaleSettings:

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from stoker.accounting.view import model_classes, runner_classes
-from stoker.planning.setup import Given, calibrate, cost_config, sim_config
+from stoker.accounting.view import cost_config, model_classes, runner_classes
+from stoker.planning.setup import Given, calibrate, sim_config
 from stoker.settings import load_settings
 from stoker.sim.engine import simulate
 from stoker.sim.results import Summary, recorded_outcome, summarize

@@ -67,14 +67,18 @@ class CostView:
     utilization: dict[str, float]
 
 
+def cost_config(settings: Settings) -> CostConfig:
+    """How the configured cost split shares a batch's time (live reports and the simulator)."""
+    acc = settings.accounting
+    return CostConfig(acc.prompt_weight, acc.completion_weight, acc.min_billed_s)
+
+
 def cost_report(store: Store, settings: Settings, *, since: float,
                 until: float) -> tuple[UsageRecords, CostReport]:
     """The window's records and their attribution (no waste findings)."""
     records = store.usage_records(since=since, until=until, classes=model_classes(settings),
                                   default_class=runner_classes(settings)["cpu"])
-    acc = settings.accounting
-    config = CostConfig(acc.prompt_weight, acc.completion_weight, acc.min_billed_s)
-    return records, attribute_costs(records, config, since=since, until=until)
+    return records, attribute_costs(records, cost_config(settings), since=since, until=until)
 
 
 def cost_view(store: Store, settings: Settings, *, since: float, until: float) -> CostView:

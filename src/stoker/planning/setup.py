@@ -11,9 +11,8 @@ from pathlib import Path
 
 from stoker.accounting.view import model_classes
 from stoker.api.scheduling import build_policy, build_tiers
-from stoker.core.accounting import CostConfig, UsageRecords, cold_start_by_model
+from stoker.core.accounting import UsageRecords, cold_start_by_model
 from stoker.core.admission import BreakerConfig, TeamQuota
-from stoker.core.autoscale import AutoscaleConfig
 from stoker.core.batching import BatchConfig
 from stoker.settings import Settings
 from stoker.sim.batch_time import BatchTimeModel, fit_batch_time, research_curve
@@ -115,9 +114,7 @@ def sim_config(settings: Settings, models: set[str], calibration: Mapping[str, C
         batching = settings.batching_for(model)
         batch_time, cold = _model_terms(settings, model, calibration, given)
         scale = spec.autoscale
-        autoscale = None if scale is None else AutoscaleConfig(
-            scale.min_runners, scale.max_runners, scale.keep_warm_s, scale.scale_to_zero,
-            scale.cooldown_s, scale.assumed_tokens_per_runner_s, scale.assumed_cold_start_s)
+        autoscale = None if scale is None else scale.policy_config()
         pools[model] = PoolConfig(
             BatchConfig(batching.max_batch_size, batching.max_wait_ms), classes[model],
             batch_time, cold, runners=settings.runners_for(model), autoscale=autoscale,
@@ -149,7 +146,3 @@ def cold_machines(config: SimConfig, settings: Settings, *, billing_granularity_
             for m, p in config.pools.items()}
 
 
-def cost_config(settings: Settings) -> CostConfig:
-    """The live cost split's weights."""
-    acc = settings.accounting
-    return CostConfig(acc.prompt_weight, acc.completion_weight, acc.min_billed_s)
