@@ -105,3 +105,50 @@ def test_response_format_is_kept_as_openai_spells_it_and_malformed_ones_are_refu
                 {"type": "json_object", "extra": 1}):
         with pytest.raises(ValidationError):
             normalised_body(CHAT_COMPLETIONS, {**CHAT, "response_format": bad})
+
+
+TOOL = {"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}
+CALL = {"id": "c1", "type": "function", "function": {"name": "now", "arguments": "{}"}}
+
+
+def test_no_tools_is_stored_as_if_left_out() -> None:
+    plain, _ = normalised_body(CHAT_COMPLETIONS, CHAT)
+    habit, _ = normalised_body(CHAT_COMPLETIONS, {**CHAT, "tools": [], "tool_choice": "none",
+                                                  "parallel_tool_calls": True})
+    assert habit == plain
+
+
+def test_a_tool_exchange_reaches_the_backend_input_whole() -> None:
+    sdk_assistant = {"role": "assistant", "content": None, "tool_calls": [CALL],
+                     "refusal": None, "audio": None, "function_call": None,
+                     "annotations": None}  # what the openai SDK's message object dumps
+    body, _ = normalised_body(CHAT_COMPLETIONS, {
+        "messages": [CHAT["messages"][0], sdk_assistant,
+                     {"role": "tool", "tool_call_id": "c1", "content": "noon"}],
+        "tools": [TOOL], "tool_choice": "auto"})
+    spec = generation_input(CHAT_COMPLETIONS, body)
+    assert spec.tools == (TOOL,)
+    assert spec.tool_choice == "auto"
+    assert spec.uses_tools()
+    assert spec.messages is not None
+    assert spec.messages[1].tool_calls == (CALL,)
+    assert (spec.messages[2].role, spec.messages[2].tool_call_id) == ("tool", "c1")
+    assert not generation_input(CHAT_COMPLETIONS, normalised_body(
+        CHAT_COMPLETIONS, CHAT)[0]).uses_tools()
+
+
+@pytest.mark.parametrize("message", [
+    {"role": "tool", "content": "x"},  # answers no call
+    {"role": "user", "content": "x", "tool_call_id": "c1"},
+    {"role": "user", "content": "x", "tool_calls": [CALL]},
+    {"role": "assistant", "content": None},  # neither text nor calls
+    {"role": "user", "content": "x", "audio": {"id": "a"}},  # not honoured: refused
+])
+def test_malformed_tool_messages_are_refused(message: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        normalised_body(CHAT_COMPLETIONS, {"messages": [message]})
+
+
+def test_tools_are_refused_on_text_completions() -> None:
+    with pytest.raises(ValidationError, match="tools"):
+        normalised_body(COMPLETIONS, {"prompt": "x", "tools": [TOOL]})

@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from stoker.openai_tools import ToolCall, ToolChoice, ToolSpec
+
 CHAT_COMPLETIONS = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 DEFAULT_MAX_TOKENS = 64
@@ -34,16 +36,54 @@ class TextPart(BaseModel):
 
 
 class ChatMessageIn(BaseModel):
-    """One message of a chat request. Content is a string or a list of text parts."""
+    """One message of a chat request. Content is a string or a list of text parts; an
+    assistant message may carry the ``tool_calls`` it made (and then no content), and a
+    ``tool`` message answers one of them (``tool_call_id``)."""
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    #: The participant's name: passed on to providers; a local chat template has no place
+    #: for it, so there it changes nothing.
+    name: str | None = Field(None, min_length=1, max_length=64)
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = Field(None, min_length=1)
+    #: What OpenAI's SDK puts in an assistant message it hands back: no part of the prompt.
+    refusal: str | None = Field(None, exclude=True)
+    annotations: list[Any] | None = Field(None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_absent(cls, data: Any) -> Any:
+        # A message taken back from a response carries its unset fields as nulls.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k == "content"}
+        return data
+
+    @model_validator(mode="after")
+    def _tool_fields_where_they_belong(self) -> ChatMessageIn:
+        if self.tool_calls is not None and self.role != "assistant":
+            raise ValueError("only an assistant message carries tool_calls")
+        if (self.role == "tool") != (self.tool_call_id is not None):
+            raise ValueError("a tool message needs tool_call_id, and only a tool message has "
+                             "one")
+        if self.content is None and not self.tool_calls:
+            raise ValueError("content is required (it may be null only in an assistant "
+                             "message with tool_calls)")
+        return self
 
     def text(self) -> str:
-        """The message's content as one string."""
+        """The message's content as one string ("" for a message that only calls tools)."""
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
+
+    def uses_tools(self) -> bool:
+        """Whether this message is part of a tool exchange (a call or its answer)."""
+        return bool(self.tool_calls) or self.role == "tool"
 
 
 class JsonSchemaSpec(BaseModel):
@@ -88,7 +128,6 @@ class ResponseFormat(BaseModel):
 NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
     "best_of": (1,),
     "presence_penalty": (0,), "frequency_penalty": (0,), "logit_bias": ({},),
-    "tools": ([],), "tool_choice": ("none",),
     "suffix": ("",), "functions": ([],), "function_call": ("none",),
 }
 #: Fields whose ``null`` is an error rather than "the default".
@@ -113,7 +152,6 @@ class _SamplingBody(BaseModel):
     user: Any = Field(None, exclude=True)
     metadata: Any = Field(None, exclude=True)
     store: Any = Field(None, exclude=True)
-    parallel_tool_calls: Any = Field(None, exclude=True)
     stream_options: Any = Field(None, exclude=True)
     service_tier: Any = Field(None, exclude=True)
     best_of: Any = Field(None, exclude=True)
@@ -123,8 +161,6 @@ class _SamplingBody(BaseModel):
     #: JSON mode or a JSON schema the answer must match (constrained decoding on local
     #: models; passed on to OpenAI-compatible providers). ``{"type": "text"}`` is the default.
     response_format: ResponseFormat | None = None
-    tools: Any = Field(None, exclude=True)
-    tool_choice: Any = Field(None, exclude=True)
     suffix: Any = Field(None, exclude=True)
     functions: Any = Field(None, exclude=True)
     function_call: Any = Field(None, exclude=True)
@@ -177,6 +213,11 @@ class ChatCompletionBody(_SamplingBody):
     #: Each generated token's log-probability, with ``top_logprobs`` alternatives.
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    #: Functions the model may call, and how it is asked to: passed on to providers;
+    #: refused by local models (see :mod:`stoker.openai_tools`).
+    tools: list[ToolSpec] | None = Field(None, max_length=128)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
     @model_validator(mode="after")
     def _alternatives_need_logprobs(self) -> ChatCompletionBody:
@@ -186,6 +227,25 @@ class ChatCompletionBody(_SamplingBody):
             # Stored as if left out, so a habitual ``logprobs: false`` keeps its cache key.
             self.logprobs = self.top_logprobs = None
         return self
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice_needs_tools(cls, value: ToolChoice | None,
+                                 info: ValidationInfo) -> ToolChoice | None:
+        if not info.data.get("tools") and value not in (None, "none"):
+            raise ValueError("tool_choice needs tools")
+        return value
+
+    @model_validator(mode="after")
+    def _no_tools_is_none(self) -> ChatCompletionBody:
+        if not self.tools:
+            # Stored as if left out: ``tools: []`` and ``tool_choice: "none"`` offer nothing.
+            self.tools = self.tool_choice = self.parallel_tool_calls = None
+        return self
+
+    def uses_tools(self) -> bool:
+        """Whether the request offers tools or carries a tool exchange in its messages."""
+        return bool(self.tools) or any(m.uses_tools() for m in self.messages)
 
     def logprobs_wanted(self) -> int | None:
         """How many alternatives per token are wanted (None: no log-probabilities)."""

@@ -18,6 +18,8 @@ class Choice:
     text: str
     finish_reason: str
     logprobs: list[Any] | None = None
+    #: The tools the model called (OpenAI's ``tool_calls`` objects), when it called any.
+    tool_calls: list[Any] | None = None
 
 
 def completion_response_body(*, endpoint: str, request_id: str, model: str, created: int,
@@ -33,9 +35,18 @@ def completion_response_body(*, endpoint: str, request_id: str, model: str, crea
 
 
 def _chat_choice(index: int, choice: Choice) -> dict[str, Any]:
-    return {"index": index, "message": {"role": "assistant", "content": choice.text},
+    return {"index": index, "message": chat_message(choice),
             "finish_reason": choice.finish_reason,
             "logprobs": None if choice.logprobs is None else chat_logprobs(choice.logprobs)}
+
+
+def chat_message(choice: Choice) -> dict[str, Any]:
+    """The assistant message of a chat choice: its text, or the tools it called (content is
+    then null when there is no text, as OpenAI answers)."""
+    if not choice.tool_calls:
+        return {"role": "assistant", "content": choice.text}
+    return {"role": "assistant", "content": choice.text or None,
+            "tool_calls": choice.tool_calls}
 
 
 def _text_choice(index: int, choice: Choice) -> dict[str, Any]:

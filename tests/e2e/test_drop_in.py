@@ -235,10 +235,22 @@ def test_several_prompts_get_a_choice_each_in_order(server: Server) -> None:
                                          temperature=0)
     assert [c.index for c in together.choices] == [0, 1, 2]
     assert [c.text for c in together.choices] == each
-    with pytest.raises(openai.BadRequestError) as refused:
-        client.completions.create(model="tiny-llama", prompt=prompts, max_tokens=5,
-                                  stream=True)
-    assert refused.value.param == "stream"
+    # Streamed: each prompt's choice arrives under its index, then the usage of all of them.
+    streamed: dict[int, str] = {}
+    finished: dict[int, str | None] = {}
+    usage = None
+    for chunk in client.completions.create(model="tiny-llama", prompt=prompts, max_tokens=5,
+                                           temperature=0, stream=True,
+                                           stream_options={"include_usage": True}):
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            streamed[choice.index] = streamed.get(choice.index, "") + choice.text
+            finished[choice.index] = choice.finish_reason or finished.get(choice.index)
+    assert [streamed[i] for i in range(3)] == each
+    assert all(finished[i] in ("stop", "length") for i in range(3))
+    assert usage is not None
+    assert together.usage is not None
+    assert usage.prompt_tokens == together.usage.prompt_tokens
 
 
 def test_log_likelihoods_as_lm_evaluation_harness_asks_for_them(server: Server) -> None:
@@ -269,6 +281,38 @@ def test_log_likelihoods_as_lm_evaluation_harness_asks_for_them(server: Server) 
     assert first.token_logprobs is not None
     assert alone.token_logprobs[0] is None
     assert alone.token_logprobs[1:] == pytest.approx(first.token_logprobs[1:-1], abs=1e-4)
+
+
+def test_streamed_log_likelihoods_match_the_unstreamed(server: Server) -> None:
+    client = oai(server)
+    ask = {"model": "tiny-llama", "prompt": "The quick brown fox", "max_tokens": 3,
+           "temperature": 0, "echo": True, "logprobs": 2}
+    whole = client.completions.create(**ask).choices[0]
+    chunks = list(client.completions.create(**ask, stream=True))
+    texts = "".join(c.choices[0].text for c in chunks if c.choices)
+    streamed = [c.choices[0].logprobs for c in chunks if c.choices and c.choices[0].logprobs]
+    assert texts == whole.text
+    assert texts.startswith("The quick brown fox")  # the echoed prompt comes first
+    assert len(streamed) == 1
+    assert whole.logprobs is not None
+    assert streamed[0].tokens == whole.logprobs.tokens
+    assert streamed[0].token_logprobs == pytest.approx(whole.logprobs.token_logprobs)
+
+
+def test_chat_logprobs_stream_in_chats_shape(server: Server) -> None:
+    ask = {"model": "tiny-llama", "messages": [{"role": "user", "content": CHAT_PROMPT}],
+           "max_tokens": 4, "temperature": 0, "logprobs": True, "top_logprobs": 1}
+    whole = oai(server).chat.completions.create(**ask).choices[0]
+    text, tokens = "", []
+    for chunk in oai(server).chat.completions.create(**ask, stream=True):
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            if choice.logprobs is not None and choice.logprobs.content:
+                tokens += [t.token for t in choice.logprobs.content]
+    assert text == whole.message.content
+    assert whole.logprobs is not None
+    assert whole.logprobs.content is not None
+    assert tokens == [t.token for t in whole.logprobs.content]
 
 
 def test_chat_logprobs_come_in_chats_shape(server: Server) -> None:

@@ -142,6 +142,44 @@ def test_anthropic_refuses_response_format_without_calling_it(
     assert script.seen == []
 
 
+TOOL = {"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}
+CALL = {"id": "c1", "type": "function", "function": {"name": "now", "arguments": "{}"}}
+
+
+def test_tools_and_tool_messages_go_to_an_openai_compatible_provider_as_sent(
+        provider: tuple[str, Script]) -> None:
+    url, script = provider
+    script.answers = [(200, {"choices": [{"message": {"role": "assistant", "content": None,
+                                                      "tool_calls": [CALL]},
+                                          "finish_reason": "tool_calls"}],
+                             "usage": {"prompt_tokens": 9, "completion_tokens": 3}})]
+    asked = GenerationInput(
+        messages=(ChatMessage("user", "time?"),
+                  ChatMessage("assistant", "", tool_calls=(CALL,)),
+                  ChatMessage("tool", "noon", tool_call_id="c1", name="now")),
+        tools=(TOOL,), tool_choice={"type": "function", "function": {"name": "now"}},
+        parallel_tool_calls=False, max_tokens=8)
+    (out,) = OpenAICompatibleBackend(endpoint(url)).generate([asked])
+    assert (out.text, out.finish_reason, out.tool_calls) == ("", "tool_calls", (CALL,))
+    body = script.seen[0][2]
+    assert body["tools"] == [TOOL]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "now"}}
+    assert body["parallel_tool_calls"] is False
+    assert body["messages"][1:] == [
+        {"role": "assistant", "content": None, "tool_calls": [CALL]},
+        {"role": "tool", "content": "noon", "tool_call_id": "c1", "name": "now"}]
+
+
+def test_anthropic_refuses_openai_tools_without_calling_it(
+        provider: tuple[str, Script]) -> None:
+    url, script = provider
+    (out,) = AnthropicBackend(endpoint(url)).generate(
+        [dataclasses.replace(CHAT_IN, tools=(TOOL,))])
+    assert out.error is not None
+    assert out.error.startswith("tools: ")
+    assert script.seen == []
+
+
 def test_server_errors_are_retried_then_succeed(provider: tuple[str, Script]) -> None:
     url, script = provider
     script.answers = [(503, {}), (502, {}), (200, CHAT_OK)]

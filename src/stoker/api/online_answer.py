@@ -11,9 +11,16 @@ from starlette.concurrency import run_in_threadpool
 
 from stoker.api.services import Services
 from stoker.api.streams import StreamWatch
-from stoker.core.model import JOB_TERMINAL, RequestStatus
-from stoker.errors import ContextLengthExceeded, ModelFailed, Timeout, Unprocessable
+from stoker.core.model import JOB_TERMINAL, REQUEST_TERMINAL, RequestStatus
+from stoker.errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    ModelFailed,
+    Timeout,
+    Unprocessable,
+)
 from stoker.openai_format import CHAT_COMPLETIONS, CONTEXT_LENGTH_OPENING
+from stoker.openai_tools import TOOLS_REFUSED_OPENING
 from stoker.store import ResultRow
 
 # How often a waiting call looks whether its client has gone away.
@@ -21,10 +28,11 @@ _DISCONNECT_CHECK_S = 1.0
 
 
 async def follow(request: Request, svc: Services, job_id: str,
-                 watch: StreamWatch | None = None) -> AsyncIterator[str]:
+                 watch: StreamWatch | None = None, *, wakes: bool = False
+                 ) -> AsyncIterator[str]:
     """Wait until the one request of ``job_id`` ends, yielding its text so far each time
-    ``watch`` sees it grow. Cancels the job (and raises Timeout) if the client leaves or the
-    online timeout passes."""
+    ``watch`` sees it grow (and "" each time some job may have moved, with ``wakes``).
+    Cancels the job (and raises Timeout) if the client leaves or the online timeout passes."""
     deadline = svc.clock.now() + svc.settings.limits.online_timeout_s
     checked_at = float("-inf")
     while True:
@@ -45,6 +53,8 @@ async def follow(request: Request, svc: Services, job_id: str,
             yield watch.text
             continue
         await _news(svc, watch, max(0.0, min(deadline - now, _DISCONNECT_CHECK_S)))
+        if wakes:
+            yield ""
 
 
 async def _news(svc: Services, watch: StreamWatch | None, timeout_s: float) -> None:
@@ -75,6 +85,8 @@ def succeeded(row: ResultRow) -> ResultRow:
     if row.status == RequestStatus.FAILED and row.finish_reason == "error":
         if (row.error or "").startswith(CONTEXT_LENGTH_OPENING):
             raise ContextLengthExceeded(row.error or "", param=_input_field(row.endpoint))
+        if (row.error or "").startswith(TOOLS_REFUSED_OPENING):
+            raise InvalidRequest(row.error or "", param="tools")
         raise Unprocessable(row.error or "the model cannot take this request")
     raise ModelFailed(f"the model failed this request after {row.attempts} attempts: "
                       f"{row.error or 'no answer'}")
@@ -98,6 +110,27 @@ async def answer_all(request: Request, svc: Services, job_id: str) -> list[Resul
         pass
     rows = await run_in_threadpool(svc.store.job_results, job_id)
     return [succeeded(row) for row in rows]
+
+
+async def rows_as_they_end(request: Request, svc: Services,
+                           job_id: str) -> AsyncIterator[ResultRow]:
+    """Each request of ``job_id`` once it has ended, as soon as it has (several prompts of
+    one streamed call); a failure as the error a client should see (see :func:`follow` for
+    a client that leaves)."""
+    sent: set[str] = set()
+
+    async def newly_ended() -> list[ResultRow]:
+        rows = await run_in_threadpool(svc.store.job_results, job_id)
+        ended = [r for r in rows
+                 if r.status in REQUEST_TERMINAL and r.request_id not in sent]
+        sent.update(r.request_id for r in ended)
+        return [succeeded(r) for r in ended]
+
+    async for _ in follow(request, svc, job_id, wakes=True):
+        for row in await newly_ended():
+            yield row
+    for row in await newly_ended():
+        yield row
 
 
 async def request_id_of(svc: Services, job_id: str) -> str:

@@ -36,7 +36,7 @@ def job_json(job: Job) -> dict[str, Any]:
 
 def choice_of(row: ResultRow) -> Choice:
     """A succeeded request's answer as a response's choice."""
-    return Choice(row.text or "", row.finish_reason or "stop", row.logprobs)
+    return Choice(row.text or "", row.finish_reason or "stop", row.logprobs, row.tool_calls)
 
 
 def result_line(row: ResultRow) -> dict[str, Any] | None:

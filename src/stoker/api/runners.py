@@ -78,6 +78,8 @@ class ResultIn(_In):
     stop_sequence: str | None = None
     #: [token, logprob, [[token, logprob], ...]] per token, when the request asked.
     logprobs: list[Any] | None = None
+    #: The tools the model called (OpenAI's ``tool_calls`` objects), when it called any.
+    tool_calls: list[dict[str, Any]] | None = Field(None, max_length=128)
 
 
 class ReportIn(_In):

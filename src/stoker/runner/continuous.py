@@ -61,7 +61,8 @@ def result_json(request_id: str, out: GenerationOutput) -> dict[str, Any]:
             "error": out.error, "retryable": out.error is not None and out.retryable,
             "stop_sequence": out.stop_sequence,
             "logprobs": None if out.logprobs is None else [
-                [e.token, e.logprob, [list(t) for t in e.top]] for e in out.logprobs]}
+                [e.token, e.logprob, [list(t) for t in e.top]] for e in out.logprobs],
+            "tool_calls": None if out.tool_calls is None else [dict(c) for c in out.tool_calls]}
 
 
 def split_interval(started_at: float, ended_at: float, weights: list[float]

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from stoker.openai_format import BODY_BY_ENDPOINT, ChatCompletionBody
+from stoker.openai_format import BODY_BY_ENDPOINT, ChatCompletionBody, ChatMessageIn
 from stoker.runner.backends.protocol import ChatMessage, GenerationInput
 
 
@@ -35,9 +35,22 @@ def generation_input(endpoint: str, body: dict[str, Any]) -> GenerationInput:
         "stop": tuple(parsed.stop or ()),
     }
     if isinstance(parsed, ChatCompletionBody):
-        messages = tuple(ChatMessage(m.role, m.text()) for m in parsed.messages)
-        return GenerationInput(messages=messages, logprobs=parsed.logprobs_wanted(), **common)
+        return GenerationInput(
+            messages=tuple(_message(m) for m in parsed.messages),
+            logprobs=parsed.logprobs_wanted(),
+            tools=tuple(t.model_dump(mode="json", exclude_none=True)
+                        for t in parsed.tools or ()),
+            tool_choice=(parsed.tool_choice if isinstance(parsed.tool_choice, str | None)
+                         else parsed.tool_choice.model_dump(mode="json")),
+            parallel_tool_calls=parsed.parallel_tool_calls, **common)
     common.update(logprobs=parsed.logprobs, echo=bool(parsed.echo))
     if isinstance(parsed.prompt, list):
         return GenerationInput(prompt_ids=tuple(parsed.prompt), **common)
     return GenerationInput(prompt=parsed.prompt, **common)
+
+
+def _message(message: ChatMessageIn) -> ChatMessage:
+    return ChatMessage(message.role, message.text(),
+                       tool_calls=tuple(c.model_dump(mode="json")
+                                        for c in message.tool_calls or ()),
+                       tool_call_id=message.tool_call_id, name=message.name)

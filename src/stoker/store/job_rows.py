@@ -21,7 +21,7 @@ from stoker.store.protocol import EncodedRequests, NewJob, NewRequest
 ROWS_PER_STATEMENT = 500
 
 #: Cached answers of some fingerprints: key -> (text, finish_reason, prompt, completion,
-#: stop_sequence, logprobs as JSON text).
+#: stop_sequence, logprobs and tool_calls as JSON text).
 CacheLookup = Callable[[list[str]], dict[str, tuple[Any, ...]]]
 
 
@@ -119,6 +119,6 @@ def _page(job: NewJob, job_id: str, now: float, page: Sequence[NewRequest], firs
             hits.append({"request_id": request_id, "job_id": job_id, "text": hit[0],
                          "finish_reason": hit[1], "prompt_tokens": hit[2],
                          "completion_tokens": hit[3], "stop_sequence": hit[4],
-                         "logprobs": hit[5], "now": now})
+                         "logprobs": hit[5], "tool_calls": hit[6], "now": now})
         rows.append(row)
     return RowPage(json.dumps(rows, separators=(",", ":")), hits, len(page))

@@ -150,6 +150,8 @@ class RequestOutcome:
     #: Its tokens' log-probabilities, when asked for: [token, logprob, [[token, logprob]…]]
     #: per token.
     logprobs: list[Any] | None = None
+    #: The tools the model called (OpenAI's ``tool_calls`` objects), when it called any.
+    tool_calls: list[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +189,8 @@ class ResultRow:
     stop_sequence: str | None = None
     #: Its tokens' log-probabilities, when asked for (as :class:`RequestOutcome` has them).
     logprobs: list[Any] | None = None
+    #: The tools the model called, when it called any (as :class:`RequestOutcome` has them).
+    tool_calls: list[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,7 +68,8 @@ WHERE job_id = :job_id AND status = 'queued';
 -- name: job_results
 SELECT r.id, r.idx, r.custom_id, r.endpoint, r.model, r.status, r.last_error, r.attempts,
        s.text, s.finish_reason, s.prompt_tokens, s.completion_tokens, s.error, s.created_at,
-       r.finished_at, COALESCE(s.cached, 0), s.stop_sequence, s.logprobs
+       r.finished_at, COALESCE(s.cached, 0), s.stop_sequence, s.logprobs,
+       s.tool_calls
 FROM requests r LEFT JOIN results s ON s.request_id = r.id
 WHERE r.job_id = :job_id ORDER BY r.idx;
 
@@ -77,7 +78,8 @@ WHERE r.job_id = :job_id ORDER BY r.idx;
 -- key serves it; PostgreSQL streams job_results through a server-side cursor instead).
 SELECT r.id, r.idx, r.custom_id, r.endpoint, r.model, r.status, r.last_error, r.attempts,
        s.text, s.finish_reason, s.prompt_tokens, s.completion_tokens, s.error, s.created_at,
-       r.finished_at, COALESCE(s.cached, 0), s.stop_sequence, s.logprobs, r.idx
+       r.finished_at, COALESCE(s.cached, 0), s.stop_sequence, s.logprobs,
+       s.tool_calls, r.idx
 FROM requests r LEFT JOIN results s ON s.request_id = r.id
 WHERE r.job_id = :job_id AND r.idx > :after ORDER BY r.idx LIMIT :page;
 
@@ -172,33 +174,37 @@ SELECT DISTINCT job_id FROM requests WHERE lease_id = :lease_id;
 -- name: insert_results
 -- A batch's results, from a JSON array of outcomes; a request with a result keeps it.
 INSERT INTO results (request_id, job_id, text, finish_reason, prompt_tokens, completion_tokens,
-                     error, runner_id, batch_id, created_at, stop_sequence, logprobs)
+                     error, runner_id, batch_id, created_at, stop_sequence, logprobs,
+                     tool_calls)
 SELECT r.id, r.job_id, json_extract(o.value, '$.text'), json_extract(o.value, '$.finish_reason'),
        json_extract(o.value, '$.prompt_tokens'), json_extract(o.value, '$.completion_tokens'),
        json_extract(o.value, '$.error'), :runner_id, :batch_id, :now,
-       json_extract(o.value, '$.stop_sequence'), json_extract(o.value, '$.logprobs')
+       json_extract(o.value, '$.stop_sequence'), json_extract(o.value, '$.logprobs'),
+       json_extract(o.value, '$.tool_calls')
 FROM json_each(:outcomes) o JOIN requests r ON r.id = json_extract(o.value, '$.request_id')
 WHERE r.status IN ('queued', 'leased')  -- a finished, failed or cancelled request takes none
 ON CONFLICT (request_id) DO NOTHING;
 
 -- name: insert_cached_result
 INSERT INTO results (request_id, job_id, text, finish_reason, prompt_tokens, completion_tokens,
-                     cached, created_at, stop_sequence, logprobs)
+                     cached, created_at, stop_sequence, logprobs, tool_calls)
 VALUES (:request_id, :job_id, :text, :finish_reason, :prompt_tokens, :completion_tokens, 1, :now,
-        :stop_sequence, :logprobs);
+        :stop_sequence, :logprobs, :tool_calls);
 
 -- name: cache_lookup
 -- The cached answers of a page of fingerprints (a JSON array).
-SELECT key, text, finish_reason, prompt_tokens, completion_tokens, stop_sequence, logprobs
+SELECT key, text, finish_reason, prompt_tokens, completion_tokens, stop_sequence, logprobs,
+       tool_calls
 FROM result_cache WHERE key IN (SELECT value FROM json_each(:keys));
 
 -- name: cache_store
 INSERT INTO result_cache (key, text, finish_reason, prompt_tokens, completion_tokens, created_at,
-                          stop_sequence, logprobs)
+                          stop_sequence, logprobs, tool_calls)
 SELECT r.cache_key, COALESCE(json_extract(o.value, '$.text'), ''),
        COALESCE(json_extract(o.value, '$.finish_reason'), 'stop'),
        json_extract(o.value, '$.prompt_tokens'), json_extract(o.value, '$.completion_tokens'),
-       :now, json_extract(o.value, '$.stop_sequence'), json_extract(o.value, '$.logprobs')
+       :now, json_extract(o.value, '$.stop_sequence'), json_extract(o.value, '$.logprobs'),
+       json_extract(o.value, '$.tool_calls')
 FROM json_each(:outcomes) o JOIN requests r ON r.id = json_extract(o.value, '$.request_id')
 WHERE r.cache_key IS NOT NULL AND json_extract(o.value, '$.error') IS NULL
 ON CONFLICT (key) DO NOTHING;

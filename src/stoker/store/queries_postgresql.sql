@@ -62,7 +62,8 @@ SELECT id FROM leases WHERE released_at IS NULL AND expires_at <= :now
 ORDER BY id FOR UPDATE SKIP LOCKED;
 
 -- name: cache_lookup
-SELECT key, text, finish_reason, prompt_tokens, completion_tokens, stop_sequence, logprobs
+SELECT key, text, finish_reason, prompt_tokens, completion_tokens, stop_sequence, logprobs,
+       tool_calls
 FROM result_cache WHERE key IN (SELECT jsonb_array_elements_text(CAST(:keys AS jsonb)));
 
 -- name: lease_for_report
@@ -95,12 +96,14 @@ ORDER BY idx;
 
 -- name: insert_results
 INSERT INTO results (request_id, job_id, text, finish_reason, prompt_tokens, completion_tokens,
-                     error, runner_id, batch_id, created_at, stop_sequence, logprobs)
+                     error, runner_id, batch_id, created_at, stop_sequence, logprobs,
+                     tool_calls)
 SELECT r.id, r.job_id, o.text, o.finish_reason, o.prompt_tokens, o.completion_tokens, o.error,
-       :runner_id, :batch_id, :now, o.stop_sequence, o.logprobs
+       :runner_id, :batch_id, :now, o.stop_sequence, o.logprobs, o.tool_calls
 FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(
     request_id TEXT, text TEXT, finish_reason TEXT, prompt_tokens INTEGER,
-    completion_tokens INTEGER, error TEXT, stop_sequence TEXT, logprobs TEXT)
+    completion_tokens INTEGER, error TEXT, stop_sequence TEXT, logprobs TEXT,
+    tool_calls TEXT)
 JOIN requests r ON r.id = o.request_id
 WHERE r.status IN ('queued', 'leased')  -- a finished, failed or cancelled request takes none
 ORDER BY r.id
@@ -108,12 +111,13 @@ ON CONFLICT (request_id) DO NOTHING;
 
 -- name: cache_store
 INSERT INTO result_cache (key, text, finish_reason, prompt_tokens, completion_tokens, created_at,
-                          stop_sequence, logprobs)
+                          stop_sequence, logprobs, tool_calls)
 SELECT r.cache_key, COALESCE(o.text, ''), COALESCE(o.finish_reason, 'stop'), o.prompt_tokens,
-       o.completion_tokens, :now, o.stop_sequence, o.logprobs
+       o.completion_tokens, :now, o.stop_sequence, o.logprobs, o.tool_calls
 FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) AS o(
     request_id TEXT, text TEXT, finish_reason TEXT, prompt_tokens INTEGER,
-    completion_tokens INTEGER, error TEXT, stop_sequence TEXT, logprobs TEXT)
+    completion_tokens INTEGER, error TEXT, stop_sequence TEXT, logprobs TEXT,
+    tool_calls TEXT)
 JOIN requests r ON r.id = o.request_id
 WHERE r.cache_key IS NOT NULL AND o.error IS NULL
 ORDER BY r.cache_key

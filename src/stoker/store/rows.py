@@ -83,7 +83,7 @@ def result_from(row: Row) -> ResultRow:
     """A result row from a ``job_results`` row."""
     (rid, idx, custom_id, endpoint, model, status, last_error, attempts, text, finish_reason,
      prompt_tokens, completion_tokens, error, _created_at, finished_at, cached,
-     stop_sequence, logprobs) = row
+     stop_sequence, logprobs, tool_calls) = row
     return ResultRow(
         request_id=rid,
         index=idx,
@@ -101,6 +101,7 @@ def result_from(row: Row) -> ResultRow:
         cached=bool(cached),
         stop_sequence=stop_sequence,
         logprobs=json.loads(logprobs) if logprobs is not None else None,
+        tool_calls=json.loads(tool_calls) if tool_calls is not None else None,
     )
 
 

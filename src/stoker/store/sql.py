@@ -277,7 +277,8 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL):
             {"request_id": o.request_id, "text": o.text, "finish_reason": o.finish_reason,
              "prompt_tokens": o.prompt_tokens, "completion_tokens": o.completion_tokens,
              "error": o.error, "stop_sequence": o.stop_sequence,
-             "logprobs": json.dumps(o.logprobs) if o.logprobs is not None else None}
+             "logprobs": json.dumps(o.logprobs) if o.logprobs is not None else None,
+             "tool_calls": json.dumps(o.tool_calls) if o.tool_calls is not None else None}
             for o in final])
         # One statement each for the whole batch (PostgreSQL's queue trigger is per statement).
         inserted = None

@@ -1,14 +1,12 @@
 """OpenAI-compatible online calls: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``.
 
 Each call is a one-request job in the online tier, so it shares the pool with batch work and
-goes first. ``stream: true`` answers as server-sent events: the role chunk at once, the text
-as the runner generates it, then the finish reason (and usage on request) and ``[DONE]``.
+goes first (or in the tier the call asks for). ``stream: true`` answers as server-sent events
+(see :mod:`stoker.api.openai.online_stream`).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -17,15 +15,15 @@ from pydantic import ValidationError
 
 from stoker.api import access
 from stoker.api.body import decode_utf8, invalid, json_body, parse_json
-from stoker.api.errors import error_type
 from stoker.api.job_input import JobOptions, ParsedJob, resolve_model
-from stoker.api.online_answer import StreamedAnswer, answer_all, request_id_of
+from stoker.api.online_answer import answer_all
+from stoker.api.openai.online_stream import AnswerStream
 from stoker.api.rate_limit_headers import rate_limit_headers
 from stoker.api.render import choice_of
 from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
 from stoker.core.tiers import SERVICE_TIERS, sync_call_tier
-from stoker.errors import InvalidRequest, NotFound, RateLimited, StokerError
+from stoker.errors import InvalidRequest, NotFound, RateLimited
 from stoker.openai_format import (
     CHAT_COMPLETIONS,
     COMPLETIONS,
@@ -33,7 +31,6 @@ from stoker.openai_format import (
     CompletionBody,
     normalised_body,
     split_prompts,
-    usage,
 )
 from stoker.openai_responses import completion_response_body
 from stoker.store import NewRequest, ResultRow
@@ -95,15 +92,16 @@ async def _online(request: Request, svc: Services,
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     body = {k: v for k, v in raw.items() if k not in ("stream", "stream_options")}
     bodies = split_prompts(body) if endpoint == COMPLETIONS else [body]
-    if stream and (len(bodies) > 1 or _scores_tokens(body)):
-        raise InvalidRequest("stream: true cannot be combined with several prompts, echo or "
-                             "logprobs yet; send stream: false", param="stream")
     tier = sync_tier(svc, team, request, raw.get("service_tier"))
     job_id, model = await submit_online(svc, team, endpoint, bodies, stream=stream, tier=tier)
     if stream:
+        answer = AnswerStream(request, svc, job_id, endpoint, model, include_usage)
+        # Text as it is generated; whole choices where a choice is more than text (several
+        # prompts, log-probabilities, an echoed prompt).
+        events = (answer.whole_choices() if len(bodies) > 1 or _scores_tokens(body)
+                  else answer.text_as_generated())
         return StreamingResponse(
-            _event_stream(request, svc, job_id, endpoint, model, include_usage),
-            media_type="text/event-stream",
+            events, media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", **await rate_limit_headers(svc, team)})
     rows = await answer_all(request, svc, job_id)
     return JSONResponse(_response_body(rows, endpoint, model),
@@ -166,56 +164,3 @@ def _response_body(rows: list[ResultRow], endpoint: str, model: str) -> dict[str
         choices=[choice_of(r) for r in rows],
         prompt_tokens=sum(r.prompt_tokens for r in rows),
         completion_tokens=sum(r.completion_tokens for r in rows))
-
-
-def _sse(data: dict[str, Any] | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
-
-
-async def _event_stream(request: Request, svc: Services, job_id: str, endpoint: str,
-                        model: str, include_usage: bool) -> AsyncIterator[str]:
-    chunks = _Chunks(endpoint, job_id, model, int(svc.clock.now()))
-    if chunks.chat:
-        yield _sse(chunks.text_chunk(None, role=True))
-    streamed = StreamedAnswer(request, svc, job_id, await request_id_of(svc, job_id))
-    try:
-        async for piece in streamed.pieces():
-            yield _sse(chunks.text_chunk(piece))
-    except StokerError as exc:
-        # The status line is sent already: the error travels as an event, as OpenAI does.
-        yield _sse({"error": {"message": exc.message, "type": error_type(exc.status_code),
-                              "code": exc.code, "param": None}})
-        return
-    row = streamed.row
-    assert row is not None  # set once the pieces end
-    yield _sse(chunks.text_chunk("", finish=row.finish_reason or "stop"))
-    if include_usage:
-        yield _sse(chunks.usage_chunk(row.prompt_tokens, row.completion_tokens))
-    yield _sse("[DONE]")
-
-
-class _Chunks:
-    """The chunks of one streamed completion, as OpenAI shapes them."""
-
-    def __init__(self, endpoint: str, job_id: str, model: str, created: int) -> None:
-        self.chat = endpoint == CHAT_COMPLETIONS
-        self._kind = "chat.completion.chunk" if self.chat else "text_completion"
-        self._head = {"id": f"{'chatcmpl' if self.chat else 'cmpl'}-{job_id}",
-                      "object": self._kind, "created": created, "model": model}
-
-    def text_chunk(self, text: str | None, *, finish: str | None = None,
-                   role: bool = False) -> dict[str, Any]:
-        """A chunk carrying ``text`` (the role alone when ``role``), or the finish reason."""
-        choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
-        if self.chat:
-            delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
-            if text:
-                delta["content"] = text
-            choice["delta"] = delta
-        else:
-            choice["text"] = text or ""
-        return {**self._head, "choices": [choice]}
-
-    def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-        """The closing chunk with the token counts (``stream_options.include_usage``)."""
-        return {**self._head, "choices": [], "usage": usage(prompt_tokens, completion_tokens)}

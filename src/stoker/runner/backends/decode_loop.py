@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from stoker.openai_tools import tools_refused
 from stoker.runner.backends.json_output import RowConstraint, SchemaRefused
 from stoker.runner.backends.logprobs import token_logprob
 from stoker.runner.backends.protocol import GenerationInput, GenerationOutput, TokenLogprob
@@ -73,6 +74,9 @@ class TransformersDecodeLoop:
     def join(self, key: str, spec: GenerationInput) -> GenerationOutput | None:
         """Add an input; it starts at the next step. An input the model cannot take is
         answered at once with its error (and does not join)."""
+        if spec.uses_tools():
+            return GenerationOutput("", "error", 0, 0, error=tools_refused(
+                template_has_tools=self._backend.template_has_tools))
         ids = self._backend.encode(spec)
         problem = self._backend.too_long(ids, spec)
         if problem is not None:

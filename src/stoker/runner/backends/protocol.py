@@ -9,10 +9,18 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One message of a chat prompt."""
+    """One message of a chat prompt; in a tool exchange, the calls an assistant made (OpenAI's
+    ``tool_calls`` objects) or the call a ``tool`` message answers."""
 
     role: str
     content: str
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def uses_tools(self) -> bool:
+        """Whether this message is part of a tool exchange."""
+        return bool(self.tool_calls) or self.role == "tool"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,14 @@ class GenerationInput:
     #: OpenAI's ``response_format`` when it asks for JSON (``json_object`` or ``json_schema``):
     #: a local model is constrained to it token by token; a provider gets it as it is.
     response_format: Mapping[str, Any] | None = None
+    #: OpenAI's ``tools`` (function specs) and ``tool_choice``/``parallel_tool_calls``, as sent.
+    tools: tuple[Mapping[str, Any], ...] = ()
+    tool_choice: str | Mapping[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+    def uses_tools(self) -> bool:
+        """Whether the input offers tools or carries a tool exchange in its messages."""
+        return bool(self.tools) or any(m.uses_tools() for m in self.messages or ())
 
     def answer_schema(self) -> dict[str, Any] | None:
         """The JSON Schema the answer must match (None: free text)."""
@@ -77,6 +93,9 @@ class GenerationOutput:
     #: Each token's log-probability, when the input asked for them (the prompt's first when
     #: it asked for ``echo``).
     logprobs: tuple[TokenLogprob, ...] | None = None
+    #: The tools the model called (OpenAI's ``tool_calls`` objects; ``finish_reason`` is then
+    #: "tool_calls"), None when it called none.
+    tool_calls: tuple[Mapping[str, Any], ...] | None = None
 
 
 class Backend(Protocol):

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from stoker.runner.backends.protocol import GenerationInput, GenerationOutput, TokenLogprob
+from stoker.openai_tools import TOOLS_REFUSED_OPENING
+from stoker.runner.backends.protocol import (
+    ChatMessage,
+    GenerationInput,
+    GenerationOutput,
+    TokenLogprob,
+)
 from stoker.runner.backends.remote import ProviderCall, ProviderRefused, RemoteBackend
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -38,6 +44,46 @@ def remote_logprobs(found: Any) -> tuple[TokenLogprob, ...] | None:
                                            strict=True))
 
 
+def _openai_message(message: ChatMessage) -> dict[str, Any]:
+    """A message as OpenAI's chat API takes it, tool calls and answers included."""
+    sent: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        sent["tool_calls"] = [dict(c) for c in message.tool_calls]
+        sent["content"] = message.content or None
+    if message.tool_call_id is not None:
+        sent["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        sent["name"] = message.name
+    return sent
+
+
+def _tool_fields(spec: GenerationInput) -> dict[str, Any]:
+    """``tools``, ``tool_choice`` and ``parallel_tool_calls`` as the request sent them."""
+    fields: dict[str, Any] = {}
+    if spec.tools:
+        fields["tools"] = [dict(t) for t in spec.tools]
+    if spec.tool_choice is not None:
+        fields["tool_choice"] = (spec.tool_choice if isinstance(spec.tool_choice, str)
+                                 else dict(spec.tool_choice))
+    if spec.parallel_tool_calls is not None:
+        fields["parallel_tool_calls"] = spec.parallel_tool_calls
+    return fields
+
+
+def _tool_calls(message: Any) -> tuple[dict[str, Any], ...] | None:
+    """The function calls of a chat answer's message (None when it made none)."""
+    found = message.get("tool_calls") if isinstance(message, dict) else None
+    if not isinstance(found, list) or not found:
+        return None
+    try:
+        return tuple({"id": str(c["id"]), "type": "function",
+                      "function": {"name": str(c["function"]["name"]),
+                                   "arguments": str(c["function"].get("arguments") or "")}}
+                     for c in found)
+    except (KeyError, TypeError):
+        raise ProviderRefused("the answer's tool_calls are not OpenAI's shape") from None
+
+
 class OpenAICompatibleBackend(RemoteBackend):
     """``base_url`` is the API root that ``/chat/completions`` hangs off (e.g. ``…/v1``)."""
 
@@ -50,11 +96,12 @@ class OpenAICompatibleBackend(RemoteBackend):
         if self.endpoint.api_key:
             headers["Authorization"] = f"Bearer {self.endpoint.api_key}"
         if spec.messages is not None:
-            body["messages"] = [{"role": m.role, "content": m.content} for m in spec.messages]
+            body["messages"] = [_openai_message(m) for m in spec.messages]
             if spec.logprobs is not None:
                 body.update(logprobs=True, top_logprobs=spec.logprobs)
             if spec.response_format is not None:
                 body["response_format"] = dict(spec.response_format)
+            body.update(_tool_fields(spec))
             return ProviderCall("/chat/completions", body, headers)
         body["prompt"] = list(spec.prompt_ids) if spec.prompt_ids is not None else spec.prompt
         if spec.logprobs is not None:
@@ -64,16 +111,22 @@ class OpenAICompatibleBackend(RemoteBackend):
         return ProviderCall("/completions", body, headers)
 
     def parse_answer(self, data: Any) -> GenerationOutput:
-        """The first choice and the usage of a (chat) completion."""
+        """The first choice (its text, or the tools it called) and the usage of a (chat)
+        completion."""
         choice = data["choices"][0]
-        text = choice["message"]["content"] if "message" in choice else choice["text"]
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else choice.get("text")
+        calls = _tool_calls(message)
+        if text is None and calls:
+            text = ""
         if not isinstance(text, str):
             raise ProviderRefused("the first choice has no text")
         used = data.get("usage") or {}
         return GenerationOutput(text, str(choice.get("finish_reason") or "stop"),
                                 int(used.get("prompt_tokens", 0)),
                                 int(used.get("completion_tokens", 0)),
-                                logprobs=remote_logprobs(choice.get("logprobs")))
+                                logprobs=remote_logprobs(choice.get("logprobs")),
+                                tool_calls=calls)
 
 
 class AnthropicBackend(RemoteBackend):
@@ -91,6 +144,9 @@ class AnthropicBackend(RemoteBackend):
         if spec.response_format is not None:
             raise ProviderRefused("Anthropic's Messages API takes no response_format; ask for "
                                   "JSON in the prompt, or use a local or OpenAI-compatible model")
+        if spec.uses_tools():
+            raise ProviderRefused(f"{TOOLS_REFUSED_OPENING}Stoker does not translate OpenAI "
+                                  "tools to Anthropic's; use an OpenAI-compatible model")
         if spec.stop:
             body["stop_sequences"] = list(spec.stop)
         if spec.messages is not None:

@@ -62,6 +62,11 @@ class TransformersBackend:
         """The model's position limit."""
         return self._context
 
+    @property
+    def template_has_tools(self) -> bool:
+        """Whether the checkpoint's chat template renders ``tools`` at all."""
+        return "tools" in str(getattr(self.tokenizer, "chat_template", None) or "")
+
     def encode(self, spec: GenerationInput) -> list[int]:
         """The prompt's token ids; a chat goes through the checkpoint's chat template."""
         if spec.prompt_ids is not None:
