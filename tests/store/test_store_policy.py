@@ -99,6 +99,24 @@ def test_the_stop_string_and_logprobs_of_a_text_are_kept_and_cached(store: Store
         ("\nA:", logprobs)]
 
 
+def test_the_tool_calls_of_an_answer_are_kept_and_cached(store: Store) -> None:
+    first = store.submit_job(cached_job("a", "k-tools"), now=1.0).job
+    rid = runner(store)
+    lease_id, ids = lease_all(store, rid, now=2.0)
+    calls = [{"id": "c1", "type": "function",
+              "function": {"name": "now", "arguments": '{"tz": "UTC"}'}}]
+    store.complete(lease_id, rid, [RequestOutcome(ids[0], text="", finish_reason="tool_calls",
+                                                  prompt_tokens=1, completion_tokens=2,
+                                                  tool_calls=calls)],
+                   started_at=2, ended_at=3, now=3)
+    assert store.job_results(first.id)[0].tool_calls == calls
+    repeat = store.submit_job(cached_job("b", "k-tools"), now=4.0).job
+    (row,) = store.job_results(repeat.id)
+    assert (row.cached, row.finish_reason, row.tool_calls) == (True, "tool_calls", calls)
+    assert [r.tool_calls for r in store.iter_job_results(repeat.id)] == [calls]
+    assert [r.tool_calls for r in store.iter_job_results(first.id)] == [calls]
+
+
 def test_a_job_may_opt_out_of_the_cache(store: Store) -> None:
     store.submit_job(cached_job("a", "k2"), now=1.0)
     rid = runner(store)
