@@ -265,3 +265,18 @@ def test_a_runners_starting_time_runs_from_its_launch_within_bounds(api: API) ->
     assert starts["recent"] == pytest.approx(now - 30)
     assert starts["ancient"] == pytest.approx(now - 600, abs=5)  # at most 10 minutes back
     assert now <= starts["future"] <= time.time()
+
+
+def test_a_job_with_a_deadline_expires_what_has_not_run(api: API) -> None:
+    client, store = api
+    job = client.post("/api/jobs", json={"requests": [line("a"), line("b")],
+                                         "expires_after_s": 60}).json()
+    assert job["expires_at"] == pytest.approx(job["created_at"] + 60)
+    assert job["expired"] is False
+    assert store.expire_jobs(now=job["created_at"] + 61) == [job["id"]]
+    after = client.get(f"/api/jobs/{job['id']}").json()
+    assert (after["status"], after["expired"]) == ("cancelled", True)
+    assert after["request_counts"]["cancelled"] == 2
+    refused = client.post("/api/jobs", json={"requests": [line("c")], "expires_after_s": 0})
+    assert refused.status_code == 422
+    assert "expires_after_s" in refused.json()["error"]["message"]

@@ -256,3 +256,26 @@ def test_queue_summary_always_matches_the_queue(store: Store, steps: list[tuple[
                 actual[job.team] = actual.get(job.team, 0) + 1
     summary = {g.team: g.queued for g in store.queue_groups(MODEL)}
     assert summary == actual
+
+
+def test_a_job_past_its_deadline_expires_and_keeps_what_ran(store: Store) -> None:
+    due = store.submit_job(replace(new_job(2), expires_after_s=10.0), now=0.0).job
+    later = store.submit_job(replace(new_job(1), expires_after_s=100.0), now=0.5).job
+    forever = store.submit_job(new_job(1), now=0.5).job
+    assert (due.expires_at, forever.expires_at) == (10.0, None)
+    rid = runner(store)
+    got = store.lease_batch(rid, MODEL, [Pick("batch", "default", 1)], ttl_s=60, now=1.0)
+    assert got is not None
+    lease, (leased,) = got
+    assert store.expire_jobs(now=9.0) == []
+    assert store.expire_jobs(now=11.0) == [due.id]
+    assert store.expire_jobs(now=12.0) == []
+    job = store.get_job(due.id)
+    assert job.expired
+    assert job.status == JobStatus.CANCELLING  # the leased request still runs
+    store.complete(lease.id, rid, [ok(leased.id)], started_at=1, ended_at=13, now=13)
+    job = store.get_job(due.id)
+    assert (job.status, job.counts.succeeded, job.counts.cancelled) == (
+        JobStatus.CANCELLED, 1, 1)
+    assert not store.get_job(later.id).expired
+    assert store.expire_jobs(now=10_000.0) == [later.id]  # a job with no deadline never does

@@ -246,6 +246,10 @@ class Reaper:
         expired = self._store.expire_openai_batches(now=now)
         if expired:
             log.warning("batches expired before finishing: %s", ", ".join(expired))
+        overdue = self._store.expire_jobs(now=now)
+        if overdue:
+            log.warning("jobs expired before finishing: %s", ", ".join(overdue))
+        expired += overdue
         return self._store.expire_leases(now=now), bool(expired)
 
     async def run(self) -> None:

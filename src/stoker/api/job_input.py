@@ -31,6 +31,9 @@ class JobOptions(BaseModel):
     #: Serve every request by the checkpoint revision current at submission, through a
     #: rolling update too (an eval's answers all come from one model).
     pin_revision: bool = False
+    #: A deadline, in seconds after submission: what has not run by then is cancelled (the
+    #: job ``expired``). None: the job runs until done.
+    expires_after_s: float | None = Field(None, gt=0, le=30 * 86_400)
 
 
 class JobSubmission(JobOptions):

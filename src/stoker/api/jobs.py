@@ -49,6 +49,8 @@ async def submit_job(
     cache: bool = Query(True, description="answer repeated deterministic requests from cache"),
     pin_revision: bool = Query(False, description="serve every request by the model revision "
                                                   "current now, through a rolling update too"),
+    expires_after_s: float | None = Query(None, description="cancel what has not run this "
+                                                            "many seconds after submission"),
     idempotency_key: str | None = Header(None, max_length=256),
     svc: Services = Depends(services),
 ) -> JSONResponse:
@@ -60,7 +62,8 @@ async def submit_job(
     limit = svc.settings.limits.max_requests_per_job
     options = validate(JobOptions, {"tier": tier, "concurrency_group": concurrency_group,
                                     "cancel_in_progress": cancel_in_progress, "cache": cache,
-                                    "pin_revision": pin_revision},
+                                    "pin_revision": pin_revision,
+                                    "expires_after_s": expires_after_s},
                        where="query")
     if _is_jsonl(request):
         upload = await read_upload(request, max_lines=limit)

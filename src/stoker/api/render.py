@@ -26,6 +26,8 @@ def job_json(job: Job) -> dict[str, Any]:
         "idempotency_key": job.idempotency_key,
         "concurrency_group": job.concurrency_group,
         "superseded_by": job.superseded_by,
+        "expires_at": job.expires_at,
+        "expired": job.expired,
         "request_counts": {
             "total": c.total, "queued": c.queued, "running": c.running,
             "succeeded": c.succeeded, "failed": c.failed, "cancelled": c.cancelled,

@@ -41,8 +41,10 @@ def fingerprint(tier: Tier, parsed: ParsedJob, options: JobOptions) -> str:
     request by request: a big upload is never held whole)."""
     digest = hashlib.sha256()
     asked = options.model_dump(exclude={"tier"})
-    if not asked["pin_revision"]:
-        del asked["pin_revision"]  # as before the option existed: old fingerprints still match
+    # Options at their default are left out, as before they existed: old fingerprints match.
+    for name, default in (("pin_revision", False), ("expires_after_s", None)):
+        if asked[name] == default:
+            del asked[name]
     head = [tier.name, parsed.model, asked]
     requests = parsed.requests
     lines = (requests.canonical_lines() if isinstance(requests, RequestsReadBack)
@@ -130,6 +132,7 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
             cancel_in_progress=options.cancel_in_progress, use_cache=use_cache,
             batch=batch, fingerprint=fingerprint(tier, parsed, options),
             revision=checkpoint.revision if options.pin_revision else None,
+            expires_after_s=options.expires_after_s,
         )
         return svc.store.submit_job(new_job, now=now, admission=check)
 

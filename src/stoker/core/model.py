@@ -183,6 +183,14 @@ class Job:
     superseded_by: str | None = None
     #: When the job was cancelled (None: it was not).
     cancelled_at: float | None = None
+    #: Its deadline: what has not run by then is cancelled (None: it has none).
+    expires_at: float | None = None
+
+    @property
+    def expired(self) -> bool:
+        """Whether the job was cancelled by its deadline (or at it, whoever asked)."""
+        return (self.expires_at is not None and self.cancelled_at is not None
+                and self.cancelled_at >= self.expires_at)
 
 
 def job_status(counts: RequestCounts, *, cancelled: bool) -> JobStatus:

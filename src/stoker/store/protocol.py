@@ -114,6 +114,8 @@ class NewJob:
     fingerprint: str | None = None
     #: Pinned to this checkpoint revision: only runners of it lease the job's requests.
     revision: str | None = None
+    #: Seconds after submission past which what has not run is cancelled (None: no deadline).
+    expires_after_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +437,11 @@ class Store(PoolStore, Protocol):
 
     def cancel_openai_batch(self, batch_id: str, *, now: float) -> OpenAIBatch:
         """Mark the batch cancelling and cancel its job's queued requests, in one step."""
+        ...
+
+    def expire_jobs(self, *, now: float) -> list[str]:
+        """Cancel what has not run of the jobs past their deadline (``expires_at``). Returns
+        their ids."""
         ...
 
     def expire_openai_batches(self, *, now: float) -> list[str]:

@@ -2,9 +2,9 @@
 
 -- name: insert_job
 INSERT INTO jobs (id, team, tier, model, created_at, request_count, metadata, idempotency_key,
-                  concurrency_group, fingerprint)
+                  concurrency_group, fingerprint, expires_at)
 VALUES (:id, :team, :tier, :model, :created_at, :request_count, :metadata, :idempotency_key,
-        :concurrency_group, :fingerprint);
+        :concurrency_group, :fingerprint, :expires_at);
 
 -- name: insert_requests
 -- A page of a job's requests in one statement, from a JSON array of objects holding what
@@ -24,12 +24,12 @@ FROM json_each(:rows) ORDER BY key;
 
 -- name: get_job
 SELECT id, team, tier, model, created_at, cancelled_at, finished_at, metadata, idempotency_key,
-       concurrency_group, superseded_by
+       concurrency_group, superseded_by, expires_at
 FROM jobs WHERE id = :id;
 
 -- name: list_jobs
 SELECT id, team, tier, model, created_at, cancelled_at, finished_at, metadata, idempotency_key,
-       concurrency_group, superseded_by
+       concurrency_group, superseded_by, expires_at
 FROM jobs WHERE team = COALESCE(:team, team) ORDER BY created_at DESC, id DESC LIMIT :limit;
 
 -- name: job_by_idempotency_key
@@ -399,6 +399,12 @@ UPDATE openai_batches SET cancelling_at = :now WHERE id = :id AND cancelling_at 
 SELECT b.id, b.job_id FROM openai_batches b JOIN jobs j ON j.id = b.job_id
 WHERE b.expired_at IS NULL AND b.failed_at IS NULL AND b.expires_at <= :now
   AND j.finished_at IS NULL AND j.cancelled_at IS NULL;
+
+-- name: overdue_jobs
+SELECT id FROM jobs
+WHERE expires_at IS NOT NULL AND expires_at <= :now AND finished_at IS NULL
+  AND cancelled_at IS NULL
+ORDER BY id;
 
 -- name: mark_openai_batch_expired
 UPDATE openai_batches SET expired_at = :now WHERE id = :id AND expired_at IS NULL;

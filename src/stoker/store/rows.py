@@ -40,7 +40,7 @@ def counts_from(status_counts: Sequence[Row]) -> RequestCounts:
 def job_from(row: Row, counts: RequestCounts) -> Job:
     """A job from a ``get_job`` row and its counts."""
     (job_id, team, tier, model, created_at, cancelled_at, finished_at, metadata,
-     idempotency_key, concurrency_group, superseded_by) = row
+     idempotency_key, concurrency_group, superseded_by, expires_at) = row
     return Job(
         id=job_id,
         team=team,
@@ -55,6 +55,7 @@ def job_from(row: Row, counts: RequestCounts) -> Job:
         concurrency_group=concurrency_group,
         superseded_by=superseded_by,
         cancelled_at=cancelled_at,
+        expires_at=expires_at,
     )
 
 

@@ -106,6 +106,14 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL):
             self._cancel_job_in(conn, job_id, now)
         return self.get_job(job_id)
 
+    def expire_jobs(self, *, now: float) -> list[str]:
+        """Cancel what has not run of the jobs past their deadline."""
+        with self._tx() as conn:
+            overdue = [job_id for (job_id,) in self._x(conn, "overdue_jobs", now=now)]
+            for job_id in overdue:
+                self._cancel_job_in(conn, job_id, now)
+        return overdue
+
     # -- the queue -------------------------------------------------------------------------
 
     def queue_groups(self, model: str) -> list[QueueGroup]:

@@ -156,7 +156,8 @@ class SubmitSQL(OpenAIObjectsSQL):
         self._x(conn, "insert_job", id=job_id, team=job.team, tier=job.tier, model=job.model,
                 created_at=now, request_count=count,
                 metadata=json.dumps(job.metadata), idempotency_key=job.idempotency_key,
-                concurrency_group=job.concurrency_group, fingerprint=job.fingerprint)
+                concurrency_group=job.concurrency_group, fingerprint=job.fingerprint,
+                expires_at=None if job.expires_after_s is None else now + job.expires_after_s)
         # A statement per page of rows (PostgreSQL's queue trigger sums each statement once).
         for chunk in prepared.chunks:
             self._x(conn, "insert_requests", rows=chunk, job_id=job_id, model=job.model,

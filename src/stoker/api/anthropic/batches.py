@@ -37,7 +37,7 @@ KIND = {"source": "anthropic-message-batch"}
 PREFIX = "msgbatch_"
 #: Anthropic's own limit on the requests of one batch.
 MAX_REQUESTS = 100_000
-#: Anthropic's batches end within a day; Stoker's runs until done, and reports the day.
+#: A message batch ends within a day, as Anthropic's: what has not run by then expires.
 EXPIRES_AFTER_S = 86_400.0
 
 
@@ -84,7 +84,8 @@ async def create_batch(request: Request, svc: Services = Depends(services)) -> d
     tier = tier_for(svc, team, request.headers.get("x-stoker-tier"), len(requests))
     submitted = await enqueue(svc, team=team, tier=tier,
                               parsed=ParsedJob(model=model, requests=requests),
-                              options=JobOptions(metadata=dict(KIND)))
+                              options=JobOptions(metadata=dict(KIND),
+                                                 expires_after_s=EXPIRES_AFTER_S))
     return batch_json(submitted.job, request)
 
 
@@ -137,7 +138,8 @@ async def batch_results(batch_id: str, request: Request,
 
     def lines() -> Iterator[bytes]:
         for row in svc.store.iter_job_results(job.id):
-            yield (json.dumps(result_line(row, job.model)) + "\n").encode()
+            yield (json.dumps(result_line(row, job.model, expired=job.expired))
+                   + "\n").encode()
 
     return StreamingResponse(in_chunks(lines()), media_type="application/binary")
 
@@ -172,26 +174,30 @@ def batch_json(job: Job, request: Request) -> dict[str, Any]:
     c = job.counts
     status = _processing_status(job)
     batch_id = PREFIX + job.id
+    # The requests a deadline cancelled count as expired, as Anthropic counts them.
+    cancelled, expired = (0, c.cancelled) if job.expired else (c.cancelled, 0)
     return {
         "id": batch_id, "type": "message_batch", "processing_status": status,
         "request_counts": {"processing": c.queued + c.running, "succeeded": c.succeeded,
-                           "errored": c.failed, "canceled": c.cancelled, "expired": 0},
+                           "errored": c.failed, "canceled": cancelled, "expired": expired},
         "created_at": _rfc3339(job.created_at),
-        "expires_at": _rfc3339(job.created_at + EXPIRES_AFTER_S),
+        "expires_at": _rfc3339(job.expires_at or job.created_at + EXPIRES_AFTER_S),
         "ended_at": _rfc3339(job.finished_at) if status == "ended" else None,
-        "cancel_initiated_at": _rfc3339(job.cancelled_at), "archived_at": None,
+        "cancel_initiated_at": None if job.expired else _rfc3339(job.cancelled_at),
+        "archived_at": None,
         "results_url": (str(request.url_for("batch_results", batch_id=batch_id))
                         if status == "ended" else None),
     }
 
 
-def result_line(row: ResultRow, model: str) -> dict[str, Any]:
-    """One line of a batch's results."""
+def result_line(row: ResultRow, model: str, *, expired: bool = False) -> dict[str, Any]:
+    """One line of a batch's results (``expired``: the batch's deadline cancelled what had
+    not run)."""
     result: dict[str, Any]
     if row.status == RequestStatus.SUCCEEDED:
         result = {"type": "succeeded", "message": message_json(row, model)}
     elif row.status == RequestStatus.CANCELLED:
-        result = {"type": "canceled"}
+        result = {"type": "expired" if expired else "canceled"}
     else:
         refused = row.finish_reason == "error"
         result = {"type": "errored", "error": {"type": "error", "error": {
