@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck unit demo bench clean
+.PHONY: install test lint typecheck unit demo bench conformance clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ unit: $(STAMP)
 	$(PY) -m pytest -q
 
 test: lint typecheck unit
+
+# Re-run the client conformance tests and write their table into the README.
+conformance: $(STAMP)
+	$(PY) -m pytest -q -m conformance --conformance-table README.md tests
 
 demo: $(STAMP)
 	$(PY) -m stoker.demo

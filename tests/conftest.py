@@ -13,3 +13,44 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from stoker.runner.backends.tiny_model import create_tiny_model
 
     return create_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--conformance-table README.md``: write the conformance table of this run there."""
+    parser.addoption("--conformance-table", metavar="README", default=None,
+                     help="write the outcomes of the conformance-marked tests into this "
+                          "file's conformance table")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--conformance-table"):
+        config.pluginmanager.register(ConformanceRun(Path(config.getoption(
+            "--conformance-table"))), "conformance-run")
+
+
+class ConformanceRun:
+    """Records whether each test passed, then writes the conformance table of the marked
+    tests that ran (see tests/conformance.py)."""
+
+    def __init__(self, readme: Path) -> None:
+        self.readme = readme
+        self.outcomes: dict[str, bool] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """A failure in any phase (setup, call, teardown) fails the test."""
+        self.outcomes[report.nodeid] = (self.outcomes.get(report.nodeid, True)
+                                        and not report.failed)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Write the table into the README."""
+        from tests.conformance import Entry, render, splice
+
+        entries = []
+        for item in session.items:
+            mark = item.get_closest_marker("conformance")
+            if mark is None or item.nodeid not in self.outcomes:
+                continue
+            entries.append(Entry(mark.kwargs["client"], mark.kwargs["feature"],
+                                 item.nodeid.split("[")[0], self.outcomes[item.nodeid]))
+        self.readme.write_text(splice(self.readme.read_text(encoding="utf-8"),
+                                      render(entries)), encoding="utf-8")

@@ -35,6 +35,7 @@ def ask(custom_id: str) -> dict[str, object]:
         "messages": [{"role": "user", "content": f"say {custom_id}"}]}}
 
 
+@pytest.mark.conformance(client="anthropic", feature="Message Batches: expiry after a day")
 def test_a_batch_past_its_day_expires_what_had_not_run(
         api: tuple[TestClient, SQLiteStore]) -> None:
     http, store = api

@@ -102,6 +102,7 @@ def test_streamed_tokens_arrive_while_a_batch_job_is_still_decoding(
     assert "".join(t for _, t in arrivals) == plain.choices[0].message.content
 
 
+@pytest.mark.conformance(client="anthropic", feature="messages.stream, Anthropic's events")
 def test_messages_stream_as_anthropic_events_with_the_same_text(
         make_server: Callable[..., Server]) -> None:
     server = make_server()

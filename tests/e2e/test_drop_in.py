@@ -68,6 +68,8 @@ def two_stops(text: str) -> tuple[str, str]:
     return early, late
 
 
+@pytest.mark.conformance(client="openai",
+                          feature="several stop strings: the earliest match ends the text")
 def test_of_several_stops_the_earliest_in_the_text_ends_it(server: Server) -> None:
     client = oai(server)
     free = client.completions.create(model="tiny-llama", prompt=PROMPT, max_tokens=24,
@@ -81,6 +83,8 @@ def test_of_several_stops_the_earliest_in_the_text_ends_it(server: Server) -> No
     assert late not in cut.text
 
 
+@pytest.mark.conformance(client="anthropic",
+                          feature="stop_reason stop_sequence, with stop_sequence set")
 def test_anthropic_names_the_stop_sequence_that_ended_the_message(server: Server) -> None:
     free = oai(server).chat.completions.create(
         model="tiny-llama", messages=[{"role": "user", "content": CHAT_PROMPT}], max_tokens=24,
@@ -100,6 +104,8 @@ def test_anthropic_names_the_stop_sequence_that_ended_the_message(server: Server
     assert streamed.content[0].text == message.content[0].text
 
 
+@pytest.mark.conformance(client="openai",
+                          feature="BadRequestError with param; AuthenticationError")
 def test_invalid_requests_are_400s_naming_the_field(server: Server) -> None:
     client = oai(server)
     with pytest.raises(openai.BadRequestError) as refused:
@@ -122,6 +128,7 @@ def test_invalid_requests_are_400s_naming_the_field(server: Server) -> None:
             model="tiny-llama", max_tokens=4, messages=[{"role": "user", "content": "hi"}])
 
 
+@pytest.mark.conformance(client="openai", feature="response_format: json_object and json_schema")
 def test_json_mode_and_json_schemas_constrain_the_answer(server: Server) -> None:
     # The tiny model is random: only the constraint makes its answer JSON. Given room to
     # finish, a boolean-and-enum schema leaves it nothing but a complete, valid object.
@@ -151,6 +158,7 @@ def test_json_mode_and_json_schemas_constrain_the_answer(server: Server) -> None
     assert json.loads(text) == found  # the same constrained answer, streamed
 
 
+@pytest.mark.conformance(client="openai", feature="context_length_exceeded, in OpenAI's words")
 def test_a_prompt_past_the_context_is_context_length_exceeded(server: Server) -> None:
     with pytest.raises(openai.BadRequestError, match="maximum context length is") as refused:
         oai(server).chat.completions.create(
@@ -159,6 +167,7 @@ def test_a_prompt_past_the_context_is_context_length_exceeded(server: Server) ->
     assert (refused.value.code, refused.value.param) == ("context_length_exceeded", "messages")
 
 
+@pytest.mark.conformance(client="openai", feature="null for any optional field")
 def test_nulls_mean_defaults_and_neutral_values_pass(server: Server) -> None:
     done = oai(server).chat.completions.create(
         model="tiny-llama", messages=[{"role": "user", "content": "hi"}], max_tokens=4,
@@ -168,6 +177,7 @@ def test_nulls_mean_defaults_and_neutral_values_pass(server: Server) -> None:
     assert done.choices[0].finish_reason in ("stop", "length")
 
 
+@pytest.mark.conformance(client="openai", feature="request_id on every response (and Anthropic's)")
 def test_every_response_names_its_request(server: Server) -> None:
     answer = oai(server).completions.create(model="tiny-llama", prompt="hi", max_tokens=2)
     assert answer._request_id is not None
@@ -188,6 +198,7 @@ def test_every_response_names_its_request(server: Server) -> None:
     assert forged.headers["x-request-id"].startswith("req_")
 
 
+@pytest.mark.conformance(client="openai", feature="models.retrieve of default")
 def test_the_default_model_is_retrieved_as_the_model_it_stands_for(server: Server) -> None:
     assert oai(server).models.retrieve("default").id == "tiny-llama"
 
@@ -206,6 +217,7 @@ def tiers_of_jobs(server: Server, token: str) -> list[str]:
     return [job["tier"] for job in r.json()["data"]]
 
 
+@pytest.mark.conformance(client="openai", feature="service_tier and X-Stoker-Tier choose the tier")
 def test_synchronous_calls_take_the_tier_the_team_or_call_chooses(server: Server) -> None:
     ask = {"model": "tiny-llama", "messages": [{"role": "user", "content": "tiers"}],
            "max_tokens": 2}
@@ -226,6 +238,8 @@ def test_synchronous_calls_take_the_tier_the_team_or_call_chooses(server: Server
     assert refused.value.param == "service_tier"
 
 
+@pytest.mark.conformance(client="openai",
+                          feature="several prompts per completion, streamed or not")
 def test_several_prompts_get_a_choice_each_in_order(server: Server) -> None:
     client = oai(server)
     prompts = ["Hello", PROMPT, "The quick brown fox"]
@@ -253,6 +267,7 @@ def test_several_prompts_get_a_choice_each_in_order(server: Server) -> None:
     assert usage.prompt_tokens == together.usage.prompt_tokens
 
 
+@pytest.mark.conformance(client="openai", feature="token-id prompts, echo, logprobs, max_tokens 0")
 def test_log_likelihoods_as_lm_evaluation_harness_asks_for_them(server: Server) -> None:
     # lm-eval's local-completions, tokenized, --batch_size 2: token-id prompts, echo, one
     # completion token, logprobs 1; it reads token_logprobs[context:-1] and top_logprobs.
@@ -283,6 +298,7 @@ def test_log_likelihoods_as_lm_evaluation_harness_asks_for_them(server: Server) 
     assert alone.token_logprobs[1:] == pytest.approx(first.token_logprobs[1:-1], abs=1e-4)
 
 
+@pytest.mark.conformance(client="openai", feature="streamed echo and logprobs")
 def test_streamed_log_likelihoods_match_the_unstreamed(server: Server) -> None:
     client = oai(server)
     ask = {"model": "tiny-llama", "prompt": "The quick brown fox", "max_tokens": 3,
@@ -299,6 +315,7 @@ def test_streamed_log_likelihoods_match_the_unstreamed(server: Server) -> None:
     assert streamed[0].token_logprobs == pytest.approx(whole.logprobs.token_logprobs)
 
 
+@pytest.mark.conformance(client="openai", feature="streamed chat logprobs")
 def test_chat_logprobs_stream_in_chats_shape(server: Server) -> None:
     ask = {"model": "tiny-llama", "messages": [{"role": "user", "content": CHAT_PROMPT}],
            "max_tokens": 4, "temperature": 0, "logprobs": True, "top_logprobs": 1}
@@ -315,6 +332,7 @@ def test_chat_logprobs_stream_in_chats_shape(server: Server) -> None:
     assert tokens == [t.token for t in whole.logprobs.content]
 
 
+@pytest.mark.conformance(client="openai", feature="chat logprobs and top_logprobs")
 def test_chat_logprobs_come_in_chats_shape(server: Server) -> None:
     answer = oai(server).chat.completions.create(
         model="tiny-llama", messages=[{"role": "user", "content": CHAT_PROMPT}], max_tokens=4,
@@ -329,6 +347,7 @@ def test_chat_logprobs_come_in_chats_shape(server: Server) -> None:
         assert token.bytes == list(token.token.encode("utf-8"))
 
 
+@pytest.mark.conformance(client="openai", feature="x-ratelimit-* headers; RateLimitError")
 def test_rate_limit_headers_come_from_the_teams_quotas(server: Server) -> None:
     client = oai(server, QUOTA_TOKEN)
     ask = {"model": "tiny-llama", "messages": [{"role": "user", "content": "quota"}],
@@ -350,6 +369,7 @@ def test_rate_limit_headers_come_from_the_teams_quotas(server: Server) -> None:
     assert "x-ratelimit-limit-requests" not in plain.headers
 
 
+@pytest.mark.conformance(client="anthropic", feature="messages.count_tokens")
 def test_count_tokens_counts_what_a_message_would_take(server: Server) -> None:
     client = claude(server)
     messages = [{"role": "user", "content": "How many tokens is this?"}]
@@ -360,6 +380,8 @@ def test_count_tokens_counts_what_a_message_would_take(server: Server) -> None:
     assert counted.input_tokens == sent.usage.input_tokens > 0
 
 
+@pytest.mark.conformance(client="anthropic",
+                          feature="Message Batches: create, retrieve, list, results")
 def test_message_batches_run_as_jobs_and_give_results_in_order(server: Server) -> None:
     client = claude(server)
     asks = {f"q-{i}": f"Question {i}?" for i in range(3)}
@@ -387,6 +409,7 @@ def test_message_batches_run_as_jobs_and_give_results_in_order(server: Server) -
         claude(server, EVALS_TOKEN).messages.batches.retrieve(batch.id)  # another team's
 
 
+@pytest.mark.conformance(client="anthropic", feature="Message Batches: cancel")
 def test_a_cancelled_message_batch_keeps_what_ran(server: Server) -> None:
     client = claude(server)
     batch = client.messages.batches.create(requests=[  # type: ignore[misc]

@@ -197,12 +197,14 @@ def start_long_batch(client: openai.OpenAI, n: int) -> Any:
     return batch
 
 
+@pytest.mark.conformance(client="openai", feature="models.list")
 def test_models_lists_every_served_model(fleet: Fleet) -> None:
     names = {m.id for m in fleet.client().models.list()}
     assert names == {"tiny-llama", "remote-tiny", "remote-limited", "remote-wrong-key",
                      "remote-redirect", "remote-claude"}
 
 
+@pytest.mark.conformance(client="openai", feature="chat and text completions")
 def test_chat_and_completion_parse_as_the_sdks_types(fleet: Fleet) -> None:
     client = fleet.client()
     reply = chat(client, "tiny-llama", "Hello there")
@@ -215,6 +217,7 @@ def test_chat_and_completion_parse_as_the_sdks_types(fleet: Fleet) -> None:
     assert text.choices[0].finish_reason in ("stop", "length")
 
 
+@pytest.mark.conformance(client="openai", feature="streaming chat, usage in the stream")
 def test_streaming_gives_the_same_text_as_a_plain_call(fleet: Fleet) -> None:
     client = fleet.client()
     plain = chat(client, "tiny-llama", "Stream me").choices[0].message.content
@@ -242,11 +245,14 @@ def test_online_calls_go_before_queued_batch_work(fleet: Fleet) -> None:
     client.batches.cancel(batch.id)
 
 
+@pytest.mark.conformance(client="openai", feature="NotFoundError for an unknown model")
 def test_unknown_model_is_404(fleet: Fleet) -> None:
     with pytest.raises(openai.NotFoundError, match="gpt-9"):
         chat(fleet.client(), "gpt-9", "hi")
 
 
+@pytest.mark.conformance(client="openai",
+                          feature="Files and Batches: upload, create, poll, output file")
 def test_batch_round_trip(fleet: Fleet) -> None:
     client = fleet.client()
     done = run_batch(client, batch_file(client, "tiny-llama", 40))
@@ -261,6 +267,8 @@ def test_batch_round_trip(fleet: Fleet) -> None:
             is not None
 
 
+@pytest.mark.conformance(client="openai",
+                          feature="batches.cancel, request_counts as OpenAI counts them")
 def test_cancel_mid_batch_keeps_what_ran(fleet: Fleet) -> None:
     client = fleet.client()
     batch = start_long_batch(client, 400)
@@ -313,6 +321,7 @@ def test_huge_upload_is_413(fleet: Fleet) -> None:
     assert "max_body_bytes" in caught.value.message or "limit" in caught.value.message
 
 
+@pytest.mark.conformance(client="openai", feature="a remote OpenAI-compatible model behind Stoker")
 def test_remote_model_answers_as_the_provider(fleet: Fleet) -> None:
     via_gateway = chat(fleet.client(), "remote-tiny", "Who are you?", seed=7)
     direct = chat(fleet.client(fleet.provider, fleet.keys["main"]), "tiny-llama",

@@ -101,6 +101,8 @@ def client(server: Server) -> openai.OpenAI:
                          timeout=120)
 
 
+@pytest.mark.conformance(client="openai",
+                          feature="tools and tool messages to a remote model, tool_calls back")
 def test_a_tool_round_trip_goes_to_the_provider_and_back(server: Server,
                                                           provider: ToolProvider) -> None:
     sdk = client(server)
@@ -130,6 +132,7 @@ def test_a_tool_round_trip_goes_to_the_provider_and_back(server: Server,
     assert tool == {"role": "tool", "tool_call_id": "call_1", "content": "21 C"}
 
 
+@pytest.mark.conformance(client="openai", feature="streamed tool_calls")
 def test_tool_calls_stream_as_deltas(server: Server) -> None:
     calls: dict[int, dict[str, str]] = {}
     finish = None
@@ -147,6 +150,7 @@ def test_tool_calls_stream_as_deltas(server: Server) -> None:
     assert calls == {0: {"name": "get_weather", "arguments": json.dumps({"city": "Paris"})}}
 
 
+@pytest.mark.conformance(client="openai", feature="tool_calls in batch output")
 def test_tool_calls_come_back_in_batch_output(server: Server) -> None:
     line = {"custom_id": "w", "method": "POST", "url": "/v1/chat/completions",
             "body": {"model": "tool-model", "tools": [WEATHER],
@@ -165,6 +169,7 @@ def test_tool_calls_come_back_in_batch_output(server: Server) -> None:
     assert row["response"]["body"]["choices"][0]["finish_reason"] == "tool_calls"
 
 
+@pytest.mark.conformance(client="openai", feature="tools on a local model: 400 naming tools")
 def test_a_local_model_refuses_tools_naming_the_field(server: Server) -> None:
     sdk = client(server)
     for ask in ({"tools": [WEATHER]},
