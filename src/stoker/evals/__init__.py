@@ -1,0 +1,1 @@
+"""Eval suites run through Stoker: suites, scorers, baselines, a gate and reports."""
