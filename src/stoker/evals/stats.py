@@ -37,7 +37,10 @@ def wilson(passed: int, total: int, confidence: float = 0.95) -> tuple[float, fl
     p = passed / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At 0 or all passing the bound is exactly the rate; rounding must not move it past it.
+    low = 0.0 if passed == 0 else max(0.0, centre - half)
+    high = 1.0 if passed == total else min(1.0, centre + half)
+    return low, high
 
 
 def difference_interval(base: tuple[int, int], now: tuple[int, int],

@@ -1,0 +1,152 @@
+"""`stoker eval run` end to end, as CI runs it: against a real server with SmolLM2 (where the
+answers must be right) and the tiny model (where only the mechanics matter)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from stoker.cli import app
+from tests.e2e.conftest import E2E_OPERATOR_TOKEN, Server, free_port, wait_until
+
+pytestmark = pytest.mark.timeout(600)
+
+TOKEN = "evals-team-token"
+EXAMPLES = Path(__file__).parents[2] / "examples" / "evals"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("evals")
+    smollm2 = root / "smollm2"
+    result = CliRunner().invoke(app, ["model", "import", "smollm2", str(smollm2)])
+    assert result.exit_code == 0, result.output
+    port = free_port()
+    config = {"port": port, "data_dir": str(root), "default_model": "smollm2",
+              "models": {"smollm2": {"path": str(smollm2), "max_new_tokens": 64},
+                         "tiny-llama": {"path": str(tiny_model_dir), "runners": 1}},
+              "batching": {"max_batch_size": 16, "max_wait_ms": 20},
+              # The shipped smoke suite has 29 cases; the built-in smoke tier takes 10.
+              "tiers": {"smoke": {"priority": 80, "max_prompts": 64}},
+              "teams": {"evals": {"token": TOKEN}},
+              "operator_token": E2E_OPERATOR_TOKEN, "runner_token": "evals-runner-token"}
+    (root / "stoker.yaml").write_text(yaml.safe_dump(config))
+    made = Server(root, root / "stoker.yaml", port, operator_token=E2E_OPERATOR_TOKEN)
+    made.start(runners=1, expect=2)
+    yield made
+    made.kill_everything()
+
+
+def eval_run(server: Server, workdir: Path, *args: str, env: dict[str, str] | None = None,
+             wait: bool = True) -> Any:
+    command = [sys.executable, "-m", "stoker.cli", "eval", "run", *args,
+               "--server", server.url, "--report", str(workdir / "report.md"),
+               "--json-report", str(workdir / "report.json")]
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("GITHUB_", "GITLAB_", "CI_"))}
+    environment.update({"STOKER_TOKEN": TOKEN, **(env or {})})
+    if not wait:
+        return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, env=environment, capture_output=True, text=True,
+                          timeout=500, check=False)
+
+
+def test_the_smoke_suite_passes_on_smollm2_and_its_report_says_so(server: Server,
+                                                                  tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    done = eval_run(server, tmp_path, str(EXAMPLES / "smollm2_smoke.yaml"), "--name", "main",
+                    env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["samples"] == 29
+    assert report["pass_rate"] >= 0.5  # the suite's own minimum (SmolLM2 scores 19/29)
+    assert report["gate"]["passed"] is True
+    assert report["cost_usd"] is not None
+    text = (tmp_path / "report.md").read_text()
+    assert text.startswith("## ✅ Eval `smollm2-smoke` on `smollm2` (smoke tier)")
+    assert f"({report['passed']}/29;" in text
+    assert summary.read_text() == text  # the same Markdown goes to the step summary
+    france = next(c for c in report["cases"] if c["id"] == "fact/capital-france")
+    assert france["passed"] == 1
+    assert "Paris" in france["answers"][0]["text"]
+
+
+def test_a_changed_prompt_regresses_against_the_baseline_and_fails(server: Server,
+                                                                   tmp_path: Path) -> None:
+    suite = {"name": "capitals", "model": "smollm2", "tier": "smoke",
+             "sampling": {"temperature": 0, "max_tokens": 24},
+             "thresholds": {"max_drop": 0.2},
+             "cases": [{"id": c.replace(" ", "-"), "prompt": "What is the capital of {{c}}?",
+                        "vars": {"c": c},
+                        "expected": city}
+                       for c, city in [("France", "Paris"), ("Germany", "Berlin"),
+                                       ("Italy", "Rome"), ("Japan", "Tokyo"),
+                                       ("the United Kingdom", "London"),
+                                       ("Russia", "Moscow"), ("Egypt", "Cairo"),
+                                       ("China", "Beijing"), ("Greece", "Athens"),
+                                       ("Austria", "Vienna")]]}
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(suite))
+    good = eval_run(server, tmp_path, str(tmp_path / "good.yaml"), "--name", "good-run")
+    assert good.returncode == 0, good.stderr
+    good_report = json.loads((tmp_path / "report.json").read_text())
+    # Ten cases: enough that a large drop is told from noise (see stoker.evals.stats).
+    assert good_report["passed"] >= 7
+    # The "change": a prompt that no longer asks the question.
+    for case in suite["cases"]:
+        case["prompt"] = "Write one word about the weather in {{c}}."
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(suite))
+    bad = eval_run(server, tmp_path, str(tmp_path / "bad.yaml"), "--baseline", "good-run")
+    assert bad.returncode == 1, bad.stderr
+    assert "fell" in bad.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["baseline"]["ref"].startswith("good-run (job_")
+    assert report["baseline"]["passed"] == good_report["passed"]
+    assert report["passed"] < report["baseline"]["passed"]
+    text = (tmp_path / "report.md").read_text()
+    assert text.startswith("## ❌")
+    assert "### Changed since the baseline" in text
+
+
+def test_a_newer_commit_supersedes_the_older_run_of_its_pull_request(server: Server,
+                                                                     tmp_path: Path) -> None:
+    suite = {"name": "slow", "model": "tiny-llama", "repeat": 40,
+             "sampling": {"temperature": 1.0, "max_tokens": 48},
+             "cases": [{"id": f"c{i}", "prompt": f"story {i}", "expected": "x"}
+                       for i in range(10)]}
+    (tmp_path / "slow.yaml").write_text(yaml.safe_dump(suite))
+    ci = {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "acme/app",
+          "GITHUB_REF": "refs/pull/9/merge"}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    older = eval_run(server, tmp_path / "old", str(tmp_path / "slow.yaml"),
+                     env={**ci, "GITHUB_SHA": "1111111"}, wait=False)
+    first = wait_until(lambda: _eval_jobs(server, "slow"), timeout_s=60,
+                       what="the older run's job")[0]
+    assert first["status"] in ("queued", "running")
+    newer = eval_run(server, tmp_path / "new", str(tmp_path / "slow.yaml"),
+                     env={**ci, "GITHUB_SHA": "2222222"}, wait=False)
+    _, said = older.communicate(timeout=300)
+    assert older.returncode == 3, said
+    assert "superseded" in said
+    newer.kill()
+    newer.communicate()
+    jobs = _eval_jobs(server, "slow")
+    assert jobs[-1]["id"] == first["id"]  # newest first: the older run's job is the last
+    assert jobs[-1]["superseded_by"] == jobs[0]["id"]
+
+
+def _eval_jobs(server: Server, suite: str) -> list[dict[str, Any]]:
+    found = httpx.get(f"{server.url}/api/jobs", headers={"Authorization": f"Bearer {TOKEN}"},
+                      params={"limit": 100}, timeout=10).json()["data"]
+    return [j for j in found if j["metadata"].get("eval_suite") == suite]
