@@ -55,3 +55,18 @@ def test_bad_config_is_a_readable_error(tmp_path: Path) -> None:
     bad.write_text("batching: {max_batch_size: 0}\nsurprise: 1\n")
     with pytest.raises(InvalidRequest, match=r"batching.max_batch_size.*surprise"):
         load_settings(bad)
+
+
+def test_the_ci_examples_run_the_shipped_suite_with_a_baseline() -> None:
+    import yaml
+
+    github = yaml.safe_load((EXAMPLES / "ci" / "github-actions.yml").read_text())
+    smoke = " ".join(step.get("run", "") for step in github["jobs"]["smoke"]["steps"])
+    nightly = " ".join(step.get("run", "") for step in github["jobs"]["nightly"]["steps"])
+    gitlab = yaml.safe_load((EXAMPLES / "ci" / "gitlab-ci.yml").read_text())
+    for command in (smoke, " ".join(gitlab["evals:smoke"]["script"])):
+        assert "stoker eval run examples/evals/smollm2_smoke.yaml" in command
+        assert "--baseline main" in command
+    for command in (nightly, " ".join(gitlab["evals:nightly"]["script"])):
+        assert "--name main" in command
+    assert (EXAMPLES / "evals" / "smollm2_smoke.yaml").is_file()

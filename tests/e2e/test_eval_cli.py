@@ -17,6 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from stoker.cli import app
+from stoker.evals.scorers import score_judged
 from tests.e2e.conftest import E2E_OPERATOR_TOKEN, Server, free_port, wait_until
 
 pytestmark = pytest.mark.timeout(600)
@@ -150,3 +151,23 @@ def _eval_jobs(server: Server, suite: str) -> list[dict[str, Any]]:
     found = httpx.get(f"{server.url}/api/jobs", headers={"Authorization": f"Bearer {TOKEN}"},
                       params={"limit": 100}, timeout=10).json()["data"]
     return [j for j in found if j["metadata"].get("eval_suite") == suite]
+
+
+def test_a_model_graded_case_keeps_the_rubric_verdict_and_judges_raw_answer(
+        server: Server, tmp_path: Path) -> None:
+    suite = {"name": "graded", "model": "smollm2", "sampling": {"temperature": 0,
+                                                                "max_tokens": 24},
+             "judge": {"model": "tiny-llama", "max_tokens": 8},
+             "cases": [{"id": "france", "prompt": "What is the capital of France?",
+                        "assert": [{"type": "model_graded",
+                                    "rubric": "The answer names Paris."}]}]}
+    (tmp_path / "graded.yaml").write_text(yaml.safe_dump(suite))
+    done = eval_run(server, tmp_path, str(tmp_path / "graded.yaml"))
+    assert done.returncode == 0, done.stderr  # no thresholds: the gate passes either way
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert len(report["job_ids"]) == 2  # the cases' job, then the judge's (served by Stoker)
+    (answer,) = report["cases"][0]["answers"]
+    (judged,) = answer["judge"]
+    assert isinstance(judged, str)  # the judge's raw answer, kept
+    (score,) = answer["scores"]
+    assert score["passed"] == score_judged(judged).passed  # the verdict is the judge's
