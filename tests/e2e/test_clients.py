@@ -21,9 +21,7 @@ import openai
 import pytest
 import yaml
 from pydantic import BaseModel
-from typer.testing import CliRunner
 
-from stoker.cli import app
 from tests.e2e.conftest import E2E_OPERATOR_TOKEN, Server, free_port
 
 pytestmark = pytest.mark.timeout(600)
@@ -33,14 +31,6 @@ QUOTA_TOKEN = "clients-quota-token"
 ROOT = Path(__file__).parents[2]
 TASKS = ROOT / "tests" / "e2e" / "lm_eval_tasks"
 EXAMPLE_TASKS = ROOT / "examples" / "lm_eval"
-
-
-@pytest.fixture(scope="module")
-def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("smollm2")
-    result = CliRunner().invoke(app, ["model", "import", "smollm2", str(directory)])
-    assert result.exit_code == 0, result.output
-    return directory
 
 
 @pytest.fixture(scope="module")

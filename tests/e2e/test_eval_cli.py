@@ -14,9 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from stoker.cli import app
 from stoker.evals.scorers import score_judged
 from tests.e2e.conftest import E2E_OPERATOR_TOKEN, Server, free_port, wait_until
 
@@ -27,11 +25,9 @@ EXAMPLES = Path(__file__).parents[2] / "examples" / "evals"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
+           smollm2: Path) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("evals")
-    smollm2 = root / "smollm2"
-    result = CliRunner().invoke(app, ["model", "import", "smollm2", str(smollm2)])
-    assert result.exit_code == 0, result.output
     port = free_port()
     config = {"port": port, "data_dir": str(root), "default_model": "smollm2",
               "models": {"smollm2": {"path": str(smollm2), "max_new_tokens": 64},

@@ -8,20 +8,11 @@ import json
 from pathlib import Path
 
 import jsonschema
-import pytest
 from typer.testing import CliRunner
 
 from stoker.cli import app
 from stoker.runner.backends.protocol import ChatMessage, GenerationInput
 from stoker.runner.backends.transformers import TransformersBackend
-
-
-@pytest.fixture(scope="module")
-def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("smollm2")
-    result = CliRunner().invoke(app, ["model", "import", "smollm2", str(directory)])
-    assert result.exit_code == 0, result.output
-    return directory
 
 
 def ask(question: str) -> GenerationInput:
