@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from stoker.client import ApiError, StokerClient, default_server
 from stoker.evals.baseline import BaselineNotFound, load_baseline
-from stoker.evals.ci import ci_identity
+from stoker.evals.ci import CiIdentity, ci_identity
 from stoker.evals.report import RunInfo, markdown, report_json
 from stoker.evals.run import run_suite
 from stoker.evals.suite import Suite, SuiteError, load_suite
@@ -64,10 +64,11 @@ def run(
         raise typer.Exit(BAD_SUITE) from None
     suite = suite.model_copy(update={"model": model or suite.model, "tier": tier or suite.tier})
     client = None if endpoint else StokerClient(server or default_server(), token=token)
+    who = ci_identity(os.environ)
     started = time.monotonic()
     try:
-        target, judge_for_baseline = _targets(suite, client, name, endpoint, endpoint_key_env,
-                                              timeout_s)
+        target, judge_for_baseline = _targets(suite, client, who, name, endpoint,
+                                              endpoint_key_env, timeout_s)
         results = run_suite(suite, target)
         base = (load_baseline(baseline, suite, client, judge_for_baseline)
                 if baseline else None)
@@ -77,7 +78,7 @@ def run(
     except (ApiError, BaselineNotFound, TimeoutError, OSError) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(NO_RUN) from None
-    info = _run_info(target, client, name, endpoint, time.monotonic() - started)
+    info = _run_info(target, client, who, name, endpoint, time.monotonic() - started)
     found = report_json(suite, results, info, base)
     _write_reports(found, report, json_report)
     verdict = "[green]passed[/green]" if found["gate"]["passed"] else "[red]failed[/red]"
@@ -89,7 +90,7 @@ def run(
         raise typer.Exit(GATE_FAILED)
 
 
-def _targets(suite: Suite, client: StokerClient | None, name: str | None,
+def _targets(suite: Suite, client: StokerClient | None, who: CiIdentity, name: str | None,
              endpoint: str | None, key_env: str, timeout_s: float
              ) -> tuple[Target, Target | None]:
     """The target that runs the suite, and the one that judges a stored baseline's answers."""
@@ -97,7 +98,6 @@ def _targets(suite: Suite, client: StokerClient | None, name: str | None,
         direct = EndpointTarget(endpoint, os.environ.get(key_env))
         return direct, direct
     assert client is not None
-    who = ci_identity(os.environ)
     metadata = {"eval_suite": suite.name, **({"eval_name": name} if name else {}),
                 **({"eval_commit": who.commit} if who.commit else {})}
     progress = _progress_printer()
@@ -118,9 +118,8 @@ def _progress_printer() -> Any:
     return show
 
 
-def _run_info(target: Target, client: StokerClient | None, name: str | None,
-              endpoint: str | None, duration_s: float) -> RunInfo:
-    who = ci_identity(os.environ)
+def _run_info(target: Target, client: StokerClient | None, who: CiIdentity,
+              name: str | None, endpoint: str | None, duration_s: float) -> RunInfo:
     if not isinstance(target, StokerTarget) or client is None:
         return RunInfo(name, who.commit, endpoint or "endpoint", (), duration_s, None)
     ids = tuple(j["id"] for j in target.jobs)

@@ -81,10 +81,6 @@ class ChatMessageIn(BaseModel):
             return self.content
         return "".join(part.text for part in self.content)
 
-    def uses_tools(self) -> bool:
-        """Whether this message is part of a tool exchange (a call or its answer)."""
-        return bool(self.tool_calls) or self.role == "tool"
-
 
 class JsonSchemaSpec(BaseModel):
     """OpenAI's ``response_format.json_schema``: a named JSON Schema for the answer."""
@@ -242,10 +238,6 @@ class ChatCompletionBody(_SamplingBody):
             # Stored as if left out: ``tools: []`` and ``tool_choice: "none"`` offer nothing.
             self.tools = self.tool_choice = self.parallel_tool_calls = None
         return self
-
-    def uses_tools(self) -> bool:
-        """Whether the request offers tools or carries a tool exchange in its messages."""
-        return bool(self.tools) or any(m.uses_tools() for m in self.messages)
 
     def logprobs_wanted(self) -> int | None:
         """How many alternatives per token are wanted (None: no log-probabilities)."""

@@ -139,6 +139,20 @@ class Server:
                 os.kill(pid, signal.SIGKILL)
 
 
+def smollm2_and_tiny_server(root: Path, smollm2: Path, tiny_model_dir: Path,
+                            **settings: Any) -> Server:
+    """Configure (not start) a server over ``root`` serving SmolLM2 (the default model, one
+    runner) and the tiny model (one runner), with ``settings`` added; start it with
+    ``start(runners=1, expect=2)``."""
+    port = free_port()
+    config = {"port": port, "data_dir": str(root), "default_model": "smollm2",
+              "models": {"smollm2": {"path": str(smollm2), "max_new_tokens": 64},
+                         "tiny-llama": {"path": str(tiny_model_dir), "runners": 1}},
+              "operator_token": E2E_OPERATOR_TOKEN, **settings}
+    (root / "stoker.yaml").write_text(yaml.safe_dump(config))
+    return Server(root, root / "stoker.yaml", port, operator_token=E2E_OPERATOR_TOKEN)
+
+
 @pytest.fixture
 def make_server(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Callable[..., Server]]:
     """Configure (not start) a server over a fresh data dir with fast lease timings."""

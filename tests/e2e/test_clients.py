@@ -19,10 +19,9 @@ from typing import Any
 
 import openai
 import pytest
-import yaml
 from pydantic import BaseModel
 
-from tests.e2e.conftest import E2E_OPERATOR_TOKEN, Server, free_port
+from tests.e2e.conftest import Server, smollm2_and_tiny_server
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -36,18 +35,12 @@ EXAMPLE_TASKS = ROOT / "examples" / "lm_eval"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
            smollm2: Path) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("clients")
-    port = free_port()
-    config = {"port": port, "data_dir": str(root), "default_model": "smollm2",
-              "models": {"smollm2": {"path": str(smollm2), "max_new_tokens": 64},
-                         "tiny-llama": {"path": str(tiny_model_dir), "runners": 1}},
-              "batching": {"max_batch_size": 8, "max_wait_ms": 20},
-              "teams": {"app": {"token": TOKEN},
-                        "quota": {"token": QUOTA_TOKEN,
-                                  "quotas": {"requests_per_minute": 1}}},
-              "operator_token": E2E_OPERATOR_TOKEN, "runner_token": "clients-runner-token"}
-    (root / "stoker.yaml").write_text(yaml.safe_dump(config))
-    made = Server(root, root / "stoker.yaml", port, operator_token=E2E_OPERATOR_TOKEN)
+    made = smollm2_and_tiny_server(
+        tmp_path_factory.mktemp("clients"), smollm2, tiny_model_dir,
+        batching={"max_batch_size": 8, "max_wait_ms": 20},
+        teams={"app": {"token": TOKEN},
+               "quota": {"token": QUOTA_TOKEN, "quotas": {"requests_per_minute": 1}}},
+        runner_token="clients-runner-token")
     made.start(runners=1, expect=2)
     yield made
     made.kill_everything()

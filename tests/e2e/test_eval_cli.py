@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from stoker.evals.scorers import score_judged
-from tests.e2e.conftest import E2E_OPERATOR_TOKEN, Server, free_port, wait_until
+from tests.e2e.conftest import Server, smollm2_and_tiny_server, wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -27,18 +27,12 @@ EXAMPLES = Path(__file__).parents[2] / "examples" / "evals"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
            smollm2: Path) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("evals")
-    port = free_port()
-    config = {"port": port, "data_dir": str(root), "default_model": "smollm2",
-              "models": {"smollm2": {"path": str(smollm2), "max_new_tokens": 64},
-                         "tiny-llama": {"path": str(tiny_model_dir), "runners": 1}},
-              "batching": {"max_batch_size": 16, "max_wait_ms": 20},
-              # The shipped smoke suite has 29 cases; the built-in smoke tier takes 10.
-              "tiers": {"smoke": {"priority": 80, "max_prompts": 64}},
-              "teams": {"evals": {"token": TOKEN}},
-              "operator_token": E2E_OPERATOR_TOKEN, "runner_token": "evals-runner-token"}
-    (root / "stoker.yaml").write_text(yaml.safe_dump(config))
-    made = Server(root, root / "stoker.yaml", port, operator_token=E2E_OPERATOR_TOKEN)
+    made = smollm2_and_tiny_server(
+        tmp_path_factory.mktemp("evals"), smollm2, tiny_model_dir,
+        batching={"max_batch_size": 16, "max_wait_ms": 20},
+        # The shipped smoke suite has 29 cases; the built-in smoke tier takes 10.
+        tiers={"smoke": {"priority": 80, "max_prompts": 64}},
+        teams={"evals": {"token": TOKEN}}, runner_token="evals-runner-token")
     made.start(runners=1, expect=2)
     yield made
     made.kill_everything()
