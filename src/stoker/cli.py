@@ -207,6 +207,8 @@ def submit(
         = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="never answer from cache")]
         = False,
+    callback_url: Annotated[str | None, typer.Option(
+        "--callback-url", help="POSTed the finished job, signed (X-Stoker-Signature)")] = None,
     server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Submit a JSONL file as one job."""
@@ -218,7 +220,8 @@ def submit(
     def run(client: StokerClient) -> dict[str, Any]:
         job = client.submit_jsonl(data, tier=tier, concurrency_group=group,
                                   cancel_in_progress=cancel_in_progress,
-                                  idempotency_key=idempotency_key, cache=not no_cache)
+                                  idempotency_key=idempotency_key, cache=not no_cache,
+                                  callback_url=callback_url)
         if not wait:
             return job
         return client.wait(job["id"]) if as_json else wait_with_progress(client, job)

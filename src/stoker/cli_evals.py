@@ -54,6 +54,9 @@ def run(
     token: Annotated[str | None, typer.Option(envvar="STOKER_TOKEN", show_envvar=True,
                                               help="your team's token")] = None,
     timeout_s: Annotated[float, typer.Option(help="give up waiting after this")] = 3600.0,
+    callback_url: Annotated[str | None, typer.Option(
+        help="POSTed the cases' job when it finishes, signed with your team's secret")]
+    = None,
 ) -> None:
     """Run SUITE as one job, score it, compare it with --baseline and write the reports
     (Markdown also to $GITHUB_STEP_SUMMARY when set). Exits 1 when the gate fails."""
@@ -69,6 +72,8 @@ def run(
     try:
         target, judge_for_baseline = _targets(suite, client, who, name, endpoint,
                                               endpoint_key_env, timeout_s)
+        if isinstance(target, StokerTarget):
+            target.callback_url = callback_url
         results = run_suite(suite, target)
         base = (load_baseline(baseline, suite, client, judge_for_baseline)
                 if baseline else None)

@@ -61,9 +61,13 @@ class StokerClient:
 
     def submit_jsonl(self, data: bytes, *, tier: str | None = None,
                      concurrency_group: str | None = None, cancel_in_progress: bool = False,
-                     idempotency_key: str | None = None, cache: bool = True) -> dict[str, Any]:
-        """Submit a JSONL file's bytes as one job."""
+                     idempotency_key: str | None = None, cache: bool = True,
+                     callback_url: str | None = None) -> dict[str, Any]:
+        """Submit a JSONL file's bytes as one job (``callback_url``: POSTed the finished
+        job, signed with the team's webhook secret)."""
         params: dict[str, str] = {}
+        if callback_url:
+            params["callback_url"] = callback_url
         if tier:
             params["tier"] = tier
         if concurrency_group:
@@ -80,9 +84,12 @@ class StokerClient:
     def submit(self, requests: list[dict[str, Any]], *, tier: str | None = None,
                metadata: dict[str, str] | None = None, cache: bool = True,
                idempotency_key: str | None = None, concurrency_group: str | None = None,
-               cancel_in_progress: bool = False) -> dict[str, Any]:
+               cancel_in_progress: bool = False,
+               callback_url: str | None = None) -> dict[str, Any]:
         """Submit request lines (OpenAI Batch input format) as one job."""
         payload: dict[str, Any] = {"requests": requests, "cache": cache}
+        if callback_url:
+            payload["callback_url"] = callback_url
         if tier:
             payload["tier"] = tier
         if metadata:

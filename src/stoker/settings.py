@@ -21,6 +21,7 @@ from pydantic import (
 from stoker.accounting.prices import DEFAULT_RUNNER_CLASSES
 from stoker.core.tiers import DEFAULT_TIERS
 from stoker.errors import InvalidRequest
+from stoker.settings_callbacks import CallbackSettings
 from stoker.settings_pool import AutoscaleSettings, KubernetesSettings, PoolSettings
 from stoker.settings_strict import _Strict
 
@@ -242,6 +243,10 @@ class TeamSettings(_Strict):
     #: …) when the call names none; default ``scheduling.online_tier``. An eval team set to
     #: a lower tier gets batch economics with no change to its client.
     sync_tier: str | None = None
+    #: Signs this team's job completion callbacks (HMAC-SHA256); inline or from the
+    #: environment. A team without one cannot ask for callbacks.
+    webhook_secret: SecretStr | None = None
+    webhook_secret_env: str | None = None
 
 
 class SchedulingSettings(_Strict):
@@ -286,6 +291,7 @@ class Settings(_Strict):
     #: Runner classes on top of the shipped price table (same name replaces).
     runner_classes: dict[str, RunnerClassSettings] = Field(default_factory=dict)
     accounting: AccountingSettings = AccountingSettings()
+    callbacks: CallbackSettings = CallbackSettings()
     #: Sees every team's costs (the dashboard and reports); teams see their own. Once teams
     #: exist, the operator routes (runners, drain, counters, metrics, docs) need it.
     operator_token: SecretStr | None = None

@@ -15,12 +15,15 @@ import httpx
 import pytest
 import yaml
 
+from stoker.core.callbacks import signature_matches
 from stoker.evals.scorers import score_judged
+from tests.callback_receiver import callback_receiver
 from tests.e2e.conftest import Server, smollm2_and_tiny_server, wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
 TOKEN = "evals-team-token"
+WEBHOOK_SECRET = "evals-webhook-secret"
 EXAMPLES = Path(__file__).parents[2] / "examples" / "evals"
 
 
@@ -32,7 +35,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
         batching={"max_batch_size": 16, "max_wait_ms": 20},
         # The shipped smoke suite has 29 cases; the built-in smoke tier takes 10.
         tiers={"smoke": {"priority": 80, "max_prompts": 64}},
-        teams={"evals": {"token": TOKEN}}, runner_token="evals-runner-token")
+        teams={"evals": {"token": TOKEN, "webhook_secret": WEBHOOK_SECRET}},
+        runner_token="evals-runner-token",
+        # The test's callback receiver listens on this machine.
+        callbacks={"allowed_networks": ["127.0.0.0/8"]})
     made.start(runners=1, expect=2)
     yield made
     made.kill_everything()
@@ -135,6 +141,25 @@ def test_a_newer_commit_supersedes_the_older_run_of_its_pull_request(server: Ser
     jobs = _eval_jobs(server, "slow")
     assert jobs[-1]["id"] == first["id"]  # newest first: the older run's job is the last
     assert jobs[-1]["superseded_by"] == jobs[0]["id"]
+
+
+def test_an_eval_run_calls_back_signed_when_its_job_finishes(server: Server,
+                                                             tmp_path: Path) -> None:
+    suite = {"name": "hooked", "model": "tiny-llama", "sampling": {"max_tokens": 4},
+             "cases": [{"id": f"c{i}", "prompt": f"say {i}", "expected": "x"}
+                       for i in range(3)]}
+    (tmp_path / "hooked.yaml").write_text(yaml.safe_dump(suite))
+    with callback_receiver() as receiver:
+        done = eval_run(server, tmp_path, str(tmp_path / "hooked.yaml"),
+                        "--callback-url", receiver.url)
+        assert done.returncode in (0, 1), done.stderr  # the tiny model's text does not matter
+        [delivery] = wait_until(lambda: receiver.deliveries, timeout_s=30,
+                                what="the callback")
+    assert signature_matches(WEBHOOK_SECRET.encode(), delivery.body,
+                             delivery.headers["X-Stoker-Signature"])
+    job = json.loads(delivery.body)["job"]
+    assert job["metadata"]["eval_suite"] == "hooked"
+    assert (job["status"], job["request_counts"]["finished"]) == ("completed", 3)
 
 
 def _eval_jobs(server: Server, suite: str) -> list[dict[str, Any]]:

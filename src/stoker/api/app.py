@@ -18,6 +18,7 @@ from stoker.api import access, cost, jobs, pool, runners
 from stoker.api.anthropic import batches as anthropic_batches
 from stoker.api.anthropic import messages as anthropic_messages
 from stoker.api.body import BodySizeLimit
+from stoker.api.callbacks import CallbackSender
 from stoker.api.dispatch import Dispatcher, LeaseTerms, Reaper
 from stoker.api.errors import install_error_handlers
 from stoker.api.metrics import StokerMetrics
@@ -52,7 +53,7 @@ def create_app(settings: Settings, store: Store, clock: Clock, *,
                     interval_s=min(1.0, leases.ttl_s / 4))
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(served: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
 
         def hear(channel: str, payload: str) -> None:
@@ -66,16 +67,20 @@ def create_app(settings: Settings, store: Store, clock: Clock, *,
         warming = asyncio.create_task(
             upload_worker.start() if prestart_upload_worker else asyncio.sleep(0),
             name="upload-worker")
-        task = asyncio.create_task(reaper.run(), name="reaper")
+        tasks = [asyncio.create_task(reaper.run(), name="reaper"),
+                 asyncio.create_task(CallbackSender(served.state.services).run(),
+                                     name="callbacks")]
         try:
             yield
         finally:
             unsubscribe()
             await warming
             await upload_worker.close()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     metrics = StokerMetrics(store, settings, clock)
     upload_worker = UploadWorker()

@@ -34,6 +34,8 @@ class JobOptions(BaseModel):
     #: A deadline, in seconds after submission: what has not run by then is cancelled (the
     #: job ``expired``). None: the job runs until done.
     expires_after_s: float | None = Field(None, gt=0, le=30 * 86_400)
+    #: POSTed the finished job, signed with the team's webhook secret.
+    callback_url: str | None = Field(None, min_length=1, max_length=2048)
 
 
 class JobSubmission(JobOptions):

@@ -20,7 +20,7 @@ from stoker.api.job_input import (
     resolve_model_names,
 )
 from stoker.api.jsonl_upload import read_upload, validate_upload
-from stoker.api.render import job_json, result_line
+from stoker.api.render import callback_json, job_json, result_line
 from stoker.api.services import Services, client_team, services
 from stoker.api.submission import enqueue, tier_for
 from stoker.core.model import JOB_TERMINAL, Job
@@ -51,6 +51,8 @@ async def submit_job(
                                                   "current now, through a rolling update too"),
     expires_after_s: float | None = Query(None, description="cancel what has not run this "
                                                             "many seconds after submission"),
+    callback_url: str | None = Query(None, max_length=2048,
+                                     description="POSTed the finished job, signed"),
     idempotency_key: str | None = Header(None, max_length=256),
     svc: Services = Depends(services),
 ) -> JSONResponse:
@@ -63,7 +65,8 @@ async def submit_job(
     options = validate(JobOptions, {"tier": tier, "concurrency_group": concurrency_group,
                                     "cancel_in_progress": cancel_in_progress, "cache": cache,
                                     "pin_revision": pin_revision,
-                                    "expires_after_s": expires_after_s},
+                                    "expires_after_s": expires_after_s,
+                                    "callback_url": callback_url},
                        where="query")
     if _is_jsonl(request):
         upload = await read_upload(request, max_lines=limit)
@@ -129,7 +132,11 @@ async def get_job(
     while job.status not in JOB_TERMINAL and (remaining := deadline - svc.clock.now()) > 0:
         await svc.dispatcher.wait_progress(remaining)
         job = await run_in_threadpool(owned_job, svc, job_id, team)
-    return job_json(job)
+    found = job_json(job)
+    callback = await run_in_threadpool(svc.store.get_job_callback, job_id)
+    if callback is not None:
+        found["callback"] = callback_json(callback)
+    return found
 
 
 @router.get("/{job_id}/results")

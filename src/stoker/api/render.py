@@ -7,7 +7,7 @@ from typing import Any
 from stoker.core.model import Job, RequestStatus, Runner
 from stoker.openai_format import error_body
 from stoker.openai_responses import Choice, completion_response_body
-from stoker.store import ResultRow
+from stoker.store import JobCallback, ResultRow
 
 
 def job_json(job: Job) -> dict[str, Any]:
@@ -34,6 +34,13 @@ def job_json(job: Job) -> dict[str, Any]:
             "completed": c.succeeded, "finished": c.finished,
         },
     }
+
+
+def callback_json(callback: JobCallback) -> dict[str, Any]:
+    """How a job's completion callback went (its URL is the owner's own)."""
+    return {"url": callback.url, "state": callback.state.value, "attempts": callback.attempts,
+            "delivered_at": callback.delivered_at, "given_up_at": callback.given_up_at,
+            "last_error": callback.last_error}
 
 
 def choice_of(row: ResultRow) -> Choice:

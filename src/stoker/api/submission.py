@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from stoker.api.callbacks import check_callback_url
 from stoker.api.job_input import JobOptions, ParsedJob, RequestsReadBack, canonical_line
 from stoker.api.result_cache import cache_key
 from stoker.api.services import Services, current_checkpoint
@@ -42,7 +43,8 @@ def fingerprint(tier: Tier, parsed: ParsedJob, options: JobOptions) -> str:
     digest = hashlib.sha256()
     asked = options.model_dump(exclude={"tier"})
     # Options at their default are left out, as before they existed: old fingerprints match.
-    for name, default in (("pin_revision", False), ("expires_after_s", None)):
+    for name, default in (("pin_revision", False), ("expires_after_s", None),
+                          ("callback_url", None)):
         if asked[name] == default:
             del asked[name]
     head = [tier.name, parsed.model, asked]
@@ -106,6 +108,8 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
                   batch: NewBatch | None = None) -> Submission:
     """Admit and store a job (with its OpenAI batch, if any), then wake a runner for it."""
     policy = svc.teams.policy(team)
+    if options.callback_url is not None:
+        await check_callback_url(svc, team, options.callback_url)
     now = svc.clock.now()
 
     def check(load: TeamLoad, state: AdmissionState | None
@@ -132,7 +136,7 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
             cancel_in_progress=options.cancel_in_progress, use_cache=use_cache,
             batch=batch, fingerprint=fingerprint(tier, parsed, options),
             revision=checkpoint.revision if options.pin_revision else None,
-            expires_after_s=options.expires_after_s,
+            expires_after_s=options.expires_after_s, callback_url=options.callback_url,
         )
         return svc.store.submit_job(new_job, now=now, admission=check)
 

@@ -7,6 +7,8 @@ import hmac
 import os
 from dataclasses import dataclass
 
+from pydantic import SecretStr
+
 from stoker.core.admission import BreakerConfig, TeamQuota
 from stoker.errors import Forbidden, InvalidRequest, Unauthorized
 from stoker.settings import BreakerSettings, Settings, TeamSettings
@@ -41,6 +43,14 @@ def _breaker(config: BreakerSettings | None) -> BreakerConfig | None:
     return BreakerConfig(config.max_submissions, config.window_s, config.cooldown_s)
 
 
+def _secret(inline: SecretStr | None, env: str | None) -> bytes | None:
+    if inline is not None:
+        return inline.get_secret_value().encode("utf-8")
+    if env and os.environ.get(env):
+        return os.environ[env].encode("utf-8")
+    return None
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
@@ -51,8 +61,12 @@ class TeamDirectory:
     def __init__(self, settings: Settings) -> None:
         self._by_digest: dict[bytes, str] = {}
         self._policies: dict[str, TeamPolicy] = {}
+        self._webhook_secrets: dict[str, bytes] = {}
         for name, team in settings.teams.items():
             self._by_digest[_digest(self._token_of(name, team))] = name
+            secret = _secret(team.webhook_secret, team.webhook_secret_env)
+            if secret is not None:
+                self._webhook_secrets[name] = secret
             self._policies[name] = TeamPolicy(
                 name, team.weight, frozenset(team.tiers) if team.tiers is not None else None,
                 TeamQuota(**team.quotas.model_dump()),
@@ -64,6 +78,9 @@ class TeamDirectory:
             self._policies[DEFAULT_TEAM] = TeamPolicy(
                 DEFAULT_TEAM, 1.0, None, TeamQuota(), _breaker(settings.circuit_breaker),
                 f"team:{DEFAULT_TEAM}")
+            secret = _secret(settings.callbacks.secret, settings.callbacks.secret_env)
+            if secret is not None:
+                self._webhook_secrets[DEFAULT_TEAM] = secret
 
     @staticmethod
     def _token_of(name: str, team: TeamSettings) -> str:
@@ -91,6 +108,10 @@ class TeamDirectory:
             if hmac.compare_digest(digest, given):
                 return team
         raise Unauthorized("the token is not valid for any team")
+
+    def webhook_secret(self, team: str) -> bytes | None:
+        """The key that signs the team's completion callbacks (None: it has none)."""
+        return self._webhook_secrets.get(team)
 
     def policy(self, team: str) -> TeamPolicy:
         """A team's policy."""

@@ -42,6 +42,8 @@ class StokerTarget:
     concurrency_group: str | None = None
     on_progress: Callable[[dict[str, Any]], None] | None = None
     timeout_s: float = 3600.0
+    #: Called when the cases' job finishes (a CI system's webhook, say).
+    callback_url: str | None = None
     #: The jobs submitted, in order (the cases' first, then the judge's).
     jobs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -53,7 +55,8 @@ class StokerTarget:
             idempotency_key=f"{self.idempotency_key}:{purpose}" if self.idempotency_key
             else None,
             concurrency_group=self.concurrency_group if first else None,
-            cancel_in_progress=first and self.concurrency_group is not None)
+            cancel_in_progress=first and self.concurrency_group is not None,
+            callback_url=self.callback_url if first else None)
         done = self.client.wait(job["id"], timeout_s=self.timeout_s, update_s=5.0,
                                 on_progress=self.on_progress)
         self.jobs.append(done)

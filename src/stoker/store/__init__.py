@@ -16,6 +16,7 @@ from stoker.store.protocol import (
     StoredFile,
     Submission,
 )
+from stoker.store.protocol_callbacks import CallbackState, DueCallback, JobCallback
 from stoker.store.protocol_pool import (
     ModelRoll,
     PoolDecisionRecord,
@@ -39,8 +40,11 @@ def open_store(url: str | None, *, sqlite_path: Path, pool_size: int = 8) -> Sto
 
 
 __all__ = [
+    "CallbackState",
     "CompletionSummary",
+    "DueCallback",
     "JobBatch",
+    "JobCallback",
     "ModelRoll",
     "NewBatch",
     "NewJob",

@@ -20,6 +20,7 @@ from stoker.core.model import (
     RunnerInterval,
     RunnerState,
 )
+from stoker.store.protocol_callbacks import CallbackStore
 from stoker.store.protocol_pool import PoolStore
 
 
@@ -116,6 +117,8 @@ class NewJob:
     revision: str | None = None
     #: Seconds after submission past which what has not run is cancelled (None: no deadline).
     expires_after_s: float | None = None
+    #: Called (POST, signed) once the job has finished; checked by the caller beforehand.
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +206,7 @@ class JobBatch:
     job_requests: int
 
 
-class Store(PoolStore, Protocol):
+class Store(PoolStore, CallbackStore, Protocol):
     """Durable state of jobs, requests, results, runners, leases and batches.
 
     Every write is committed durably before the call returns.

@@ -528,3 +528,30 @@ WHERE id = :id AND status = 'rolling';
 SELECT revision, COUNT(*) FROM requests
 WHERE model = :model AND status IN ('queued', 'leased') AND revision IS NOT NULL
 GROUP BY revision;
+
+-- name: insert_job_callback
+INSERT INTO job_callbacks (job_id, url) VALUES (:job_id, :url);
+
+-- name: claim_due_callbacks
+-- Finished jobs' callbacks that are due, held until :hold_until so that no other replica sends
+-- them meanwhile (the outer condition is checked again on the row it updates).
+UPDATE job_callbacks SET next_attempt_at = :hold_until
+WHERE job_id IN (SELECT c.job_id FROM job_callbacks c JOIN jobs j ON j.id = c.job_id
+                 WHERE c.delivered_at IS NULL AND c.given_up_at IS NULL
+                   AND c.next_attempt_at <= :now AND j.finished_at IS NOT NULL
+                 ORDER BY c.next_attempt_at LIMIT :limit)
+  AND delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_at <= :now
+RETURNING job_id, url, attempts;
+
+-- name: callback_delivered
+UPDATE job_callbacks SET attempts = attempts + 1, delivered_at = :now, last_error = NULL
+WHERE job_id = :job_id;
+
+-- name: callback_failed
+UPDATE job_callbacks SET attempts = attempts + 1, last_error = :error,
+    next_attempt_at = COALESCE(:next_attempt_at, next_attempt_at), given_up_at = :given_up_at
+WHERE job_id = :job_id;
+
+-- name: get_job_callback
+SELECT job_id, url, attempts, next_attempt_at, delivered_at, given_up_at, last_error
+FROM job_callbacks WHERE job_id = :job_id;

@@ -33,6 +33,7 @@ from stoker.store.protocol import (
     ResultRow,
 )
 from stoker.store.sql_base import CACHE_HITS, LEASES_EXPIRED, PROGRESS, WORK
+from stoker.store.sql_callbacks import CallbacksSQL
 from stoker.store.sql_pool import PoolSQL
 from stoker.store.sql_runners import RunnersSQL
 from stoker.store.sql_submit import SubmitSQL
@@ -66,7 +67,7 @@ def _check_report_in_lease(lease_id: str, granted: Sequence[str],
                        f"{shown}; nothing of it was recorded")
 
 
-class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL):
+class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL, CallbacksSQL):
     """:class:`stoker.store.Store` over any connection that speaks our named queries."""
 
     # -- jobs ------------------------------------------------------------------------------

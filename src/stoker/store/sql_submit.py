@@ -158,6 +158,8 @@ class SubmitSQL(OpenAIObjectsSQL):
                 metadata=json.dumps(job.metadata), idempotency_key=job.idempotency_key,
                 concurrency_group=job.concurrency_group, fingerprint=job.fingerprint,
                 expires_at=None if job.expires_after_s is None else now + job.expires_after_s)
+        if job.callback_url is not None:
+            self._x(conn, "insert_job_callback", job_id=job_id, url=job.callback_url)
         # A statement per page of rows (PostgreSQL's queue trigger sums each statement once).
         for chunk in prepared.chunks:
             self._x(conn, "insert_requests", rows=chunk, job_id=job_id, model=job.model,
