@@ -162,6 +162,22 @@ def test_an_eval_run_calls_back_signed_when_its_job_finishes(server: Server,
     assert (job["status"], job["request_counts"]["finished"]) == ("completed", 3)
 
 
+@pytest.mark.parametrize(("config", "model", "cases"), [
+    ("promptfoo/promptfooconfig.yaml", "tiny-llama", ["test-1", "test-2"]),
+    ("lm_eval/stoker_smoke.yaml", "smollm2", ["stoker_smoke/0", "stoker_smoke/1",
+                                              "stoker_smoke/2"]),
+])
+def test_promptfoo_and_lm_eval_examples_run_as_suites(server: Server, tmp_path: Path,
+                                                      config: str, model: str,
+                                                      cases: list[str]) -> None:
+    done = eval_run(server, tmp_path, str(EXAMPLES.parent / config), "--model", model)
+    assert done.returncode in (0, 1), done.stderr  # scored: a verdict either way
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [c["id"] for c in report["cases"]] == cases
+    assert report["model"] == model
+    assert all(c["answers"][0]["text"] is not None for c in report["cases"])
+
+
 def _eval_jobs(server: Server, suite: str) -> list[dict[str, Any]]:
     found = httpx.get(f"{server.url}/api/jobs", headers={"Authorization": f"Bearer {TOKEN}"},
                       params={"limit": 100}, timeout=10).json()["data"]

@@ -1,7 +1,8 @@
 """An eval suite: cases (a prompt or messages, variables, what the answer must satisfy), the
 model and sampling parameters they run with, the tier, how many samples per case, and the
 thresholds a run is gated on. Written as YAML (cases inline or in a JSONL file); a suite may
-include others, whose cases join its own.
+include others, whose cases join its own. A promptfoo config or an lm-eval generation task is
+read as the suite it describes (:mod:`stoker.evals.promptfoo`, :mod:`stoker.evals.lm_eval_task`).
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ def load_suite(path: Path, *, seen: frozenset[Path] = frozenset()) -> Suite:
         raise SuiteError(f"cannot read {path}: {exc}") from None
     if not isinstance(raw, dict):
         raise SuiteError(f"{path}: a suite is a YAML mapping")
+    raw = _as_suite(raw, path)
     if raw.get("cases_file"):
         raw["cases"] = [*raw.get("cases", []), *_cases_file(path.parent / raw["cases_file"])]
     try:
@@ -178,6 +180,18 @@ def load_suite(path: Path, *, seen: frozenset[Path] = frozenset()) -> Suite:
     for case in cases:  # every variable is set: fail now, not after the run
         case.chat_messages(suite.system)
     return suite.model_copy(update={"cases": cases})
+
+
+def _as_suite(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A promptfoo config or an lm-eval task as the suite it describes; a suite as it is."""
+    from stoker.evals.lm_eval_task import is_lm_eval_task, suite_from_lm_eval
+    from stoker.evals.promptfoo import is_promptfoo, suite_from_promptfoo
+
+    if is_promptfoo(raw):
+        return suite_from_promptfoo(raw, path)
+    if is_lm_eval_task(raw):
+        return suite_from_lm_eval(raw, path)
+    return raw
 
 
 def _cases_file(path: Path) -> list[Any]:
