@@ -23,7 +23,7 @@ from stoker.evals.ci import CiIdentity, ci_identity
 from stoker.evals.report import RunInfo, markdown, report_json
 from stoker.evals.run import run_suite
 from stoker.evals.suite import Suite, SuiteError, load_suite
-from stoker.evals.targets import EndpointTarget, StokerTarget, Superseded, Target
+from stoker.evals.targets import EndpointTarget, StokerTarget, Submitted, Superseded, Target
 
 eval_app = typer.Typer(help="Eval suites: run, score, gate, report.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -57,6 +57,9 @@ def run(
     callback_url: Annotated[str | None, typer.Option(
         help="POSTed the cases' job when it finishes, signed with your team's secret")]
     = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait/--no-wait", help="wait for the run and score it (else submit and exit)")]
+    = True,
 ) -> None:
     """Run SUITE as one job, score it, compare it with --baseline and write the reports
     (Markdown also to $GITHUB_STEP_SUMMARY when set). Exits 1 when the gate fails."""
@@ -65,6 +68,9 @@ def run(
     except SuiteError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(BAD_SUITE) from None
+    if endpoint and not wait:
+        err.print("[red]error:[/red] --no-wait needs Stoker (an --endpoint answers as it goes)")
+        raise typer.Exit(BAD_SUITE)
     suite = suite.model_copy(update={"model": model or suite.model, "tier": tier or suite.tier})
     client = None if endpoint else StokerClient(server or default_server(), token=token)
     who = ci_identity(os.environ)
@@ -73,10 +79,15 @@ def run(
         target, judge_for_baseline = _targets(suite, client, who, name, endpoint,
                                               endpoint_key_env, timeout_s)
         if isinstance(target, StokerTarget):
-            target.callback_url = callback_url
+            target.callback_url, target.wait = callback_url, wait
         results = run_suite(suite, target)
         base = (load_baseline(baseline, suite, client, judge_for_baseline)
                 if baseline else None)
+    except Submitted as exc:
+        # In CI, a later waiting run of the same commit finds this job by its idempotency key.
+        typer.echo(exc.job["id"])
+        err.print(f"{suite.name}: {escape(str(exc))}; not waiting, no report")
+        return
     except Superseded as exc:
         err.print(f"[yellow]superseded:[/yellow] {escape(str(exc))}; no verdict")
         raise typer.Exit(SUPERSEDED) from None

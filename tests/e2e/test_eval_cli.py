@@ -162,6 +162,26 @@ def test_an_eval_run_calls_back_signed_when_its_job_finishes(server: Server,
     assert (job["status"], job["request_counts"]["finished"]) == ("completed", 3)
 
 
+def test_no_wait_submits_and_a_later_run_of_the_commit_scores_that_job(server: Server,
+                                                                       tmp_path: Path) -> None:
+    suite = {"name": "later", "model": "tiny-llama", "sampling": {"max_tokens": 4},
+             "cases": [{"id": f"c{i}", "prompt": f"say {i}", "expected": "x"}
+                       for i in range(3)]}
+    (tmp_path / "later.yaml").write_text(yaml.safe_dump(suite))
+    ci = {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "acme/app", "GITHUB_SHA": "3333333",
+          "GITHUB_REF": "refs/heads/main"}
+    submitted = eval_run(server, tmp_path, str(tmp_path / "later.yaml"), "--no-wait", env=ci)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    assert job_id.startswith("job_")
+    assert not (tmp_path / "report.json").exists()
+    scored = eval_run(server, tmp_path, str(tmp_path / "later.yaml"), env=ci)
+    assert scored.returncode in (0, 1), scored.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["job_ids"] == [job_id]  # the same job, not the suite queued again
+    assert len(_eval_jobs(server, "later")) == 1
+
+
 @pytest.mark.parametrize(("config", "model", "cases"), [
     ("promptfoo/promptfooconfig.yaml", "tiny-llama", ["test-1", "test-2"]),
     ("lm_eval/stoker_smoke.yaml", "smollm2", ["stoker_smoke/0", "stoker_smoke/1",

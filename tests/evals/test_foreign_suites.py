@@ -134,5 +134,5 @@ def test_what_an_lm_eval_task_needs_that_stoker_cannot_do_is_refused(
 
 def test_the_log_likelihood_task_of_the_client_tests_is_refused_with_the_way_to_run_it() -> None:
     task = Path(__file__).parents[1] / "e2e" / "lm_eval_tasks" / "stoker_capitals.yaml"
-    with pytest.raises(SuiteError, match="examples/lm_eval/run.sh"):
+    with pytest.raises(SuiteError, match=r"examples/lm_eval/run\.sh"):
         load_suite(task)

@@ -44,6 +44,8 @@ class StokerTarget:
     timeout_s: float = 3600.0
     #: Called when the cases' job finishes (a CI system's webhook, say).
     callback_url: str | None = None
+    #: False: submit the cases' job and raise Submitted instead of waiting for it.
+    wait: bool = True
     #: The jobs submitted, in order (the cases' first, then the judge's).
     jobs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -57,12 +59,22 @@ class StokerTarget:
             concurrency_group=self.concurrency_group if first else None,
             cancel_in_progress=first and self.concurrency_group is not None,
             callback_url=self.callback_url if first else None)
+        if not self.wait:
+            raise Submitted(job)
         done = self.client.wait(job["id"], timeout_s=self.timeout_s, update_s=5.0,
                                 on_progress=self.on_progress)
         self.jobs.append(done)
         if done.get("superseded_by"):
             raise Superseded(done["id"], done["superseded_by"])
         return {row["custom_id"]: answer_of_row(row) for row in self.client.results(job["id"])}
+
+
+class Submitted(Exception):
+    """The cases' job is in the queue and the caller asked not to wait for it."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        super().__init__(f"submitted job {job['id']} ({job['status']})")
+        self.job = job
 
 
 class Superseded(Exception):
