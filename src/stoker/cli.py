@@ -104,6 +104,9 @@ def runner(
     max_batch_size: Annotated[int | None, typer.Option("--max-batch-size")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch")] = None,
     device: Annotated[str, typer.Option("--device")] = "cpu",
+    replica: Annotated[str | None, typer.Option(
+        "--replica", help="a lent replica of a lending fleet to send the model's work to")]
+        = None,
 ) -> None:
     """Run one runner: load the model once, then lease → batch → run → report until SIGTERM."""
     from stoker.runner.loop import Runner, RunnerOptions
@@ -116,7 +119,7 @@ def runner(
     options = RunnerOptions(
         server=server or default_server(), model=model,
         name=name or f"runner-{os.getpid()}", token=os.environ.get("STOKER_RUNNER_TOKEN"),
-        checkpoint=checkpoint, max_batch_size=max_batch_size, device=device,
+        checkpoint=checkpoint, max_batch_size=max_batch_size, device=device, replica=replica,
     )
     worker = Runner(options)
     worker.install_signal_handlers()

@@ -26,6 +26,7 @@ from stoker.errors import Unavailable
 from stoker.pool.controller import PoolController
 from stoker.pool.fixed import FixedPool
 from stoker.pool.kubernetes import KubernetesProvisioner, kubernetes_pods_api
+from stoker.pool.lending import LendingController, LocalReplicaLender
 from stoker.pool.local import LocalProvisioner
 from stoker.pool.provisioner import Provisioner
 from stoker.runner.backends.tiny_model import create_tiny_model, is_checkpoint
@@ -81,6 +82,18 @@ def autoscale_controllers(settings: Settings, store: Store,
     return controllers
 
 
+def lending_controllers(settings: Settings, store: Store, url: str, keys: Mapping[str, str],
+                        runner_token: str | None) -> list[LendingController]:
+    """A lending controller per external fleet (see stoker.pool.lending)."""
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return [LendingController(
+        store, name, fleet,
+        LocalReplicaLender(url, fleet, settings.data_dir / "logs", runner_token=runner_token,
+                           provider_key=keys.get(fleet.model)),
+        SystemClock(), holder)
+        for name, fleet in settings.lending.items()]
+
+
 def serve(settings: Settings, *, on_ready: threading.Event | None = None,
           stop: threading.Event | None = None) -> None:
     """Run the API and the local pool until SIGINT/SIGTERM (or ``stop``) then drain and exit."""
@@ -130,6 +143,9 @@ def serve(settings: Settings, *, on_ready: threading.Event | None = None,
                                 daemon=True) for c in controllers]
     scaling += [threading.Thread(target=f.run, args=(stop_scaling,), name=f"pool-{f.model}",
                                  daemon=True) for f in fixed]
+    scaling += [threading.Thread(target=c.run, args=(stop_scaling,), name=f"lending-{c.name}",
+                                 daemon=True)
+                for c in lending_controllers(settings, store, url, keys, runner_token)]
     try:
         for pool in fixed:
             pool.step()  # its first runners, before the pool is ready

@@ -22,6 +22,7 @@ from stoker.accounting.prices import DEFAULT_RUNNER_CLASSES
 from stoker.core.tiers import DEFAULT_TIERS
 from stoker.errors import InvalidRequest
 from stoker.settings_callbacks import CallbackSettings
+from stoker.settings_lending import FleetSettings
 from stoker.settings_pool import AutoscaleSettings, KubernetesSettings, PoolSettings
 from stoker.settings_strict import _Strict
 
@@ -292,6 +293,8 @@ class Settings(_Strict):
     runner_classes: dict[str, RunnerClassSettings] = Field(default_factory=dict)
     accounting: AccountingSettings = AccountingSettings()
     callbacks: CallbackSettings = CallbackSettings()
+    #: External online fleets whose idle replicas Stoker borrows (see stoker.core.lending).
+    lending: dict[str, FleetSettings] = Field(default_factory=dict)
     #: Sees every team's costs (the dashboard and reports); teams see their own. Once teams
     #: exist, the operator routes (runners, drain, counters, metrics, docs) need it.
     operator_token: SecretStr | None = None
@@ -308,6 +311,8 @@ class Settings(_Strict):
         spec = self.models[name]
         if spec.runners is not None:
             return spec.runners
+        if any(fleet.model == name for fleet in self.lending.values()):
+            return 0  # the lending controller starts them, one set per lent replica
         if name == self.default_model:
             return self.pool.size
         return 1 if spec.is_remote else 0
@@ -344,6 +349,18 @@ def _check_policy(settings: Settings) -> None:
     if settings.teams and settings.runner_token is None:
         raise InvalidRequest("with teams configured, set runner_token too, so that runner "
                              "endpoints are not open to every caller")
+
+
+def _check_lending(settings: Settings) -> None:
+    for name, fleet in settings.lending.items():
+        spec = settings.models.get(fleet.model)
+        if spec is None or spec.backend != "openai":
+            raise InvalidRequest(f"lending.{name}.model {fleet.model!r} must be a model with "
+                                 "backend: openai (its runners call the lent replicas' API)")
+        if fleet.min_serving_replicas >= len(fleet.replicas):
+            raise InvalidRequest(f"lending.{name}: min_serving_replicas "
+                                 f"({fleet.min_serving_replicas}) leaves none of its "
+                                 f"{len(fleet.replicas)} replicas to lend")
 
 
 def _check_provisioner(settings: Settings) -> None:
@@ -412,6 +429,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise InvalidRequest(f"invalid settings: {problems}") from None
     _check_policy(settings)
     _check_provisioner(settings)
+    _check_lending(settings)
     if not settings.teams and not is_loopback(settings.host):
         # No teams means no client authentication, so the API must not be reachable from
         # other machines. Teams and their tokens lift this (next milestone).

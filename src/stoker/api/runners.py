@@ -15,8 +15,8 @@ from stoker.api.render import runner_json
 from stoker.api.services import Services, current_checkpoint, services
 from stoker.core.continuous import TopUp
 from stoker.core.model import RunnerState
-from stoker.errors import LeaseLost, ModelNotFound
-from stoker.settings import ModelSettings
+from stoker.errors import InvalidRequest, LeaseLost, ModelNotFound
+from stoker.settings import ModelSettings, Settings
 from stoker.store import RequestOutcome
 from stoker.store.sql import PROVIDER_RATE_LIMITS
 
@@ -39,6 +39,8 @@ class RegisterIn(_In):
     #: When the runner's process started (unix s): its cold start counts from then, not from
     #: this call, which comes after its imports.
     launched_at: float | None = Field(None, ge=0)
+    #: A replica of a lending fleet serving this model: the runner calls that replica's API.
+    replica: str | None = Field(None, min_length=1, max_length=200)
 
 
 #: A launch time further back than this is taken as this far back (a clock that is off, or a
@@ -136,6 +138,7 @@ async def register(request: Request, svc: Services = Depends(services)) -> dict[
     if body.model not in settings.models:
         raise ModelNotFound(f"model {body.model!r} is not configured on this server; "
                             f"configured: {', '.join(sorted(settings.models))}")
+    replica_url = replica_base_url(settings, body.model, body.replica)
     batching = settings.batching_for(body.model)
     checkpoint = await run_in_threadpool(current_checkpoint, svc, body.model)
     now = svc.clock.now()
@@ -154,17 +157,32 @@ async def register(request: Request, svc: Services = Depends(services)) -> dict[
         "heartbeat_interval_s": max(0.2, leases.ttl_s / 3),
         "long_poll_s": leases.long_poll_s,
         "model_path": checkpoint.path,
-        "backend": backend_terms(body.model, settings.models[body.model]),
+        "backend": backend_terms(body.model, settings.models[body.model], replica_url),
         "batching": {"continuous": batching.continuous,
                      "online_headroom_rows": batching.online_headroom_rows},
     }
 
 
-def backend_terms(name: str, spec: ModelSettings) -> dict[str, Any]:
-    """What a runner needs to reach its model: never the key, which the runner's host holds."""
+def replica_base_url(settings: Settings, model: str, replica: str | None) -> str | None:
+    """The API of the lent ``replica`` that a runner of ``model`` calls (None: the model's
+    own). Only replicas of a fleet configured for that model: a runner names one, never a
+    URL."""
+    if replica is None:
+        return None
+    for fleet in settings.lending.values():
+        if fleet.model == model and replica in fleet.replicas:
+            return fleet.replica_base_url(replica)
+    raise InvalidRequest(f"no lending fleet of model {model!r} has a replica {replica!r}",
+                         param="replica")
+
+
+def backend_terms(name: str, spec: ModelSettings,
+                  base_url: str | None = None) -> dict[str, Any]:
+    """What a runner needs to reach its model: never the key, which the runner's host holds.
+    ``base_url``: a lent replica's API instead of the model's."""
     if not spec.is_remote:
         return {"kind": spec.backend, "dtype": spec.load_dtype}
-    return {"kind": spec.backend, "base_url": spec.base_url,
+    return {"kind": spec.backend, "base_url": base_url or spec.base_url,
             "remote_model": spec.remote_model or name, "max_concurrency": spec.max_concurrency,
             "timeout_s": spec.timeout_s, "max_retries": spec.max_retries,
             "max_backoff_s": spec.max_backoff_s}

@@ -58,6 +58,10 @@ class LocalProvisioner:
     local_model: bool = True
     #: How many runners will share the machine's cores at most (default: each start's count).
     max_runners: int | None = None
+    #: Added to each runner's command line (``--replica NAME`` for a lent replica's runners).
+    extra_args: tuple[str, ...] = ()
+    #: Runner names are ``local-<name_stem>-<n>`` (default: the model's name).
+    name_stem: str | None = None
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
     #: Runners that exited: how, and the last line of their log.
@@ -72,10 +76,10 @@ class LocalProvisioner:
                                  provider_key=self.provider_key)
         started = []
         for _ in range(count):
-            name = f"local-{self.model}-{self._started}"
+            name = f"local-{self.name_stem or self.model}-{self._started}"
             self._started += 1
             cmd = [sys.executable, "-m", "stoker.cli", "runner", "--server", self.server_url,
-                   "--model", self.model, "--name", name]
+                   "--model", self.model, "--name", name, *self.extra_args]
             if self.local_model:
                 cmd += ["--threads", str(threads)]
             with (self.log_dir / f"runner-{name}.log").open("ab") as out:

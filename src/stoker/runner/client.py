@@ -93,13 +93,16 @@ class ControlPlaneClient:
         raise RuntimeError(f"control plane refused: {response.status_code} {message}")
 
     def register(self, *, name: str, model: str, pid: int, host: str,
-                 max_batch_size: int | None, launched_at: float | None = None
-                 ) -> dict[str, Any]:
+                 max_batch_size: int | None, launched_at: float | None = None,
+                 replica: str | None = None) -> dict[str, Any]:
         """Register; returns the server's terms (lease TTL, heartbeat interval, batch size).
-        ``launched_at``: when this process started, so its cold start counts from then."""
-        reply = self._call("/api/runners", {"name": name, "model": model, "pid": pid,
-                                            "host": host, "max_batch_size": max_batch_size,
-                                            "launched_at": launched_at})
+        ``launched_at``: when this process started, so its cold start counts from then;
+        ``replica``: the lent replica whose API it calls."""
+        body = {"name": name, "model": model, "pid": pid, "host": host,
+                "max_batch_size": max_batch_size, "launched_at": launched_at}
+        if replica is not None:
+            body["replica"] = replica
+        reply = self._call("/api/runners", body)
         self.runner_id = str(reply["runner"]["id"])
         return reply
 

@@ -40,6 +40,8 @@ class RunnerOptions:
     checkpoint: Path | None = None
     max_batch_size: int | None = None
     device: str = "cpu"
+    #: A lent replica (of a lending fleet) whose OpenAI API this runner sends its work to.
+    replica: str | None = None
 
 
 #: The environment variable a runner of a remote model reads its provider key from.
@@ -92,7 +94,7 @@ class Runner:
         terms = self.client.register(
             name=self.options.name, model=self.options.model, pid=os.getpid(),
             host=socket.gethostname(), max_batch_size=self.options.max_batch_size,
-            launched_at=psutil.Process().create_time(),
+            launched_at=psutil.Process().create_time(), replica=self.options.replica,
         )
         self._heartbeat_s = float(terms["heartbeat_interval_s"])
         self._long_poll_s = float(terms["long_poll_s"])
