@@ -39,6 +39,7 @@ def test_nothing_is_lent_until_the_load_has_been_calm_for_the_delay() -> None:
     assert decision.lend == ()
     decision, state = plan_lending(replicas, state, CONFIG, now=300.0)
     assert decision.lend == ("r2", "r3")  # the quietest, lend_step at a time
+    assert decision.reason == "idle"
     assert state.lent == ("r2", "r3")
     # The next step waits for another calm delay.
     decision, state = plan_lending(replicas, state, CONFIG, now=301.0)
@@ -53,7 +54,7 @@ def test_a_rise_in_load_takes_back_newest_loans_at_once() -> None:
     busy = [ReplicaLoad("r0", running=25), *fleet(0, 0, 0, 0)[1:]]
     decision, state = plan_lending(busy, state, CONFIG, now=10.0)
     assert decision.needed == 4  # 25 x 1.25 / 10
-    assert decision.reclaim == ("r3", "r2", "r1")
+    assert (decision.reclaim, decision.reason) == (("r3", "r2", "r1"), "load")
     assert state == LendingState(lent=(), calm_since=None)
 
 
@@ -62,14 +63,14 @@ def test_requests_waiting_or_a_full_kv_cache_reclaim_one_more_replica() -> None:
     waiting = [ReplicaLoad("r0", running=3, waiting=2), ReplicaLoad("r1", running=1),
                ReplicaLoad("r2"), ReplicaLoad("r3")]
     decision, after = plan_lending(waiting, state, CONFIG, now=10.0)
-    assert decision.reclaim == ("r3",)
-    assert "r0 has 2 requests waiting" in decision.reason
+    assert (decision.reclaim, decision.reason) == (("r3",), "pressure")
+    assert "r0 has 2 requests waiting" in decision.detail
     assert after == LendingState(lent=("r2",), calm_since=None)
     full = [ReplicaLoad("r0", running=1, kv_cache_usage=0.95), ReplicaLoad("r1"),
             ReplicaLoad("r2"), ReplicaLoad("r3")]
     decision, _ = plan_lending(full, state, CONFIG, now=10.0)
     assert decision.reclaim == ("r3",)
-    assert "KV cache 95% full" in decision.reason
+    assert "KV cache 95% full" in decision.detail
 
 
 def test_an_unreachable_replica_is_neither_lent_nor_counted() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import Server, wait_until
@@ -51,6 +52,10 @@ def test_an_idle_replica_is_lent_taken_back_under_load_and_nothing_is_lost(
         [lent] = wait_until(lambda: [r for r in fleet_runners(server) if r["state"] == "idle"],
                             timeout_s=60, what="a runner on the lent replica")
         assert lent["name"].startswith("local-fleet-chat-r1-")
+        [status] = server.get("/api/pool")["lending"]
+        assert (status["fleet"], status["lent"], status["needed"]) == ("chat", ["r1"], 1)
+        metrics = httpx.get(server.url + "/metrics", timeout=10).text
+        assert 'stoker_lending_lent_replica{fleet="chat",replica="r1"} 1.0' in metrics
         requests = [{"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions",
                      "body": {"model": "fleet-chat", "max_tokens": 24, "temperature": 0,
                               "messages": [{"role": "user", "content": f"Tell me about {i}"}]}}
@@ -68,7 +73,8 @@ def test_an_idle_replica_is_lent_taken_back_under_load_and_nothing_is_lost(
         assert paused["queued"] > 0
         [reclaim] = [d for d in lending_decisions(server) if d["stopped"]]
         assert reclaim["stopped"] == ["r1"]
-        assert "r0 has 3 requests waiting" in reclaim["reason"]
+        assert reclaim["reason"] == "pressure"
+        assert "r0 has 3 requests waiting" in reclaim["signals"]["detail"]
         # Night again: r1 is lent again and the job finishes.
         fleet.step = 0
         done = server.wait_job(job["id"], timeout_s=120)

@@ -66,7 +66,7 @@ def test_the_policy_over_a_recorded_night_and_morning() -> None:
     # The rush: r0 waits and its KV cache is 93% full: r2 comes back at once.
     rush, lent_after = decisions[3]
     assert rush.reclaim == ("r2",)
-    assert "r0 has 6 requests waiting" in rush.reason
+    assert "r0 has 6 requests waiting" in rush.detail
     assert lent_after == ()
     # Day: all three serve; nothing is lent while the load needs them.
     assert decisions[4][0].lend == ()

@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from stoker.accounting.view import cost_report
 from stoker.clock import Clock
+from stoker.core.lending import lending_pool
 from stoker.settings import Settings
 from stoker.store import Store
 from stoker.store.sql import COUNTERS
@@ -73,12 +74,32 @@ class StoreCollector(Collector):
             if latest:
                 desired.add_metric([name], latest[0].desired)
         yield desired
+        yield from self._lending()
         decisions = CounterMetricFamily("stoker_pool_decisions",
                                         "Autoscaler decisions recorded, by reason",
                                         labels=["model", "reason"])
         for (model, reason), n in sorted(self._store.pool_decision_counts().items()):
             decisions.add_metric([model, reason], n)
         yield decisions
+
+    def _lending(self) -> Iterator[Metric]:
+        """Per external fleet, from its controller's latest decision: the replicas the
+        service needs and those lent (a router may drain lent replicas by this)."""
+        needed = GaugeMetricFamily("stoker_lending_needed_replicas",
+                                   "Replicas the online fleet needs now, with headroom",
+                                   labels=["fleet"])
+        lent = GaugeMetricFamily("stoker_lending_lent_replica",
+                                 "1 for each replica lent to Stoker's work", labels=["fleet",
+                                                                                     "replica"])
+        for name in sorted(self._settings.lending):
+            latest = self._store.pool_decisions(model=lending_pool(name), limit=1)
+            if not latest:
+                continue
+            needed.add_metric([name], latest[0].desired)
+            for replica in latest[0].signals.get("lent", []):
+                lent.add_metric([name, str(replica)], 1.0)
+        yield needed
+        yield lent
 
     def _direct_cost(self) -> dict[tuple[str, str], float]:
         now = self._clock.now()

@@ -14,6 +14,7 @@ from stoker.api import access
 from stoker.api.body import decode_utf8, json_body, parse_json, validate
 from stoker.api.result_cache import model_revision
 from stoker.api.services import Services, current_checkpoint, services
+from stoker.core.lending import lending_pool
 from stoker.errors import Conflict, ModelNotFound, Unprocessable
 from stoker.store import ModelRoll, PoolDecisionRecord
 
@@ -65,7 +66,21 @@ def pool_status(decisions: int = Query(20, ge=0, le=500),
             "decisions": [decision_json(d) for d in recent],
             "rolls": [roll_json(r) for r in svc.store.model_rolls(name, limit=3)],
         })
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": data, "lending": _lending(svc)}
+
+
+def _lending(svc: Services) -> list[dict[str, Any]]:
+    """Each external fleet: its replicas, and the lending controller's latest decision (the
+    replicas lent, what the service needs, the load it was read from)."""
+    found = []
+    for name, fleet in svc.settings.lending.items():
+        latest = svc.store.pool_decisions(model=lending_pool(name), limit=1)
+        found.append({"fleet": name, "model": fleet.model, "replicas": sorted(fleet.replicas),
+                      "min_serving_replicas": fleet.min_serving_replicas,
+                      "lent": latest[0].signals.get("lent", []) if latest else [],
+                      "needed": latest[0].desired if latest else None,
+                      "decision": decision_json(latest[0]) if latest else None})
+    return found
 
 
 def _measured(svc: Services, model: str) -> dict[str, Any]:

@@ -69,14 +69,16 @@ class LendingState:
 
 @dataclass(frozen=True, slots=True)
 class LendingDecision:
-    """What to do now: replicas to lend and to take back, and why."""
+    """What to do now: replicas to lend and to take back, why (``reason``: one of a few
+    words, fit for a metric label) and the detail for people."""
 
     needed: int
     serving: int
     demand: float
     lend: tuple[str, ...] = ()
     reclaim: tuple[str, ...] = ()
-    reason: str = ""
+    reason: str = "sized"
+    detail: str = ""
 
 
 def replicas_needed(demand: float, config: LendingConfig) -> int:
@@ -108,19 +110,20 @@ def plan_lending(replicas: Sequence[ReplicaLoad], state: LendingState,
     if needed > len(serving):
         return _reclaim(state, needed, len(serving), demand, strained)
     if needed == len(serving):
-        return (LendingDecision(needed, len(serving), demand, reason="fleet sized to its load"),
+        return (LendingDecision(needed, len(serving), demand, reason="sized",
+                                detail="fleet sized to its load"),
                 replace(state, calm_since=None))
     calm_since = state.calm_since if state.calm_since is not None else now
     if now - calm_since < config.lend_delay_s:
-        return (LendingDecision(needed, len(serving), demand,
-                                reason=f"calm for {now - calm_since:.0f}s of "
+        return (LendingDecision(needed, len(serving), demand, reason="calming",
+                                detail=f"calm for {now - calm_since:.0f}s of "
                                        f"{config.lend_delay_s:.0f}s before lending"),
                 LendingState(state.lent, calm_since))
     count = min(config.lend_step, len(serving) - needed)
     quietest = sorted(serving, key=lambda r: (r.running + r.waiting, r.name))[:count]
     names = tuple(r.name for r in quietest)
-    return (LendingDecision(needed, len(serving), demand, lend=names,
-                            reason=f"load {demand:g} needs {needed} of {len(serving)} serving"),
+    return (LendingDecision(needed, len(serving), demand, lend=names, reason="idle",
+                            detail=f"load {demand:g} needs {needed} of {len(serving)} serving"),
             LendingState(state.lent + names, now))
 
 
@@ -131,8 +134,14 @@ def _reclaim(state: LendingState, needed: int, serving: int, demand: float,
     back = tuple(reversed(state.lent))[:count]
     why = "; ".join(strained) if strained else f"load {demand:g} needs {needed} replicas"
     kept = tuple(name for name in state.lent if name not in back)
-    return (LendingDecision(needed, serving, demand, reclaim=back, reason=why),
+    return (LendingDecision(needed, serving, demand, reclaim=back,
+                            reason="pressure" if strained else "load", detail=why),
             LendingState(kept, None))
+
+
+def lending_pool(fleet: str) -> str:
+    """The name a fleet's decisions and controller lease go by (beside model pools)."""
+    return f"lending:{fleet}"
 
 
 def withdraw_unknown(state: LendingState, fleet: Sequence[str]) -> LendingState:

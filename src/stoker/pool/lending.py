@@ -25,6 +25,7 @@ from stoker.core.lending import (
     LendingDecision,
     LendingState,
     ReplicaLoad,
+    lending_pool,
     plan_lending,
 )
 from stoker.pool.local import LocalProvisioner
@@ -33,11 +34,6 @@ from stoker.settings_lending import FleetSettings
 from stoker.store import PoolDecisionRecord, Store
 
 log = logging.getLogger("stoker.pool")
-
-
-def lending_pool(fleet: str) -> str:
-    """The name a fleet's decisions and controller lease go by in the store."""
-    return f"lending:{fleet}"
 
 
 class ReplicaLender(Protocol):
@@ -151,10 +147,10 @@ class LendingController:
         loads = [self._scrape(http, name) for name in self.fleet.replicas]
         decision, self.state = plan_lending(loads, self.state, self.fleet.config(), now=now)
         for replica in decision.reclaim:
-            log.info("lending %s: taking back %s (%s)", self.name, replica, decision.reason)
+            log.info("lending %s: taking back %s (%s)", self.name, replica, decision.detail)
             self.lender.reclaim(replica, now=now)
         for replica in decision.lend:
-            log.info("lending %s: lending %s (%s)", self.name, replica, decision.reason)
+            log.info("lending %s: lending %s (%s)", self.name, replica, decision.detail)
             self.lender.lend(replica)
         returned = self.lender.settle(now=self.clock.now())
         self._record(decision, loads, returned, now)
@@ -190,7 +186,8 @@ class LendingController:
             model=lending_pool(self.name), decided_at=now, controller=self.holder,
             desired=decision.needed, started=len(decision.lend), stopped=decision.reclaim,
             reason=decision.reason,
-            signals={"demand": decision.demand, "serving": decision.serving,
+            signals={"detail": decision.detail, "demand": decision.demand,
+                     "serving": decision.serving,
                      "lent": list(self.state.lent), "lend": list(decision.lend),
                      "given_back": returned,
                      "replicas": {load.name: {"running": load.running, "waiting": load.waiting,
