@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from stoker.cli_evals import eval_app
+from stoker.cli_lending import simulate_lending
 from stoker.cli_planning import simulate, trace_app
 from stoker.client import ApiError, StokerClient, default_server
 from stoker.errors import StokerError
@@ -33,6 +34,7 @@ app.add_typer(pool_app, name="pool")
 app.add_typer(trace_app, name="trace")
 app.add_typer(eval_app, name="eval")
 app.command()(simulate)
+app.command("simulate-lending")(simulate_lending)
 
 out = Console()
 err = Console(stderr=True)

@@ -29,6 +29,8 @@ class FleetSettings(_Strict):
     kv_cache_high: float = Field(0.85, gt=0, le=1)
     lend_delay_s: float = Field(300.0, ge=0)
     lend_step: int = Field(1, ge=1)
+    #: Replicas kept serving beyond the load's need while lending (a band against flapping).
+    spare_replicas: int = Field(1, ge=0)
     #: Seconds between scrapes of the replicas' metrics.
     interval_s: float = Field(15.0, gt=0, le=3600)
     scrape_timeout_s: float = Field(5.0, gt=0, le=60)
@@ -43,7 +45,7 @@ class FleetSettings(_Strict):
             requests_per_replica=self.requests_per_replica, headroom=self.headroom,
             min_serving_replicas=self.min_serving_replicas, max_waiting=self.max_waiting,
             kv_cache_high=self.kv_cache_high, lend_delay_s=self.lend_delay_s,
-            lend_step=self.lend_step)
+            lend_step=self.lend_step, spare_replicas=self.spare_replicas)
 
     def replica_base_url(self, replica: str) -> str:
         """The replica's OpenAI API base (``…/v1``)."""

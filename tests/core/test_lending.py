@@ -108,3 +108,17 @@ def test_lending_never_leaves_fewer_serving_than_the_floor_or_the_load_needs(
         assert len(serving_after) >= max(CONFIG.min_serving_replicas,
                                          replicas_needed(decision.demand, CONFIG))
         assert demand <= decision.demand
+
+
+def test_spare_replicas_keep_a_band_between_lending_and_taking_back() -> None:
+    config = LendingConfig(requests_per_replica=10, lend_delay_s=0, spare_replicas=1)
+    # Load 8 needs one replica; with one spare, two of four keep serving.
+    decision, state = plan_lending(fleet(4, 4, 0, 0), LendingState(), config, now=0.0)
+    assert decision.lend == ("r2",)
+    decision, state = plan_lending(fleet(4, 4, 0, 0), state, config, now=1.0)
+    assert decision.lend == ("r3",)
+    decision, state = plan_lending(fleet(4, 4, 0, 0), state, config, now=2.0)
+    assert decision.lend == ()
+    # A little more load (needs two) is inside the band: nothing is taken back.
+    decision, _ = plan_lending(fleet(6, 6, 0, 0), state, config, now=3.0)
+    assert (decision.needed, decision.reclaim, decision.lend) == (2, (), ())

@@ -43,6 +43,7 @@ def test_an_idle_replica_is_lent_taken_back_under_load_and_nothing_is_lost(
                                    "/v1", "remote_model": "tiny-llama", "max_concurrency": 4,
                                    "batching": {"max_batch_size": 4, "max_wait_ms": 50}}},
             lending={"chat": {"model": "fleet-chat", "requests_per_replica": 4,
+                              "spare_replicas": 0,
                               "replicas": {"r0": {"url": fleet.replica_url("r0")},
                                            "r1": {"url": fleet.replica_url("r1")}},
                               "lend_delay_s": 0.3, "interval_s": 0.2, "reclaim_grace_s": 10}})

@@ -48,6 +48,9 @@ class LendingConfig:
     kv_cache_high: float = 0.85
     lend_delay_s: float = 300.0
     lend_step: int = 1
+    #: Replicas kept serving beyond what the load needs when lending (a band between lending
+    #: and taking back, so that noise in the load does not lend and reclaim in turn).
+    spare_replicas: int = 0
 
     def __post_init__(self) -> None:
         if self.requests_per_replica <= 0:
@@ -109,7 +112,7 @@ def plan_lending(replicas: Sequence[ReplicaLoad], state: LendingState,
         needed = max(needed, len(serving) + 1)
     if needed > len(serving):
         return _reclaim(state, needed, len(serving), demand, strained)
-    if needed == len(serving):
+    if needed + config.spare_replicas >= len(serving):
         return (LendingDecision(needed, len(serving), demand, reason="sized",
                                 detail="fleet sized to its load"),
                 replace(state, calm_since=None))
@@ -119,7 +122,7 @@ def plan_lending(replicas: Sequence[ReplicaLoad], state: LendingState,
                                 detail=f"calm for {now - calm_since:.0f}s of "
                                        f"{config.lend_delay_s:.0f}s before lending"),
                 LendingState(state.lent, calm_since))
-    count = min(config.lend_step, len(serving) - needed)
+    count = min(config.lend_step, len(serving) - needed - config.spare_replicas)
     quietest = sorted(serving, key=lambda r: (r.running + r.waiting, r.name))[:count]
     names = tuple(r.name for r in quietest)
     return (LendingDecision(needed, len(serving), demand, lend=names, reason="idle",
