@@ -21,6 +21,7 @@ def finished_job_with_callback(store: Store) -> str:
 
 def test_a_callback_is_due_only_once_its_job_has_finished(store: Store) -> None:
     job = store.submit_job(replace(new_job(1), callback_url=URL), now=1.0).job
+    assert not store.callbacks_due(now=2.0)
     assert store.claim_due_callbacks(now=2.0, hold_s=30.0) == []
     pending = store.get_job_callback(job.id)
     assert pending is not None
@@ -28,8 +29,10 @@ def test_a_callback_is_due_only_once_its_job_has_finished(store: Store) -> None:
     rid = runner(store)
     lease_id, ids = lease_all(store, rid, now=2.0)
     store.complete(lease_id, rid, [ok(i) for i in ids], started_at=2.0, ended_at=3.0, now=3.0)
+    assert store.callbacks_due(now=4.0)
     [due] = store.claim_due_callbacks(now=4.0, hold_s=30.0)
     assert (due.job_id, due.url, due.attempts) == (job.id, URL, 0)
+    assert not store.callbacks_due(now=5.0)  # held by the sender that claimed it
 
 
 def test_a_claimed_callback_is_held_from_other_senders(store: Store) -> None:

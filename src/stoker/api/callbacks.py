@@ -120,7 +120,8 @@ def pinned_request(target: Target, body: bytes, headers: dict[str, str]) -> http
 
 
 class CallbackSender:
-    """Delivers due callbacks: one pass every ``interval_s``, sooner when jobs move."""
+    """Delivers due callbacks: one pass every ``interval_s`` (a read, and a write only when
+    something is due: finishing batches does not wake it, so it adds no writes to them)."""
 
     def __init__(self, svc: Services, *, interval_s: float = 1.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
@@ -140,13 +141,15 @@ class CallbackSender:
                     await self.deliver_due()
                 except Exception:
                     log.exception("callback pass failed; trying again")
-                await self._svc.dispatcher.wait_progress(self._interval_s)
+                await asyncio.sleep(self._interval_s)
         finally:
             await self._client.aclose()
 
     async def deliver_due(self) -> int:
         """Send every callback due now; returns how many were tried."""
         svc = self._svc
+        if not await run_in_threadpool(svc.store.callbacks_due, now=svc.clock.now()):
+            return 0
         due = await run_in_threadpool(svc.store.claim_due_callbacks, now=svc.clock.now(),
                                       hold_s=self._timeout_s + 30.0)
         await asyncio.gather(*(self._deliver(callback) for callback in due))

@@ -55,6 +55,10 @@ class DueCallback:
 class CallbackStore(Protocol):
     """Completion callbacks (stored with the job by ``submit_job``)."""
 
+    def callbacks_due(self, *, now: float) -> bool:
+        """Whether any finished job's callback is due at ``now`` (a read only)."""
+        ...
+
     def claim_due_callbacks(self, *, now: float, hold_s: float,
                             limit: int = 20) -> list[DueCallback]:
         """Callbacks of finished jobs that are due at ``now``, oldest first, each held for

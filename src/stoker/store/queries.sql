@@ -532,6 +532,12 @@ GROUP BY revision;
 -- name: insert_job_callback
 INSERT INTO job_callbacks (job_id, url) VALUES (:job_id, :url);
 
+-- name: callbacks_due
+SELECT 1 FROM job_callbacks c JOIN jobs j ON j.id = c.job_id
+WHERE c.delivered_at IS NULL AND c.given_up_at IS NULL AND c.next_attempt_at <= :now
+  AND j.finished_at IS NOT NULL
+LIMIT 1;
+
 -- name: claim_due_callbacks
 -- Finished jobs' callbacks that are due, held until :hold_until so that no other replica sends
 -- them meanwhile (the outer condition is checked again on the row it updates).

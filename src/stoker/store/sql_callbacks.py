@@ -12,6 +12,10 @@ _ERROR_CHARS = 500
 class CallbacksSQL(SQLBase):
     """The callback operations of :class:`stoker.store.Store`."""
 
+    def callbacks_due(self, *, now: float) -> bool:
+        """Whether a finished job's callback is due (see :class:`CallbackStore`)."""
+        return self._one("callbacks_due", now=now) is not None
+
     def claim_due_callbacks(self, *, now: float, hold_s: float,
                             limit: int = 20) -> list[DueCallback]:
         """Due callbacks of finished jobs, held for ``hold_s`` (see :class:`CallbackStore`)."""
