@@ -143,12 +143,16 @@ def test_a_newer_commit_supersedes_the_older_run_of_its_pull_request(server: Ser
     assert jobs[-1]["superseded_by"] == jobs[0]["id"]
 
 
+def write_tiny_suite(path: Path, name: str) -> None:
+    """Three cases on the tiny model, where only the mechanics matter."""
+    path.write_text(yaml.safe_dump({
+        "name": name, "model": "tiny-llama", "sampling": {"max_tokens": 4},
+        "cases": [{"id": f"c{i}", "prompt": f"say {i}", "expected": "x"} for i in range(3)]}))
+
+
 def test_an_eval_run_calls_back_signed_when_its_job_finishes(server: Server,
                                                              tmp_path: Path) -> None:
-    suite = {"name": "hooked", "model": "tiny-llama", "sampling": {"max_tokens": 4},
-             "cases": [{"id": f"c{i}", "prompt": f"say {i}", "expected": "x"}
-                       for i in range(3)]}
-    (tmp_path / "hooked.yaml").write_text(yaml.safe_dump(suite))
+    write_tiny_suite(tmp_path / "hooked.yaml", "hooked")
     with callback_receiver() as receiver:
         done = eval_run(server, tmp_path, str(tmp_path / "hooked.yaml"),
                         "--callback-url", receiver.url)
@@ -164,10 +168,7 @@ def test_an_eval_run_calls_back_signed_when_its_job_finishes(server: Server,
 
 def test_no_wait_submits_and_a_later_run_of_the_commit_scores_that_job(server: Server,
                                                                        tmp_path: Path) -> None:
-    suite = {"name": "later", "model": "tiny-llama", "sampling": {"max_tokens": 4},
-             "cases": [{"id": f"c{i}", "prompt": f"say {i}", "expected": "x"}
-                       for i in range(3)]}
-    (tmp_path / "later.yaml").write_text(yaml.safe_dump(suite))
+    write_tiny_suite(tmp_path / "later.yaml", "later")
     ci = {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "acme/app", "GITHUB_SHA": "3333333",
           "GITHUB_REF": "refs/heads/main"}
     submitted = eval_run(server, tmp_path, str(tmp_path / "later.yaml"), "--no-wait", env=ci)
