@@ -22,7 +22,12 @@ from stoker.errors import InvalidRequest
 from stoker.settings_callbacks import CallbackSettings
 from stoker.settings_checks import check_settings
 from stoker.settings_lending import FleetSettings
-from stoker.settings_pool import AutoscaleSettings, KubernetesSettings, PoolSettings
+from stoker.settings_pool import (
+    AutoscaleSettings,
+    KubernetesSettings,
+    OnlineReserveSettings,
+    PoolSettings,
+)
 from stoker.settings_strict import _Strict
 
 TINY_MODEL_NAME = "tiny-llama"
@@ -86,6 +91,8 @@ class ModelSettings(_Strict):
     #: the autoscaler's instead.
     runners: int | None = Field(None, ge=0, le=64)
     autoscale: AutoscaleSettings | None = None
+    #: Runners kept free for online traffic; the others take work that can wait.
+    online_reserve: OnlineReserveSettings | None = None
 
     @model_validator(mode="after")
     def _backend_fields(self) -> ModelSettings:

@@ -8,6 +8,15 @@ from stoker.core.autoscale import AutoscaleConfig
 from stoker.settings_strict import _Strict
 
 
+class OnlineReserveSettings(_Strict):
+    """Runners of a model's pool kept free of work below the online tier: ``runners``, or
+    ``fraction`` of the warm ones if that is more. The rest are lent to such work when online
+    traffic leaves them idle (see stoker.core.lending.may_lend_runner)."""
+
+    runners: int = Field(0, ge=0, le=64)
+    fraction: float = Field(0.0, ge=0, le=1)
+
+
 class PoolSettings(_Strict):
     """The local pool: how many runner processes serve the default model."""
 

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from stoker.core.lending import (
     LendingConfig,
     LendingState,
+    OnlineReserve,
     ReplicaLoad,
+    may_lend_runner,
     plan_lending,
     replicas_needed,
     withdraw_unknown,
@@ -122,3 +124,15 @@ def test_spare_replicas_keep_a_band_between_lending_and_taking_back() -> None:
     # A little more load (needs two) is inside the band: nothing is taken back.
     decision, _ = plan_lending(fleet(6, 6, 0, 0), state, config, now=3.0)
     assert (decision.needed, decision.reclaim, decision.lend) == (2, (), ())
+
+
+def test_an_online_reserve_keeps_runners_or_a_fraction_free() -> None:
+    keep_one = OnlineReserve(runners=1)
+    assert may_lend_runner(2, 0, already_lent=False, reserve=keep_one)
+    assert not may_lend_runner(2, 1, already_lent=False, reserve=keep_one)
+    assert may_lend_runner(2, 1, already_lent=True, reserve=keep_one)  # topping up its rows
+    half = OnlineReserve(fraction=0.5)
+    assert [half.size(w) for w in (0, 1, 3, 4)] == [0, 1, 2, 2]
+    assert may_lend_runner(4, 1, already_lent=False, reserve=half)
+    assert not may_lend_runner(4, 2, already_lent=False, reserve=half)
+    assert OnlineReserve(runners=3, fraction=0.25).size(4) == 3

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from stoker.core.model import RunnerState
 from stoker.store import PoolDecisionRecord, Store
-from tests.store.test_store_contract import MODEL, lease_all, new_job, ok, submit
+from tests.store.test_store_contract import MODEL, lease_all, new_job, ok, runner, submit
 
 
 def test_one_controller_holds_a_model_pool_until_its_lease_expires(store: Store) -> None:
@@ -103,3 +103,17 @@ def test_a_pinned_job_is_leased_only_by_runners_of_its_revision(store: Store) ->
     assert store.get_job(pinned.id).counts.succeeded == 3
     assert store.get_job(big.id).counts.succeeded == 4500
     assert store.pinned_open_requests(MODEL) == {}
+
+
+def test_warm_runners_and_the_tiers_each_holds_leased(store: Store) -> None:
+    store.submit_job(new_job(3, tier="batch"), now=1.0)
+    first, second = runner(store), runner(store)
+    assert store.warm_runners(MODEL) == 2
+    assert store.leased_tiers_by_runner(MODEL) == {}
+    lease_id, ids = lease_all(store, first, now=2.0)
+    assert store.leased_tiers_by_runner(MODEL) == {first: frozenset({"batch"})}
+    store.complete(lease_id, first, [], started_at=2.0, ended_at=3.0, now=3.0)
+    assert store.leased_tiers_by_runner(MODEL) == {}
+    store.set_runner_state(second, RunnerState.DRAINING, now=4.0)
+    assert store.warm_runners(MODEL) == 1
+    assert len(ids) == 3

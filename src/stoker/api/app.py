@@ -32,10 +32,19 @@ from stoker.api.streams import StreamHub
 from stoker.api.teams import TeamDirectory
 from stoker.api.upload_worker import UploadWorker
 from stoker.clock import Clock
+from stoker.core.lending import OnlineReserve
 from stoker.settings import Settings
 from stoker.store import Store
 from stoker.store.sql import COUNTERS
 from stoker.store.sql_base import STREAM
+
+
+def online_reserve(settings: Settings, model: str) -> OnlineReserve | None:
+    """The runners of ``model``'s pool kept free for online work (None: none kept)."""
+    spec = settings.models.get(model)
+    if spec is None or spec.online_reserve is None:
+        return None
+    return OnlineReserve(spec.online_reserve.runners, spec.online_reserve.fraction)
 
 
 def create_app(settings: Settings, store: Store, clock: Clock, *,
@@ -48,7 +57,8 @@ def create_app(settings: Settings, store: Store, clock: Clock, *,
     tiers = build_tiers(settings)
     policy = build_policy(settings, tiers, teams.weights())
     dispatcher = Dispatcher(store, clock, LeaseTerms(leases.ttl_s, leases.long_poll_s), policy,
-                            lambda model: settings.batching_for(model).max_batch_size)
+                            lambda model: settings.batching_for(model).max_batch_size,
+                            reserve=lambda model: online_reserve(settings, model))
     reaper = Reaper(store, clock, dispatcher, runner_timeout_s=leases.runner_timeout_s,
                     interval_s=min(1.0, leases.ttl_s / 4))
 

@@ -21,7 +21,8 @@ from stoker.clock import Clock
 from stoker.core.batching import BatchConfig, Dispatch, SchedulingPolicy, Wait, plan_batch
 from stoker.core.continuous import TopUp, online_ask_takes, plan_top_up
 from stoker.core.fair_share import FairShareState
-from stoker.core.model import Lease, Request, Runner, RunnerState
+from stoker.core.lending import OnlineReserve, may_lend_runner
+from stoker.core.model import Lease, QueueGroup, Request, Runner, RunnerState
 from stoker.store import Store
 from stoker.store.sql_base import WORK
 
@@ -66,8 +67,13 @@ class Dispatcher:
     """Long-polls for runners and wakes them when their model gets work."""
 
     def __init__(self, store: Store, clock: Clock, terms: LeaseTerms,
-                 policy: SchedulingPolicy, batch_size: Callable[[str], int]) -> None:
+                 policy: SchedulingPolicy, batch_size: Callable[[str], int],
+                 reserve: Callable[[str], OnlineReserve | None] = lambda _: None) -> None:
         self._store = store
+        self._reserve = reserve
+        # A reserve is checked and a grant made under the model's lock, so that two runners
+        # of one replica never both take the last runner free for online work.
+        self._lending_locks: dict[str, threading.Lock] = {}
         self._clock = clock
         self._terms = terms
         self._policy = policy
@@ -203,13 +209,32 @@ class Dispatcher:
         groups = self._store.queue_groups(runner.model)
         with self._shares_lock:
             share = self._shares.get(runner.model, FairShareState())
-        now = self._clock.now()
-        if ask is None:
-            decision, share = plan_batch(groups, share, config, self._policy, now=now)
-        else:
-            decision, share = plan_top_up(groups, share, ask, config, self._policy, now=now)
+        decision, new_share = self._plan(groups, share, config, ask)
         if not isinstance(decision, Dispatch):
             return decision, None, 0
+        reserve = self._reserve(runner.model)
+        if reserve is None or all(online_ask_takes(p.tier, self._policy)
+                                  for p in decision.picks):
+            return self._grant(runner, decision, new_share, groups)
+        lock = self._lending_locks.setdefault(runner.model, threading.Lock())
+        with lock:
+            if not self._may_lend(runner, reserve):
+                online = [g for g in groups if online_ask_takes(g.tier, self._policy)]
+                decision, new_share = self._plan(online, share, config, ask)
+                if not online or not isinstance(decision, Dispatch):
+                    return Wait(until=None), None, 0  # kept free: woken for online work
+            return self._grant(runner, decision, new_share, groups)
+
+    def _plan(self, groups: list[QueueGroup], share: FairShareState, config: BatchConfig,
+              ask: TopUp | None) -> tuple[Dispatch | Wait, FairShareState]:
+        now = self._clock.now()
+        if ask is None:
+            return plan_batch(groups, share, config, self._policy, now=now)
+        return plan_top_up(groups, share, ask, config, self._policy, now=now)
+
+    def _grant(self, runner: Runner, decision: Dispatch, share: FairShareState,
+               groups: list[QueueGroup]
+               ) -> tuple[Dispatch | Wait, tuple[Lease, list[Request]] | None, int]:
         # The store marks an idle runner busy in the same statement or transaction.
         got = self._store.lease_batch(runner.id, runner.model, decision.picks,
                                       ttl_s=self._terms.ttl_s, now=self._clock.now())
@@ -217,6 +242,14 @@ class Dispatcher:
             with self._shares_lock:
                 self._shares[runner.model] = share
         return decision, got, sum(g.queued for g in groups)
+
+    def _may_lend(self, runner: Runner, reserve: OnlineReserve) -> bool:
+        """Whether ``runner`` may take work below the online tier (see may_lend_runner)."""
+        held = self._store.leased_tiers_by_runner(runner.model)
+        lent = {r for r, tiers in held.items()
+                if any(not online_ask_takes(t, self._policy) for t in tiers)}
+        return may_lend_runner(self._store.warm_runners(runner.model), len(lent - {runner.id}),
+                               already_lent=runner.id in lent, reserve=reserve)
 
 
 class Reaper:

@@ -1,4 +1,5 @@
-"""Lending an online fleet's idle replicas to work that can wait, and taking them back.
+"""Lending idle online capacity to work that can wait, and taking it back: runners of Stoker's
+own pool (:func:`may_lend_runner`), and an external online fleet's replicas (the rest).
 
 The fleet is an external online service (vLLM replicas); each replica reports its own load
 (running and waiting requests, KV-cache use). The policy decides how many replicas the service
@@ -140,6 +141,27 @@ def _reclaim(state: LendingState, needed: int, serving: int, demand: float,
     return (LendingDecision(needed, serving, demand, reclaim=back,
                             reason="pressure" if strained else "load", detail=why),
             LendingState(kept, None))
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineReserve:
+    """Runners of a pool kept free of work below the online tier: ``runners``, or
+    ``fraction`` of the warm runners if that is more."""
+
+    runners: int = 0
+    fraction: float = 0.0
+
+    def size(self, warm: int) -> int:
+        """Runners held back when ``warm`` are warm."""
+        return max(self.runners, math.ceil(self.fraction * warm - 1e-9))
+
+
+def may_lend_runner(warm: int, lent_to_others: int, *, already_lent: bool,
+                    reserve: OnlineReserve) -> bool:
+    """Whether a runner may take work that can wait: it holds some already (a continuous
+    runner topping up), or after it, the warm runners not holding such work still make the
+    reserve. Online work goes first regardless; this only keeps runners free for it."""
+    return already_lent or warm - lent_to_others - 1 >= reserve.size(warm)
 
 
 def lending_pool(fleet: str) -> str:

@@ -76,6 +76,14 @@ class PoolStore(Protocol):
         """Give the lease up (on shutdown), so another replica takes over at once."""
         ...
 
+    def warm_runners(self, model: str) -> int:
+        """The model's runners that are idle or busy."""
+        ...
+
+    def leased_tiers_by_runner(self, model: str) -> dict[str, frozenset[str]]:
+        """Per runner of ``model`` holding an open lease, the tiers of its leased requests."""
+        ...
+
     def pool_measurements(self, model: str, *, batches: int = 200,
                           starts: int = 20) -> PoolMeasurements:
         """Throughput over the model's last ``batches`` batches and cold start over its last

@@ -561,3 +561,10 @@ WHERE job_id = :job_id;
 -- name: get_job_callback
 SELECT job_id, url, attempts, next_attempt_at, delivered_at, given_up_at, last_error
 FROM job_callbacks WHERE job_id = :job_id;
+
+-- name: warm_runners
+SELECT COUNT(*) FROM runners WHERE model = :model AND state IN ('idle', 'busy');
+
+-- name: leased_tiers_by_runner
+SELECT DISTINCT l.runner_id, r.tier FROM leases l JOIN requests r ON r.lease_id = l.id
+WHERE l.model = :model AND l.released_at IS NULL AND r.status = 'leased';

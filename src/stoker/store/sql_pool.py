@@ -27,6 +27,17 @@ class PoolSQL(SQLBase):
         with self._tx() as conn:
             self._x(conn, "release_pool_controller", model=model, holder=holder)
 
+    def warm_runners(self, model: str) -> int:
+        """The model's idle and busy runners."""
+        return int(self._one("warm_runners", model=model)[0])
+
+    def leased_tiers_by_runner(self, model: str) -> dict[str, frozenset[str]]:
+        """The tiers each runner of ``model`` holds leased requests of."""
+        found: dict[str, set[str]] = {}
+        for runner_id, tier in self._all("leased_tiers_by_runner", model=model):
+            found.setdefault(str(runner_id), set()).add(str(tier))
+        return {runner: frozenset(tiers) for runner, tiers in found.items()}
+
     def pool_measurements(self, model: str, *, batches: int = 200,
                           starts: int = 20) -> PoolMeasurements:
         """What the pool measured of itself (see :class:`PoolStore`)."""
