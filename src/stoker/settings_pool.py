@@ -15,6 +15,10 @@ class OnlineReserveSettings(_Strict):
 
     runners: int = Field(0, ge=0, le=64)
     fraction: float = Field(0.0, ge=0, le=1)
+    #: When online requests queue and no runner is idle, runners holding work below the
+    #: online tier stop it after this long and hand it back to the queue (attempts not
+    #: counted). None: they finish their batch first.
+    reclaim_grace_s: float | None = Field(None, ge=0, le=600)
 
 
 class PoolSettings(_Strict):

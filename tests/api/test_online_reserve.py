@@ -86,3 +86,54 @@ def test_without_a_reserve_every_runner_takes_batch_work(tmp_path: Path) -> None
         runners = [register(client) for _ in range(2)]
         submit(client, 12, "batch", "b")
         assert all(lease(client, r)["lease"] is not None for r in runners)
+
+
+@pytest.fixture
+def reclaiming(tmp_path: Path) -> Iterator[API]:
+    yield from reserved(tmp_path, runners=0, reclaim_grace_s=0.5)
+
+
+def heartbeat(client: TestClient, runner_id: str, got: dict[str, Any]) -> Any:
+    return client.post(f"/api/runners/{runner_id}/heartbeat",
+                       json={"lease_ids": [got["lease"]["id"]]}).json()["reclaim"]
+
+
+def test_queued_online_work_with_no_runner_free_reclaims_batch_rows(reclaiming: API) -> None:
+    client, store = reclaiming
+    a = register(client)
+    submit(client, 4, "batch", "b")
+    got = lease(client, a)
+    assert heartbeat(client, a, got) is None  # no online work waits
+    submit(client, 1, "online", "o")
+    order = heartbeat(client, a, got)
+    assert order["grace_s"] == 0.5
+    assert sorted(order["request_ids"]) == sorted(r["id"] for r in got["requests"])
+    # Handed back: queued again with the attempt not counted; the online request goes next.
+    returned = [r["id"] for r in got["requests"]]
+    r = client.post(f"/api/runners/{a}/complete", json={
+        "lease_id": got["lease"]["id"], "started_at": 1.0, "ended_at": 2.0, "results": [],
+        "returned": returned})
+    assert r.status_code == 200, r.text
+    rows = [row for job in store.list_jobs(limit=10) for row in store.job_results(job.id)
+            if row.request_id in returned]
+    assert {(row.status, row.attempts) for row in rows} == {("queued", 0)}
+    assert tiers(lease(client, a)) == {"o", "b"}
+
+
+def test_an_idle_runner_takes_the_online_work_instead(reclaiming: API) -> None:
+    client, _ = reclaiming
+    a = register(client)
+    submit(client, 4, "batch", "b")
+    got = lease(client, a)
+    register(client)  # idle: it will take the online request
+    submit(client, 1, "online", "o")
+    assert heartbeat(client, a, got) is None
+
+
+def test_without_a_reclaim_grace_lent_runners_finish_their_batch(tmp_path: Path) -> None:
+    for client, _ in reserved(tmp_path, runners=0):
+        a = register(client)
+        submit(client, 4, "batch", "b")
+        got = lease(client, a)
+        submit(client, 1, "online", "o")
+        assert heartbeat(client, a, got) is None

@@ -84,3 +84,28 @@ def test_a_row_too_long_for_the_context_is_answered_at_once(
     assert refused.error
     assert "context" in refused.error
     assert loop.in_flight == 0
+
+
+def test_abandoned_rows_leave_unanswered_and_the_others_decode_as_alone(
+        backend: TransformersBackend) -> None:
+    alone = backend.generate([greedy("What is 2+2?", 9)])[0]
+    loop = backend.open_loop()
+    loop.join("online", greedy("What is 2+2?", 9))
+    loop.join("batch-1", greedy("The quick brown fox", 40))
+    loop.join("batch-2", greedy("Hi", 40))
+    got = dict(loop.step())
+    assert sorted(loop.abandon({"batch-1", "batch-2", "never-joined"})) == ["batch-1",
+                                                                            "batch-2"]
+    assert loop.in_flight == 1
+    while loop.in_flight:
+        got.update(loop.step())
+    assert set(got) == {"online"}
+    assert got["online"].text == alone.text
+
+
+def test_rows_abandoned_before_their_first_step_never_run(backend: TransformersBackend) -> None:
+    loop = backend.open_loop()
+    loop.join("batch", greedy("Hi", 10))
+    assert loop.abandon({"batch"}) == ["batch"]
+    assert loop.in_flight == 0
+    assert loop.step() == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from stoker.core.model import RunnerState
+from stoker.core.model import RequestStatus, RunnerState
 from stoker.store import PoolDecisionRecord, Store
 from tests.store.test_store_contract import MODEL, lease_all, new_job, ok, runner, submit
 
@@ -117,3 +117,19 @@ def test_warm_runners_and_the_tiers_each_holds_leased(store: Store) -> None:
     store.set_runner_state(second, RunnerState.DRAINING, now=4.0)
     assert store.warm_runners(MODEL) == 1
     assert len(ids) == 3
+
+
+def test_requests_handed_back_for_online_work_queue_again_without_an_attempt(
+        store: Store) -> None:
+    job = store.submit_job(new_job(3, tier="batch"), now=1.0).job
+    rid = runner(store)
+    lease_id, ids = lease_all(store, rid, now=2.0)
+    assert sorted(store.leased_requests_of_runner(rid)) == sorted((i, "batch") for i in ids)
+    summary = store.complete(lease_id, rid, [ok(ids[0])], started_at=2.0, ended_at=3.0,
+                             now=3.0, returned=ids[1:])
+    assert (summary.recorded, summary.failed) == (1, 0)
+    rows = {r.request_id: r for r in store.job_results(job.id)}
+    assert [(rows[i].status, rows[i].attempts) for i in ids[1:]] == [
+        (RequestStatus.QUEUED, 0), (RequestStatus.QUEUED, 0)]
+    assert store.leased_requests_of_runner(rid) == []
+    assert store.get_job(job.id).counts.queued == 2

@@ -26,25 +26,16 @@ from stoker.api.openai import batches as openai_batches
 from stoker.api.openai import files as openai_files
 from stoker.api.openai import online as openai_online
 from stoker.api.request_ids import RequestIds
-from stoker.api.scheduling import build_policy, build_tiers
+from stoker.api.scheduling import build_policy, build_tiers, online_reserve
 from stoker.api.services import Services, model_revisions
 from stoker.api.streams import StreamHub
 from stoker.api.teams import TeamDirectory
 from stoker.api.upload_worker import UploadWorker
 from stoker.clock import Clock
-from stoker.core.lending import OnlineReserve
 from stoker.settings import Settings
 from stoker.store import Store
 from stoker.store.sql import COUNTERS
 from stoker.store.sql_base import STREAM
-
-
-def online_reserve(settings: Settings, model: str) -> OnlineReserve | None:
-    """The runners of ``model``'s pool kept free for online work (None: none kept)."""
-    spec = settings.models.get(model)
-    if spec is None or spec.online_reserve is None:
-        return None
-    return OnlineReserve(spec.online_reserve.runners, spec.online_reserve.fraction)
 
 
 def create_app(settings: Settings, store: Store, clock: Clock, *,

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stoker.api import access
 from stoker.api.body import decode_utf8, json_body, parse_json, validate
+from stoker.api.reclaim import reclaim_order
 from stoker.api.render import runner_json
 from stoker.api.services import Services, current_checkpoint, services
 from stoker.core.continuous import TopUp
@@ -108,6 +109,8 @@ class CompleteIn(_In):
     results: list[ResultIn] = Field(max_length=4096)
     #: Provider 429s the batch met (retried inside the runner), for the counters.
     provider_rate_limits: int = Field(0, ge=0)
+    #: Requests handed back unfinished when the runner was reclaimed for online work.
+    returned: list[str] = Field(default_factory=list, max_length=4096)
 
 
 async def _read(request: Request, schema: type[_In]) -> Any:
@@ -238,7 +241,8 @@ def _heartbeat(svc: Services, runner_id: str, body: HeartbeatIn) -> dict[str, An
         except LeaseLost:
             lost.append(lease_id)
     return {"lost_lease_ids": lost, "draining": runner.state == RunnerState.DRAINING,
-            "stopped": runner.state == RunnerState.STOPPED}
+            "stopped": runner.state == RunnerState.STOPPED,
+            "reclaim": reclaim_order(svc, runner) if body.lease_ids else None}
 
 
 @protocol.post("/{runner_id}/report", openapi_extra=json_body(ReportIn))
@@ -280,7 +284,7 @@ async def complete(runner_id: str, request: Request,
     now = svc.clock.now()
     summary = await run_in_threadpool(
         svc.store.complete, body.lease_id, runner_id, outcomes,
-        started_at=body.started_at, ended_at=body.ended_at, now=now,
+        started_at=body.started_at, ended_at=body.ended_at, now=now, returned=body.returned,
     )
     if not summary.repeated:  # a retried report was counted the first time
         svc.metrics.observe_batch(summary.model, len(body.results),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stoker.core.batching import SchedulingPolicy
+from stoker.core.lending import OnlineReserve
 from stoker.core.model import Tier
 from stoker.core.tiers import DEFAULT_TIERS
 from stoker.core.windows import DispatchWindow
@@ -35,3 +36,12 @@ def build_policy(settings: Settings, tiers: dict[str, Tier],
     return SchedulingPolicy(tiers=tiers, team_weights=weights,
                             starvation_age_s=sched.starvation_age_s, starvation_ceiling=ceiling,
                             online_tier=sched.online_tier)
+
+
+def online_reserve(settings: Settings, model: str) -> OnlineReserve | None:
+    """The runners of ``model``'s pool kept free for online work (None: none kept)."""
+    spec = settings.models.get(model)
+    if spec is None or spec.online_reserve is None:
+        return None
+    reserve = spec.online_reserve
+    return OnlineReserve(reserve.runners, reserve.fraction, reserve.reclaim_grace_s)

@@ -146,10 +146,12 @@ def _reclaim(state: LendingState, needed: int, serving: int, demand: float,
 @dataclass(frozen=True, slots=True)
 class OnlineReserve:
     """Runners of a pool kept free of work below the online tier: ``runners``, or
-    ``fraction`` of the warm runners if that is more."""
+    ``fraction`` of the warm runners if that is more. ``reclaim_grace_s``: how long a lent
+    runner may go on with such work once online requests wait (None: it finishes its batch)."""
 
     runners: int = 0
     fraction: float = 0.0
+    reclaim_grace_s: float | None = None
 
     def size(self, warm: int) -> int:
         """Runners held back when ``warm`` are warm."""
@@ -162,6 +164,14 @@ def may_lend_runner(warm: int, lent_to_others: int, *, already_lent: bool,
     runner topping up), or after it, the warm runners not holding such work still make the
     reserve. Online work goes first regardless; this only keeps runners free for it."""
     return already_lent or warm - lent_to_others - 1 >= reserve.size(warm)
+
+
+def runners_to_reclaim(online_queued: int, idle_runners: int, lent: Sequence[str], *,
+                       batch_size: int) -> frozenset[str]:
+    """The lent runners to take back for ``online_queued`` waiting requests: a runner per
+    batch of them beyond what idle runners take, the same ones whichever runner asks."""
+    batches = math.ceil(online_queued / max(batch_size, 1))
+    return frozenset(sorted(lent)[:max(0, batches - idle_runners)])
 
 
 def lending_pool(fleet: str) -> str:

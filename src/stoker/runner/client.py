@@ -146,9 +146,13 @@ class ControlPlaneClient:
                    timeout=5.0, retry=False)
 
     def complete(self, lease_id: str, started_at: float, ended_at: float,
-                 results: list[dict[str, Any]], *,
-                 provider_rate_limits: int = 0) -> dict[str, Any]:
-        """Report a batch's results. Safe to repeat: the first result for a request wins."""
-        return self._call(f"/api/runners/{self.runner_id}/complete",
-                          {"lease_id": lease_id, "started_at": started_at, "ended_at": ended_at,
-                           "results": results, "provider_rate_limits": provider_rate_limits})
+                 results: list[dict[str, Any]], *, provider_rate_limits: int = 0,
+                 returned: list[str] | None = None) -> dict[str, Any]:
+        """Report a batch's results (and the requests handed back for online work). Safe to
+        repeat: the first result for a request wins."""
+        body: dict[str, Any] = {"lease_id": lease_id, "started_at": started_at,
+                                "ended_at": ended_at, "results": results,
+                                "provider_rate_limits": provider_rate_limits}
+        if returned:
+            body["returned"] = returned
+        return self._call(f"/api/runners/{self.runner_id}/complete", body)

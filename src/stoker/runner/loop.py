@@ -25,6 +25,7 @@ from stoker.runner.backends.protocol import Backend, ContinuousBackend, Generati
 from stoker.runner.client import ControlPlaneClient, LeasedWork, LeaseGone, RunnerGone
 from stoker.runner.continuous import ContinuousWork, result_json
 from stoker.runner.inputs import UnrunnableRequest, generation_input
+from stoker.runner.reclaim import ReclaimInbox, run_reclaimable
 
 log = logging.getLogger("stoker.runner")
 
@@ -83,6 +84,7 @@ class Runner:
         self._leases_in_hand: Callable[[], list[str]] = self._static_lease
         self._heartbeat_s = 5.0
         self._long_poll_s = 10.0
+        self._reclaim = ReclaimInbox()
 
     def install_signal_handlers(self) -> None:
         """Drain on SIGTERM and SIGINT."""
@@ -145,14 +147,22 @@ class Runner:
             self._current_lease = work.lease_id
         try:
             started = time.time()
-            results, rate_limited = run_requests(backend, work.requests)
+            returned: list[str] = []
+            if isinstance(backend, ContinuousBackend):
+                results, returned = run_reclaimable(backend, work.requests, self._reclaim)
+                rate_limited = 0
+            else:
+                results, rate_limited = run_requests(backend, work.requests)
             ended = time.time()
+            if returned:
+                log.info("handed %d requests back for online work", len(returned))
             try:
                 self.client.complete(work.lease_id, started, ended, results,
-                                     provider_rate_limits=rate_limited)
+                                     provider_rate_limits=rate_limited, returned=returned)
             except LeaseGone as exc:
                 log.warning("lease %s lost before reporting: %s", work.lease_id, exc)
         finally:
+            self._reclaim.clear()
             with self._lease_lock:
                 self._current_lease = None
 
@@ -177,6 +187,7 @@ class Runner:
                 continue
             if reply.get("draining"):
                 self.drain.set()
+            self._reclaim.receive(reply.get("reclaim"))
 
     def _static_lease(self) -> list[str]:
         with self._lease_lock:

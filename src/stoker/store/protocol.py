@@ -284,9 +284,12 @@ class Store(PoolStore, CallbackStore, Protocol):
         started_at: float,
         ended_at: float,
         now: float,
+        returned: Sequence[str] = (),
     ) -> CompletionSummary:
         """Record a lease's report: results (first result wins) and one batch record; release
-        the lease; a busy runner with no open lease left goes back to idle.
+        the lease; a busy runner with no open lease left goes back to idle. ``returned``:
+        requests its runner handed back unfinished when reclaimed for online work; they go
+        back to the queue with the attempt not counted.
 
         The report may name only requests its lease granted (else Conflict, and nothing is
         recorded). What it leaves out, and its retryable failures, go back to the queue (or
@@ -294,6 +297,10 @@ class Store(PoolStore, CallbackStore, Protocol):
         that already ended (succeeded, failed, cancelled) takes no result. Reporting a lease
         again records nothing (``repeated``); a report after the lease expired still records
         results where none exists yet."""
+        ...
+
+    def leased_requests_of_runner(self, runner_id: str) -> list[tuple[str, str]]:
+        """(request id, tier) of every request the runner holds under an open lease."""
         ...
 
     def report(

@@ -568,3 +568,12 @@ SELECT COUNT(*) FROM runners WHERE model = :model AND state IN ('idle', 'busy');
 -- name: leased_tiers_by_runner
 SELECT DISTINCT l.runner_id, r.tier FROM leases l JOIN requests r ON r.lease_id = l.id
 WHERE l.model = :model AND l.released_at IS NULL AND r.status = 'leased';
+
+-- name: leased_requests_of_runner
+SELECT r.id, r.tier FROM leases l JOIN requests r ON r.lease_id = l.id
+WHERE l.runner_id = :runner_id AND l.released_at IS NULL AND r.status = 'leased';
+
+-- name: return_reclaimed
+-- A request its runner handed back for online work: queued again, the attempt not counted.
+UPDATE requests SET status = 'queued', lease_id = NULL, attempts = attempts - 1
+WHERE id = :id AND lease_id = :lease_id AND status = 'leased';

@@ -172,6 +172,7 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL, CallbacksSQL):
         started_at: float,
         ended_at: float,
         now: float,
+        returned: Sequence[str] = (),
     ) -> CompletionSummary:
         """Record a lease's report (see :class:`Store`): first result wins, one batch record
         per lease, what the report left out goes back to the queue."""
@@ -189,6 +190,10 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL, CallbacksSQL):
                 self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=len(final))
                 return CompletionSummary(0, len(final), 0, 0, model=model, repeated=True)
             left_out = live and len({o.request_id for o in outcomes}) < len(granted)
+            if live and returned:
+                # Handed back for online work: not a failed attempt.
+                self._xmany(conn, "return_reclaimed",
+                            [{"id": rid, "lease_id": lease_id} for rid in set(returned)])
             # Nothing below needs an answer before the next statement: on PostgreSQL they go
             # to the server together (one round trip) and the counts are read after.
             with self._pipeline(conn):
@@ -210,6 +215,11 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL, CallbacksSQL):
                 self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=duplicates)
             requeued, failed = put_back_counts(put_back)
         return CompletionSummary(recorded, duplicates, requeued, failed, model=model)
+
+    def leased_requests_of_runner(self, runner_id: str) -> list[tuple[str, str]]:
+        """What the runner holds under open leases, with each request's tier."""
+        return [(str(rid), str(tier))
+                for rid, tier in self._all("leased_requests_of_runner", runner_id=runner_id)]
 
     def report(
         self,

@@ -109,6 +109,18 @@ class TransformersDecodeLoop:
                 return str(self._tokenizer.decode(row.tokens, skip_special_tokens=True))
         return None
 
+    def abandon(self, keys: set[str]) -> list[str]:
+        """Drop the rows under ``keys`` unanswered; the keys that were in the loop. Called
+        between steps, when every row that finished has been taken."""
+        gone = [r.key for r in self._joining if r.key in keys]
+        self._joining = [r for r in self._joining if r.key not in keys]
+        for row in self._rows:
+            if row.key in keys:
+                row.finish_reason = "abandoned"
+                gone.append(row.key)
+        self._take_finished()  # only the abandoned rows are finished now: no answer is lost
+        return gone
+
     def step(self) -> list[tuple[str, GenerationOutput]]:
         """One forward pass: the prefill of the rows that joined (their first tokens), else
         one token for every row. Returns the rows that finished, with their outputs.

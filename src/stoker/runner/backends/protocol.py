@@ -135,6 +135,11 @@ class DecodeLoop(Protocol):
         """The text a row in flight has produced so far (None once it left the loop)."""
         ...
 
+    def abandon(self, keys: set[str]) -> list[str]:
+        """Drop the rows under ``keys`` unanswered (their work goes back to the queue); the
+        keys that were in the loop."""
+        ...
+
 
 @runtime_checkable
 class ContinuousBackend(Backend, Protocol):

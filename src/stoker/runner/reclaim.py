@@ -1,0 +1,94 @@
+"""A static runner's batch that can be taken back for online work.
+
+The server may tell a runner, in a heartbeat's reply, to hand back some of the requests it
+holds (work below the online tier) after a grace period. The batch then runs as a decode loop
+that the runner steps itself: once the grace has passed, those rows leave the loop unanswered
+and are reported as returned, while the others (online rows) finish as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from stoker.runner.backends.protocol import ContinuousBackend, GenerationOutput
+from stoker.runner.continuous import result_json
+from stoker.runner.inputs import UnrunnableRequest, generation_input
+
+log = logging.getLogger("stoker.runner")
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimOrder:
+    """Hand back ``request_ids`` once the monotonic clock passes ``at``."""
+
+    request_ids: frozenset[str]
+    at: float
+
+
+class ReclaimInbox:
+    """The latest order, set by the heartbeat thread and read between decode steps."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._order: ReclaimOrder | None = None
+
+    def receive(self, reply: dict[str, Any] | None) -> None:
+        """Keep the heartbeat's order (a repeated order keeps its first deadline)."""
+        if not reply:
+            return
+        ids = frozenset(str(r) for r in reply.get("request_ids", []))
+        with self._lock:
+            if self._order is not None and self._order.request_ids >= ids:
+                return
+            self._order = ReclaimOrder(ids, time.monotonic() + float(reply.get("grace_s", 0)))
+
+    def due(self) -> frozenset[str]:
+        """The request ids to hand back now (empty before the deadline)."""
+        with self._lock:
+            order = self._order
+        if order is None or time.monotonic() < order.at:
+            return frozenset()
+        return order.request_ids
+
+    def clear(self) -> None:
+        """Forget the order (its batch is over)."""
+        with self._lock:
+            self._order = None
+
+
+def run_reclaimable(backend: ContinuousBackend, requests: list[dict[str, Any]],
+                    inbox: ReclaimInbox) -> tuple[list[dict[str, Any]], list[str]]:
+    """Run one leased batch, stepping its decode loop: the results of the rows that finished,
+    and the request ids handed back under a reclaim order."""
+    loop = backend.open_loop()
+    results: dict[str, dict[str, Any]] = {}
+    for req in requests:
+        try:
+            refused = loop.join(req["id"], generation_input(req["endpoint"], req["body"]))
+        except UnrunnableRequest as exc:
+            results[req["id"]] = {"request_id": req["id"], "finish_reason": "error",
+                                  "error": str(exc), "retryable": False}
+            continue
+        if refused is not None:
+            results[req["id"]] = result_json(req["id"], refused)
+    returned: list[str] = []
+    try:
+        while loop.in_flight:
+            due = inbox.due()
+            if due:
+                returned += loop.abandon(set(due))
+                if not loop.in_flight:
+                    break
+            finished: list[tuple[str, GenerationOutput]] = loop.step()
+            results.update((rid, result_json(rid, out)) for rid, out in finished)
+    except Exception as exc:
+        log.exception("batch failed")
+        for req in requests:
+            if req["id"] not in results and req["id"] not in returned:
+                results[req["id"]] = {"request_id": req["id"], "retryable": True,
+                                      "error": f"backend failed: {exc}"}
+    return [results[r["id"]] for r in requests if r["id"] in results], returned
