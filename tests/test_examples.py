@@ -61,12 +61,20 @@ def test_the_ci_examples_run_the_shipped_suite_with_a_baseline() -> None:
     import yaml
 
     github = yaml.safe_load((EXAMPLES / "ci" / "github-actions.yml").read_text())
-    smoke = " ".join(step.get("run", "") for step in github["jobs"]["smoke"]["steps"])
-    nightly = " ".join(step.get("run", "") for step in github["jobs"]["nightly"]["steps"])
+    action = yaml.safe_load((EXAMPLES / "ci" / "stoker-eval" / "action.yml").read_text())
+    [smoke] = [s["with"] for s in github["jobs"]["smoke"]["steps"]
+               if s.get("uses") == "./.github/actions/stoker-eval"]
+    [nightly] = [s["with"] for s in github["jobs"]["nightly"]["steps"]
+                 if s.get("uses") == "./.github/actions/stoker-eval"]
+    assert (smoke["suite"], smoke["tier"], smoke["baseline"]) == (
+        "examples/evals/smollm2_smoke.yaml", "smoke", "main")
+    assert (nightly["tier"], nightly["name"]) == ("regression", "main")
+    # Every input the workflow passes is one the composite action declares.
+    assert set(smoke) | set(nightly) <= set(action["inputs"])
+    assert action["runs"]["using"] == "composite"
     gitlab = yaml.safe_load((EXAMPLES / "ci" / "gitlab-ci.yml").read_text())
-    for command in (smoke, " ".join(gitlab["evals:smoke"]["script"])):
-        assert "stoker eval run examples/evals/smollm2_smoke.yaml" in command
-        assert "--baseline main" in command
-    for command in (nightly, " ".join(gitlab["evals:nightly"]["script"])):
-        assert "--name main" in command
+    assert "stoker eval run examples/evals/smollm2_smoke.yaml" in " ".join(
+        gitlab["evals:smoke"]["script"])
+    assert "--baseline main" in " ".join(gitlab["evals:smoke"]["script"])
+    assert "--name main" in " ".join(gitlab["evals:nightly"]["script"])
     assert (EXAMPLES / "evals" / "smollm2_smoke.yaml").is_file()

@@ -183,6 +183,25 @@ def test_no_wait_submits_and_a_later_run_of_the_commit_scores_that_job(server: S
     assert len(_eval_jobs(server, "later")) == 1
 
 
+def test_the_composite_actions_eval_step_runs_as_github_would_run_it(server: Server,
+                                                                     tmp_path: Path) -> None:
+    action = yaml.safe_load((EXAMPLES.parent / "ci" / "stoker-eval" / "action.yml").read_text())
+    [step] = [s for s in action["runs"]["steps"] if "stoker eval run" in s.get("run", "")]
+    write_tiny_suite(tmp_path / "ci.yaml", "from-the-action")
+    inputs = {"server": server.url, "token": TOKEN, "suite": str(tmp_path / "ci.yaml"),
+              "tier": "smoke", "baseline": "", "name": "nightly", "timeout-s": "300"}
+    env = {k: v.replace("${{ inputs.", "").rstrip("} ").strip() for k, v in step["env"].items()}
+    env = {k: inputs[v] for k, v in env.items()}  # what GitHub fills in from the inputs
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    done = subprocess.run(["bash", "-c", step["run"]], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, check=False,
+                          env={"PATH": path, "HOME": str(tmp_path), **env})
+    assert done.returncode in (0, 1), done.stderr  # a verdict, whichever
+    report = json.loads((tmp_path / "stoker-eval.json").read_text())
+    assert (report["suite"], report["tier"], report["name"]) == ("from-the-action", "smoke",
+                                                                 "nightly")
+
+
 @pytest.mark.parametrize(("config", "model", "cases"), [
     ("promptfoo/promptfooconfig.yaml", "tiny-llama", ["test-1", "test-2"]),
     ("lm_eval/stoker_smoke.yaml", "smollm2", ["stoker_smoke/0", "stoker_smoke/1",

@@ -98,3 +98,24 @@ def test_work_open_at_the_windows_end_runs_on_but_only_the_windows_runner_time_i
     assert sorted(waits(outcome.requests)) == pytest.approx([float(i) for i in range(10)])
     assert len(outcome.records.jobs) == 10  # the job after the window is not in it
     assert summarize(outcome).gpu_hours == pytest.approx(4 / 3600)
+
+
+def test_trickling_work_goes_to_the_runner_busy_last_so_a_surplus_one_is_stopped() -> None:
+    # A burst scales the pool to two runners; then a trickle of one short job a second. The
+    # live dispatcher hands each to the runner busy most recently, so the other idles through
+    # its keep-warm and is stopped (taking turns, neither would ever idle that long).
+    scale = AutoscaleConfig(min_runners=1, max_runners=2, keep_warm_s=3.0, cooldown_s=0.0,
+                            assumed_tokens_per_runner_s=100.0, assumed_cold_start_s=1.0)
+    trace = [job(0.0, tier="online", requests=20, completion=50)]
+    trace += [job(3.5 + i, tier="smoke", completion=2) for i in range(30)]
+    outcome = simulate(trace, config(pool(autoscale=scale, step_s=0.01, cold_start_s=1.0)),
+                       since=0.0, until=40.0)
+    spans = outcome.records.spans
+    runners = {s.runner_id for s in spans}
+    assert len(runners) == 2  # the burst's extra runner
+    trickle_busy = {s.runner_id for s in spans
+                    if s.state == RunnerState.BUSY and s.started_at >= 10.0}
+    # A stopped runner leaves the simulation: no span of it is still open at the end.
+    running_at_end = {s.runner_id for s in spans if s.ended_at is None}
+    assert len(trickle_busy) == 1
+    assert running_at_end == trickle_busy

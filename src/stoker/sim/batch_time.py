@@ -2,10 +2,15 @@
 
 A batch prefills its prompts, then decodes one token per row per step until its longest row
 is done (static batching, what the lease-run-complete path does). A step costs a fixed part
-(reading the weights) plus a part per row::
+(reading the weights) plus a part per row, and a batch a fixed part of its own (encoding the
+prompts, setting the loop up, making the results)::
 
-    batch_s = prefill_s_per_token * sum(prompt_tokens)
+    batch_s = batch_overhead_s + prefill_s_per_token * sum(prompt_tokens)
               + max(completion_tokens) * (step_s + step_s_per_row * rows)
+
+Without the per-batch part a fit to mostly large batches makes small ones (a smoke suite's one
+to three prompts) look faster than they run: the autoscaler in the simulator then measures a
+higher rate than the live one did, and sizes a burst with fewer runners.
 
 Before each batch a runner's lease makes a round trip to the control plane (and after a batch
 it reports it first): ``between_batches_s``, measured as the gap between a runner's
@@ -33,10 +38,11 @@ class BatchTimeModel:
     step_s_per_row: float = 0.0
     prefill_s_per_token: float = 0.0
     between_batches_s: float = 0.0
+    batch_overhead_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.step_s <= 0 or min(self.step_s_per_row, self.prefill_s_per_token,
-                                   self.between_batches_s) < 0:
+                                   self.between_batches_s, self.batch_overhead_s) < 0:
             raise ValueError("need step_s > 0 and the other terms >= 0")
 
     def batch_s(self, prompt_tokens: Sequence[int], completion_tokens: Sequence[int]) -> float:
@@ -45,7 +51,7 @@ class BatchTimeModel:
             return 0.0
         steps = max(completion_tokens)
         rows = len(completion_tokens)
-        return (self.prefill_s_per_token * sum(prompt_tokens)
+        return (self.batch_overhead_s + self.prefill_s_per_token * sum(prompt_tokens)
                 + steps * (self.step_s + self.step_s_per_row * rows))
 
     def tokens_per_s(self, rows: int) -> float:
@@ -81,9 +87,9 @@ def fit_batch_time(batches: Sequence[BatchUse]) -> BatchTimeModel:
     steps = np.array([r[1] for r in rows], dtype=float)
     size = np.array([r[2] for r in rows], dtype=float)
     duration = np.array([r[3] for r in rows], dtype=float)
-    columns = [steps, steps * size, prompt]
-    kept = [0, 1, 2]
-    coef = np.zeros(3)
+    columns = [steps, steps * size, prompt, np.ones_like(steps)]
+    kept = [0, 1, 2, 3]
+    coef = np.zeros(4)
     # Drop a term whose fitted cost is negative (noise, or a term the data cannot show) and
     # fit again without it; the per-step term always stays.
     while True:
@@ -91,15 +97,15 @@ def fit_batch_time(batches: Sequence[BatchUse]) -> BatchTimeModel:
         solved, *_ = np.linalg.lstsq(design, duration, rcond=None)
         negative = [k for k, c in zip(kept, solved, strict=True) if c < 0 and k != 0]
         if not negative:
-            coef = np.zeros(3)
+            coef = np.zeros(4)
             for k, c in zip(kept, solved, strict=True):
                 coef[k] = c
             break
         kept.remove(negative[0])
     if coef[0] <= 0:
-        coef = np.array([float(duration.sum() / steps.sum()), 0.0, 0.0])
+        coef = np.array([float(duration.sum() / steps.sum()), 0.0, 0.0, 0.0])
     return BatchTimeModel(float(coef[0]), float(coef[1]), float(coef[2]),
-                          between_batches_s(batches))
+                          between_batches_s(batches), float(coef[3]))
 
 
 #: A gap between one runner's batches longer than this was a wait for work, not a round trip.

@@ -125,6 +125,10 @@ class _Request:
     completion_tokens: int
 
 
+#: The pause between idle runners looking at new work, most recently busy first.
+RANK_STEP_S = 1e-6
+
+
 @dataclass(slots=True)
 class _Runner:
     id: str
@@ -242,10 +246,22 @@ class _Run:
             until = self.env.now + self.config.long_poll_s
             if decision.until is not None:
                 until = min(until, decision.until)
-            yield self.env.any_of([self.news[model], runner.wake,
+            news = self.news[model]
+            yield self.env.any_of([news, runner.wake,
                                    self.env.timeout(max(until - self.env.now, 0.0))])
+            if news.triggered:
+                # Work arrived for every idle runner at once: the one busy most recently
+                # looks first and takes it, as the live dispatcher hands it out (so a surplus
+                # runner stays idle and its keep-warm runs out). A microsecond per place.
+                yield self.env.timeout(self._idle_rank(model, runner) * RANK_STEP_S)
         self.set_state(runner, RunnerState.STOPPED)
         del self.runners[model][runner.id]
+
+    def _idle_rank(self, model: str, runner: _Runner) -> int:
+        """How many idle runners of ``model`` were busy more recently than ``runner``."""
+        return sum(1 for other in self.runners[model].values()
+                   if other.state == RunnerState.IDLE and not other.draining
+                   and other.since > runner.since)
 
     def _run_batch(self, model: str, runner: _Runner, batch: Sequence[_Request]
                    ) -> Generator[simpy.Event, Any, None]:
