@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import yaml
 
+from served import wait_for
 from stoker.runner.backends.tiny_model import create_tiny_model
 from stoker.store.sqlite import SQLiteStore
 
@@ -48,19 +49,6 @@ def burst(n: int) -> list[dict[str, Any]]:
 
 def runners(url: str) -> list[dict[str, Any]]:
     return list(httpx.get(f"{url}/api/runners", timeout=10).json()["data"])
-
-
-def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def run(root: Path, args: argparse.Namespace, *, autoscaled: bool) -> dict[str, Any]:

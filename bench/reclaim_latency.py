@@ -22,47 +22,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
+from served import serve, stop, wait_for
 from stoker.runner.backends.tiny_model import create_tiny_model
 
 MODEL = "tiny-llama"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def lines(n: int, tokens: int, prefix: str) -> list[dict[str, Any]]:
     return [{"custom_id": f"{prefix}{i}", "method": "POST", "url": "/v1/completions",
              "body": {"model": MODEL, "prompt": f"{prefix} {i}: once upon a time",
                       "max_tokens": tokens, "temperature": 0}} for i in range(n)]
-
-
-def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -79,26 +56,18 @@ def pool_config(kind: str, args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def run(root: Path, kind: str, args: argparse.Namespace) -> dict[str, Any]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     model: dict[str, Any] = {"path": str(root.parent / "m"), "runners": args.runners,
                              "max_new_tokens": 4096}
     reserve = pool_config(kind, args)
     if reserve is not None:
         model["online_reserve"] = reserve
-    config = {"port": port, "data_dir": str(root), "models": {MODEL: model},
+    config = {"data_dir": str(root), "models": {MODEL: model},
               "batching": {"max_batch_size": args.batch_size, "max_wait_ms": 0,
                            "continuous": False},
               "leases": {"ttl_s": args.ttl_s, "long_poll_s": 1.0, "runner_timeout_s": 30.0}}
-    (root / "stoker.yaml").write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "stoker.cli", "serve", "--config",
-                             str(root / "stoker.yaml")], cwd=root,
-                            stdout=(root / "serve.log").open("ab"), stderr=subprocess.STDOUT)
+    proc, url = serve(root, config, runners=args.runners)
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
-            wait_for(lambda: sum(r["state"] == "idle"
-                                 for r in http.get("/api/runners").json()["data"])
-                     >= args.runners, 180, "idle runners")
             batch = http.post("/api/jobs", json={
                 "requests": lines(args.batch_size * args.runners * 50, args.batch_tokens, "b"),
                 "tier": "batch", "cache": False}).json()
@@ -120,8 +89,7 @@ def run(root: Path, kind: str, args: argparse.Namespace) -> dict[str, Any]:
                     if p["job_requests"] == args.batch_size]
             http.post(f"/api/jobs/{batch['id']}/cancel")
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
+        stop(proc, timeout_s=120)
     batch_s = statistics.median(full) if full else float("nan")
     p95 = percentile(latencies, 0.95)
     return {"pool": kind, "batch_s_median": round(batch_s, 2),

@@ -48,6 +48,21 @@ def serve(workdir: Path, config: dict[str, Any], *, name: str = "serve", runners
                      f"{log.read_text(errors='replace')[-3000:]}")
 
 
+def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
+    """Poll ``predicate`` (an HTTP error counts as not yet) until it returns something
+    truthy; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except httpx.HTTPError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
 def stop(proc: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
     """Ctrl-C the server (it drains its runners) and wait for it."""
     proc.send_signal(signal.SIGINT)
