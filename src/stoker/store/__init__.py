@@ -6,17 +6,15 @@ from stoker.errors import InvalidRequest
 from stoker.store.protocol import (
     CompletionSummary,
     JobBatch,
-    NewBatch,
     NewJob,
     NewRequest,
-    OpenAIBatch,
     RequestOutcome,
     ResultRow,
     Store,
-    StoredFile,
     Submission,
 )
 from stoker.store.protocol_callbacks import CallbackState, DueCallback, JobCallback
+from stoker.store.protocol_openai import NewBatch, OpenAIBatch, StoredFile
 from stoker.store.protocol_pool import (
     ModelRoll,
     PoolDecisionRecord,

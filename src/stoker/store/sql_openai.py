@@ -9,7 +9,7 @@ from typing import Any
 
 from stoker.errors import Conflict, NotFound
 from stoker.store.ids import new_id
-from stoker.store.protocol import NewBatch, OpenAIBatch, StoredFile
+from stoker.store.protocol_openai import NewBatch, OpenAIBatch, StoredFile
 from stoker.store.sql_base import SQLBase
 
 # Before every real row: the start of a newest-first listing with no cursor.
