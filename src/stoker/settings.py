@@ -21,6 +21,7 @@ from pydantic import (
 from stoker.errors import InvalidRequest
 from stoker.settings_callbacks import CallbackSettings
 from stoker.settings_checks import check_settings
+from stoker.settings_commands import CommandSettings
 from stoker.settings_lending import FleetSettings
 from stoker.settings_pool import (
     AutoscaleSettings,
@@ -254,6 +255,8 @@ class TeamSettings(_Strict):
     #: environment. A team without one cannot ask for callbacks.
     webhook_secret: SecretStr | None = None
     webhook_secret_env: str | None = None
+    #: Whether the team may submit command jobs (when the server enables them).
+    commands: bool = False
 
 
 class SchedulingSettings(_Strict):
@@ -299,6 +302,8 @@ class Settings(_Strict):
     runner_classes: dict[str, RunnerClassSettings] = Field(default_factory=dict)
     accounting: AccountingSettings = AccountingSettings()
     callbacks: CallbackSettings = CallbackSettings()
+    #: Command jobs: commands run on lent accelerators, with a checkpoint contract.
+    commands: CommandSettings = CommandSettings()
     #: External online fleets whose idle replicas Stoker borrows (see stoker.core.lending).
     lending: dict[str, FleetSettings] = Field(default_factory=dict)
     #: Sees every team's costs (the dashboard and reports); teams see their own. Once teams
@@ -306,6 +311,10 @@ class Settings(_Strict):
     operator_token: SecretStr | None = None
     #: Serve /openapi.json, /docs and /redoc to any caller (else the operator's).
     api_docs_public: bool = False
+
+    def checkpoint_root(self) -> Path:
+        """Where command jobs' checkpoint directories are made."""
+        return self.commands.checkpoint_root or self.data_dir / "checkpoints"
 
     def model_path(self, name: str) -> Path:
         """Where the checkpoint of model ``name`` lives."""

@@ -19,6 +19,16 @@ def check_settings(settings: Settings) -> None:
     _check_policy(settings)
     _check_provisioner(settings)
     _check_lending(settings)
+    _check_commands(settings)
+
+
+def _check_commands(settings: Settings) -> None:
+    reserved = sorted(m for m in settings.models if "#" in m)
+    if reserved:
+        raise InvalidRequest(f"model names may not contain '#' (it names command queues): "
+                             f"{', '.join(reserved)}")
+    if settings.commands.default_grace_s > settings.commands.max_grace_s:
+        raise InvalidRequest("commands.default_grace_s is past commands.max_grace_s")
 
 
 def _check_policy(settings: Settings) -> None:

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stoker import __version__
-from stoker.api import access, cost, jobs, pool, runners
+from stoker.api import access, commands, cost, jobs, pool, runners
 from stoker.api.anthropic import batches as anthropic_batches
 from stoker.api.anthropic import messages as anthropic_messages
 from stoker.api.body import BodySizeLimit
@@ -49,7 +49,8 @@ def create_app(settings: Settings, store: Store, clock: Clock, *,
     policy = build_policy(settings, tiers, teams.weights())
     dispatcher = Dispatcher(store, clock, LeaseTerms(leases.ttl_s, leases.long_poll_s), policy,
                             lambda model: settings.batching_for(model).max_batch_size,
-                            reserve=lambda model: online_reserve(settings, model))
+                            reserve=lambda model: online_reserve(settings, model),
+                            commands=settings.commands.enabled)
     reaper = Reaper(store, clock, dispatcher, runner_timeout_s=leases.runner_timeout_s,
                     interval_s=min(1.0, leases.ttl_s / 4))
 
@@ -97,6 +98,7 @@ def create_app(settings: Settings, store: Store, clock: Clock, *,
     # Added last, so outermost: even the body limit's refusals carry a request id.
     app.add_middleware(RequestIds)
     app.include_router(jobs.router)
+    app.include_router(commands.router)
     app.include_router(runners.router)
     app.include_router(pool.router)
     app.include_router(runners.protocol)

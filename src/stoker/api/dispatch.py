@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stoker.clock import Clock
 from stoker.core.batching import BatchConfig, Dispatch, SchedulingPolicy, Wait, plan_batch
+from stoker.core.commands import command_queue, queue_model
 from stoker.core.continuous import TopUp, online_ask_takes, plan_top_up
 from stoker.core.fair_share import FairShareState
 from stoker.core.lending import OnlineReserve, may_lend_runner
@@ -68,8 +69,11 @@ class Dispatcher:
 
     def __init__(self, store: Store, clock: Clock, terms: LeaseTerms,
                  policy: SchedulingPolicy, batch_size: Callable[[str], int],
-                 reserve: Callable[[str], OnlineReserve | None] = lambda _: None) -> None:
+                 reserve: Callable[[str], OnlineReserve | None] = lambda _: None,
+                 *, commands: bool = False) -> None:
         self._store = store
+        # Whether command jobs are given out (their queue is looked at only then).
+        self._commands = commands
         self._reserve = reserve
         # A reserve is checked and a grant made under the model's lock, so that two runners
         # of one replica never both take the last runner free for online work.
@@ -96,6 +100,7 @@ class Dispatcher:
         work they may take (``tier``; None: any tier), so that they never use up a wake-up
         meant for a call that takes the work.
         """
+        model = queue_model(model)  # a command queue's work is for its model's runners
         _wake(self._waiters.get(model), wake)
         if tier is None or online_ask_takes(tier, self._policy):
             _wake(self._online_waiters.get(model), wake)
@@ -211,6 +216,8 @@ class Dispatcher:
             share = self._shares.get(runner.model, FairShareState())
         decision, new_share = self._plan(groups, share, config, ask)
         if not isinstance(decision, Dispatch):
+            if self._commands and decision.until is None and takes_commands(ask):
+                return self._try_command(runner)
             return decision, None, 0
         reserve = self._reserve(runner.model)
         if reserve is None or all(online_ask_takes(p.tier, self._policy)
@@ -224,6 +231,28 @@ class Dispatcher:
                 if not online or not isinstance(decision, Dispatch):
                     return Wait(until=None), None, 0  # kept free: woken for online work
             return self._grant(runner, decision, new_share, groups)
+
+    def _try_command(self, runner: Runner
+                     ) -> tuple[Dispatch | Wait, tuple[Lease, list[Request]] | None, int]:
+        """A command job for a runner with nothing of its model's to run: one at a time,
+        oldest first by priority, and only if the online reserve lets the runner be lent
+        (see :mod:`stoker.core.commands`)."""
+        queue = command_queue(runner.model)
+        groups = self._store.queue_groups(queue)
+        if not groups:
+            return Wait(until=None), None, 0
+        decision, _ = plan_batch(groups, FairShareState(), BatchConfig(1, 0), self._policy,
+                                 now=self._clock.now())
+        if not isinstance(decision, Dispatch):
+            return decision, None, 0
+        reserve = self._reserve(runner.model)
+        lock = self._lending_locks.setdefault(runner.model, threading.Lock())
+        with lock:
+            if reserve is not None and not self._may_lend(runner, reserve):
+                return Wait(until=None), None, 0
+            got = self._store.lease_batch(runner.id, queue, decision.picks,
+                                          ttl_s=self._terms.ttl_s, now=self._clock.now())
+        return decision, got, sum(g.queued for g in groups)
 
     def _plan(self, groups: list[QueueGroup], share: FairShareState, config: BatchConfig,
               ask: TopUp | None) -> tuple[Dispatch | Wait, FairShareState]:
@@ -250,6 +279,12 @@ class Dispatcher:
                 if any(not online_ask_takes(t, self._policy) for t in tiers)}
         return may_lend_runner(self._store.warm_runners(runner.model), len(lent - {runner.id}),
                                already_lent=runner.id in lent, reserve=reserve)
+
+
+def takes_commands(ask: TopUp | None) -> bool:
+    """Whether a lease call may be given a command job: a static runner's, or a continuous
+    runner's whose loop is empty (never a headroom ask for online work)."""
+    return ask is None or not (ask.online_only or ask.loop_running)
 
 
 class Reaper:

@@ -93,6 +93,8 @@ class ParsedJob:
     model: str
     #: A list, or an upload's requests read back one at a time (see jsonl_upload).
     requests: Sequence[NewRequest]
+    #: The queue the requests wait in (None: the model's; a command job's is apart).
+    queue: str | None = None
 
 
 def line_request(number: int, raw: Any, problems: list[str]) -> NewRequest | None:

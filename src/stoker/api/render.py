@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stoker.core.commands import COMMAND_ENDPOINT
 from stoker.core.model import Job, RequestStatus, Runner
 from stoker.openai_format import error_body
 from stoker.openai_responses import Choice, completion_response_body
@@ -53,7 +54,11 @@ def result_line(row: ResultRow) -> dict[str, Any] | None:
     line: dict[str, Any] = {"id": f"batch_req_{row.request_id}", "custom_id": row.custom_id,
                             "response": None, "error": None, "cached": row.cached}
     created = int(row.finished_at or 0)
-    if row.status == RequestStatus.SUCCEEDED:
+    if row.status == RequestStatus.SUCCEEDED and row.endpoint == COMMAND_ENDPOINT:
+        line["response"] = {"status_code": 200, "request_id": row.request_id,
+                            "body": {"object": "command.result", "exit_code": 0,
+                                     "output_tail": row.text or ""}}
+    elif row.status == RequestStatus.SUCCEEDED:
         line["response"] = {
             "status_code": 200,
             "request_id": row.request_id,

@@ -14,6 +14,7 @@ from stoker.api.body import decode_utf8, json_body, parse_json, validate
 from stoker.api.reclaim import reclaim_order
 from stoker.api.render import runner_json
 from stoker.api.services import Services, current_checkpoint, services
+from stoker.core.commands import is_command_queue
 from stoker.core.continuous import TopUp
 from stoker.core.model import RunnerState
 from stoker.errors import InvalidRequest, LeaseLost, ModelNotFound
@@ -44,6 +45,9 @@ class RegisterIn(_In):
     replica: str | None = Field(None, min_length=1, max_length=200)
 
 
+#: The most text one shipment of a command's log may carry.
+MAX_LOG_PIECE_CHARS = 256 * 1024
+
 #: A launch time further back than this is taken as this far back (a clock that is off, or a
 #: process that waited long before registering, must not charge hours of starting time).
 MAX_LAUNCH_BEFORE_REGISTER_S = 600.0
@@ -64,6 +68,13 @@ class TopUpIn(_In):
 class LeaseIn(_In):
     wait_s: float = Field(10.0, ge=0, le=300)
     top_up: TopUpIn | None = None
+
+
+class LogIn(_In):
+    """The next piece of a running command's output."""
+
+    request_id: str = Field(min_length=1, max_length=100)
+    text: str = Field(max_length=MAX_LOG_PIECE_CHARS)
 
 
 class HeartbeatIn(_In):
@@ -163,7 +174,17 @@ async def register(request: Request, svc: Services = Depends(services)) -> dict[
         "backend": backend_terms(body.model, settings.models[body.model], replica_url),
         "batching": {"continuous": batching.continuous,
                      "online_headroom_rows": batching.online_headroom_rows},
+        "commands": command_terms(settings) if settings.commands.enabled else None,
     }
+
+
+def command_terms(settings: Settings) -> dict[str, Any]:
+    """How a runner runs command jobs: where checkpoints go, how much log it ships."""
+    commands = settings.commands
+    return {"checkpoint_root": str(settings.checkpoint_root().resolve()),
+            "log_interval_s": commands.log_interval_s,
+            "max_log_bytes_per_run": commands.max_log_bytes_per_run,
+            "max_grace_s": commands.max_grace_s}
 
 
 def replica_base_url(settings: Settings, model: str, replica: str | None) -> str | None:
@@ -217,8 +238,8 @@ async def lease(runner_id: str, request: Request,
     granted, requests = got
     return {
         "lease": {"id": granted.id, "expires_at": granted.expires_at},
-        "requests": [{"id": r.id, "endpoint": r.endpoint, "body": r.body, "attempt": r.attempts}
-                     for r in requests],
+        "requests": [{"id": r.id, "job_id": r.job_id, "endpoint": r.endpoint, "body": r.body,
+                      "attempt": r.attempts} for r in requests],
         "draining": False,
     }
 
@@ -240,9 +261,23 @@ def _heartbeat(svc: Services, runner_id: str, body: HeartbeatIn) -> dict[str, An
             svc.store.renew_lease(lease_id, runner_id, ttl_s=svc.settings.leases.ttl_s, now=now)
         except LeaseLost:
             lost.append(lease_id)
+    held = bool(body.lease_ids)
     return {"lost_lease_ids": lost, "draining": runner.state == RunnerState.DRAINING,
             "stopped": runner.state == RunnerState.STOPPED,
-            "reclaim": reclaim_order(svc, runner) if body.lease_ids else None}
+            "reclaim": reclaim_order(svc, runner) if held else None,
+            # A running command of a cancelled job is stopped (a batch row just finishes).
+            "cancelled": svc.store.cancelled_leased_requests(runner_id) if held else []}
+
+
+@protocol.post("/{runner_id}/logs", openapi_extra=json_body(LogIn))
+async def ship_log(runner_id: str, request: Request,
+                   svc: Services = Depends(services)) -> dict[str, Any]:
+    """Keep the next piece of the output of a command the runner is running; 409 once the
+    runner no longer holds it."""
+    body: LogIn = await _read(request, LogIn)
+    await run_in_threadpool(svc.store.append_command_log, runner_id, body.request_id,
+                            body.text, now=svc.clock.now())
+    return {"kept": len(body.text)}
 
 
 @protocol.post("/{runner_id}/report", openapi_extra=json_body(ReportIn))
@@ -255,7 +290,7 @@ async def report(runner_id: str, request: Request,
         svc.store.report, body.lease_id, runner_id, outcomes, report_id=body.report_id,
         started_at=body.started_at, ended_at=body.ended_at, now=svc.clock.now(),
         rows=body.rows)
-    if not summary.repeated:
+    if not summary.repeated and not is_command_queue(summary.model):
         svc.metrics.observe_batch(summary.model, body.rows or len(body.results),
                                   body.ended_at - body.started_at,
                                   sum(r.prompt_tokens for r in body.results),
@@ -286,7 +321,8 @@ async def complete(runner_id: str, request: Request,
         svc.store.complete, body.lease_id, runner_id, outcomes,
         started_at=body.started_at, ended_at=body.ended_at, now=now, returned=body.returned,
     )
-    if not summary.repeated:  # a retried report was counted the first time
+    # A retried report was counted the first time; a command's run is no batch of tokens.
+    if not summary.repeated and not is_command_queue(summary.model):
         svc.metrics.observe_batch(summary.model, len(body.results),
                                   body.ended_at - body.started_at,
                                   sum(r.prompt_tokens for r in body.results),

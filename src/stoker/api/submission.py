@@ -92,6 +92,8 @@ def over_token_limit(body: dict[str, Any], limit: int) -> str | None:
 def check_token_budgets(svc: Services, parsed: ParsedJob) -> None:
     """Refuse, before anything is stored, a request asking for more tokens than its model
     may generate (it could only fail later, line by line)."""
+    if parsed.queue is not None:
+        return  # a command job generates no tokens
     limit = svc.settings.models[parsed.model].max_new_tokens
     requests = parsed.requests
     most = requests.most_tokens_asked() if isinstance(requests, RequestsReadBack) else None
@@ -137,6 +139,7 @@ async def enqueue(svc: Services, *, team: str, tier: Tier, parsed: ParsedJob,
             batch=batch, fingerprint=fingerprint(tier, parsed, options),
             revision=checkpoint.revision if options.pin_revision else None,
             expires_after_s=options.expires_after_s, callback_url=options.callback_url,
+            queue=parsed.queue,
         )
         return svc.store.submit_job(new_job, now=now, admission=check)
 

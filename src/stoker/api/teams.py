@@ -29,6 +29,8 @@ class TeamPolicy:
     cache_scope: str
     #: The tier of the team's synchronous calls that name none (None: the online tier).
     sync_tier: str | None = None
+    #: Whether the team may submit command jobs (the server must enable them too).
+    commands: bool = False
 
     def check_tier(self, tier: str) -> None:
         """Refuse a tier the team may not use."""
@@ -72,12 +74,12 @@ class TeamDirectory:
                 TeamQuota(**team.quotas.model_dump()),
                 _breaker(team.circuit_breaker or settings.circuit_breaker),
                 f"group:{team.cache_group}" if team.cache_group else f"team:{name}",
-                team.sync_tier,
+                team.sync_tier, team.commands,
             )
         if not self._policies:
             self._policies[DEFAULT_TEAM] = TeamPolicy(
                 DEFAULT_TEAM, 1.0, None, TeamQuota(), _breaker(settings.circuit_breaker),
-                f"team:{DEFAULT_TEAM}")
+                f"team:{DEFAULT_TEAM}", commands=True)
             secret = _secret(settings.callbacks.secret, settings.callbacks.secret_env)
             if secret is not None:
                 self._webhook_secrets[DEFAULT_TEAM] = secret

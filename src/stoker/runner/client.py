@@ -156,3 +156,9 @@ class ControlPlaneClient:
         if returned:
             body["returned"] = returned
         return self._call(f"/api/runners/{self.runner_id}/complete", body)
+
+    def ship_log(self, request_id: str, text: str) -> None:
+        """Send the next piece of a running command's output; LeaseGone once the server no
+        longer holds the command for us."""
+        self._call(f"/api/runners/{self.runner_id}/logs",
+                   {"request_id": request_id, "text": text}, timeout=10.0)

@@ -30,6 +30,7 @@ from stoker.core.continuous import LoopConfig, TopUp, plan_fill, plan_headroom
 from stoker.runner.backends.protocol import ContinuousBackend, DecodeLoop, GenerationOutput
 from stoker.runner.backends.stop_sequences import streamable_text
 from stoker.runner.client import ControlPlaneClient, LeasedWork, LeaseGone
+from stoker.runner.command import CommandWork, is_command_work
 from stoker.runner.inputs import UnrunnableRequest, generation_input
 
 log = logging.getLogger("stoker.runner")
@@ -93,7 +94,8 @@ class ContinuousWork:
     def __init__(self, client: ControlPlaneClient, backend: ContinuousBackend,
                  config: LoopConfig, drain: threading.Event, *, long_poll_s: float,
                  progress_interval_s: float = 0.05,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 commands: CommandWork | None = None) -> None:
         self._client = client
         self._backend = backend
         self._config = config
@@ -109,11 +111,15 @@ class ContinuousWork:
         self._streamed: dict[str, str] = {}
         self._progress_due = 0.0
         self._failure: BaseException | None = None
+        # A command job, run by the fill thread while the loop is empty (never beside rows
+        # the fill asked for: the accelerator is lent to it).
+        self._commands = commands
+        self._command_leases: set[str] = set()
 
     def open_leases(self) -> list[str]:
         """The leases with rows not yet reported (the heartbeat renews them)."""
         with self._changed:
-            return list(self._unreported)
+            return list(self._unreported) + list(self._command_leases)
 
     def run(self) -> None:
         """Decode until drained and everything leased is reported; re-raises what stopped
@@ -128,8 +134,10 @@ class ContinuousWork:
             self._decode(self._backend.open_loop(), askers)
         finally:
             self._drain.set()
+            # A running command is given its grace to stop before the askers are left.
+            grace = self._commands.terms.max_grace_s if self._commands is not None else 0.0
             for t in askers:
-                t.join(timeout=self._long_poll_s + 35)
+                t.join(timeout=self._long_poll_s + 35 + grace)
             self._outbox.put(_STOP)
             reporter.join(timeout=60)
         if self._failure is not None:
@@ -150,10 +158,21 @@ class ContinuousWork:
                 self._failure = self._failure or exc
                 self._drain.set()
                 return
-            if work is not None:
+            if work is not None and self._commands is not None and is_command_work(work):
+                self._run_command(self._commands, work)
+            elif work is not None:
                 self._take(work)
             if draining:
                 self._drain.set()
+
+    def _run_command(self, commands: CommandWork, work: LeasedWork) -> None:
+        with self._changed:
+            self._command_leases.add(work.lease_id)
+        try:
+            commands.run(work)
+        finally:
+            with self._changed:
+                self._command_leases.discard(work.lease_id)
 
     def _take(self, work: LeasedWork) -> None:
         with self._changed:

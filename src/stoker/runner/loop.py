@@ -23,6 +23,7 @@ import psutil
 from stoker.core.continuous import LoopConfig
 from stoker.runner.backends.protocol import Backend, ContinuousBackend, GenerationInput
 from stoker.runner.client import ControlPlaneClient, LeasedWork, LeaseGone, RunnerGone
+from stoker.runner.command import CommandTerms, CommandWork, StopOrders, is_command_work
 from stoker.runner.continuous import ContinuousWork, result_json
 from stoker.runner.inputs import UnrunnableRequest, generation_input
 from stoker.runner.reclaim import ReclaimInbox, run_reclaimable
@@ -85,6 +86,8 @@ class Runner:
         self._heartbeat_s = 5.0
         self._long_poll_s = 10.0
         self._reclaim = ReclaimInbox()
+        self._stops = StopOrders()
+        self._commands: CommandWork | None = None
 
     def install_signal_handlers(self) -> None:
         """Drain on SIGTERM and SIGINT."""
@@ -126,11 +129,16 @@ class Runner:
 
     def _work(self, backend: Backend, terms: dict[str, Any]) -> None:
         batching = terms.get("batching") or {}
+        if terms.get("commands"):
+            self._commands = CommandWork(self.client, CommandTerms.from_terms(terms["commands"]),
+                                         reclaim=self._reclaim, stops=self._stops,
+                                         drain=self.drain)
         if batching.get("continuous") and isinstance(backend, ContinuousBackend):
             config = LoopConfig(int(terms["runner"]["max_batch_size"]),
                                 int(batching.get("online_headroom_rows", 0)))
             continuous = ContinuousWork(self.client, backend, config, self.drain,
-                                        long_poll_s=self._long_poll_s)
+                                        long_poll_s=self._long_poll_s,
+                                        commands=self._commands)
             with self._lease_lock:
                 self._leases_in_hand = continuous.open_leases
             continuous.run()
@@ -146,6 +154,9 @@ class Runner:
         with self._lease_lock:
             self._current_lease = work.lease_id
         try:
+            if self._commands is not None and is_command_work(work):
+                self._commands.run(work)
+                return
             started = time.time()
             returned: list[str] = []
             if isinstance(backend, ContinuousBackend):
@@ -188,6 +199,7 @@ class Runner:
             if reply.get("draining"):
                 self.drain.set()
             self._reclaim.receive(reply.get("reclaim"))
+            self._stops.receive(reply)
 
     def _static_lease(self) -> list[str]:
         with self._lease_lock:

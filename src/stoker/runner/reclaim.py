@@ -54,6 +54,13 @@ class ReclaimInbox:
             return frozenset()
         return order.request_ids
 
+    def named(self) -> frozenset[str]:
+        """The request ids the latest order names, before its deadline too (a command is
+        signalled at once and given its own grace)."""
+        with self._lock:
+            order = self._order
+        return frozenset() if order is None else order.request_ids
+
     def clear(self) -> None:
         """Forget the order (its batch is over)."""
         with self._lock:

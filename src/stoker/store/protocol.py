@@ -21,6 +21,7 @@ from stoker.core.model import (
     RunnerState,
 )
 from stoker.store.protocol_callbacks import CallbackStore
+from stoker.store.protocol_commands import CommandStore
 from stoker.store.protocol_openai import NewBatch, OpenAIStore
 from stoker.store.protocol_pool import PoolStore
 
@@ -69,6 +70,14 @@ class NewJob:
     expires_after_s: float | None = None
     #: Called (POST, signed) once the job has finished; checked by the caller beforehand.
     callback_url: str | None = None
+    #: The queue its requests wait in (None: its model's; command jobs wait apart, see
+    #: :func:`stoker.core.commands.command_queue`).
+    queue: str | None = None
+
+    @property
+    def queue_name(self) -> str:
+        """The queue its requests wait in."""
+        return self.queue or self.model
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +165,7 @@ class JobBatch:
     job_requests: int
 
 
-class Store(PoolStore, CallbackStore, OpenAIStore, Protocol):
+class Store(PoolStore, CallbackStore, CommandStore, OpenAIStore, Protocol):
     """Durable state of jobs, requests, results, runners, leases and batches.
 
     Every write is committed durably before the call returns.

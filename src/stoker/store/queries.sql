@@ -259,10 +259,13 @@ SELECT id, runner_id, model, lease_id, started_at, ended_at, request_ids, prompt
 FROM batches ORDER BY started_at, id;
 
 -- name: job_batches
+-- (A command's stopped runs count: they ran the job, and hold no result.)
 SELECT b.id, b.runner_id, b.model, b.lease_id, b.started_at, b.ended_at, b.request_ids,
        b.prompt_tokens, b.completion_tokens, COUNT(*) AS mine
-FROM results s JOIN batches b ON b.id = s.batch_id
-WHERE s.job_id = :job_id
+FROM (SELECT batch_id, job_id FROM results WHERE job_id = :job_id
+      UNION ALL
+      SELECT batch_id, job_id FROM checkpointed_runs WHERE job_id = :job_id) s
+JOIN batches b ON b.id = s.batch_id
 GROUP BY b.id, b.runner_id, b.model, b.lease_id, b.started_at, b.ended_at, b.request_ids,
          b.prompt_tokens, b.completion_tokens
 ORDER BY b.started_at, b.id;
@@ -426,8 +429,13 @@ SELECT id, runner_id, model, started_at, ended_at, request_count FROM batches
 WHERE started_at < :until AND ended_at >= :since;
 
 -- name: usage_results
+-- What each batch ran for whom: its results, and a command's stopped runs (no tokens).
 SELECT s.batch_id, s.request_id, s.job_id, s.prompt_tokens, s.completion_tokens
 FROM results s JOIN batches b ON b.id = s.batch_id
+WHERE b.started_at < :until AND b.ended_at >= :since
+UNION ALL
+SELECT c.batch_id, c.request_id, c.job_id, 0, 0
+FROM checkpointed_runs c JOIN batches b ON b.id = c.batch_id
 WHERE b.started_at < :until AND b.ended_at >= :since;
 
 -- name: usage_jobs
@@ -566,8 +574,10 @@ FROM job_callbacks WHERE job_id = :job_id;
 SELECT COUNT(*) FROM runners WHERE model = :model AND state IN ('idle', 'busy');
 
 -- name: leased_tiers_by_runner
+-- By the runner's model: a lease of a command queue is held by a runner of the model too.
 SELECT DISTINCT l.runner_id, r.tier FROM leases l JOIN requests r ON r.lease_id = l.id
-WHERE l.model = :model AND l.released_at IS NULL AND r.status = 'leased';
+JOIN runners ru ON ru.id = l.runner_id
+WHERE ru.model = :model AND l.released_at IS NULL AND r.status = 'leased';
 
 -- name: leased_requests_of_runner
 SELECT r.id, r.tier FROM leases l JOIN requests r ON r.lease_id = l.id
@@ -577,3 +587,23 @@ WHERE l.runner_id = :runner_id AND l.released_at IS NULL AND r.status = 'leased'
 -- A request its runner handed back for online work: queued again, the attempt not counted.
 UPDATE requests SET status = 'queued', lease_id = NULL, attempts = attempts - 1
 WHERE id = :id AND lease_id = :lease_id AND status = 'leased';
+
+-- name: append_command_log
+-- Kept only while the runner still holds the command under an open lease.
+INSERT INTO command_logs (job_id, request_id, lease_id, runner_id, at, text)
+SELECT r.job_id, r.id, l.id, l.runner_id, :now, :text
+FROM requests r JOIN leases l ON l.id = r.lease_id
+WHERE r.id = :request_id AND l.runner_id = :runner_id AND l.released_at IS NULL
+  AND r.status = 'leased';
+
+-- name: command_log
+SELECT lease_id, runner_id, at, text FROM command_logs WHERE job_id = :job_id ORDER BY seq;
+
+-- name: cancelled_leased_requests
+SELECT r.id FROM leases l JOIN requests r ON r.lease_id = l.id JOIN jobs j ON j.id = r.job_id
+WHERE l.runner_id = :runner_id AND l.released_at IS NULL AND r.status = 'leased'
+  AND j.cancelled_at IS NOT NULL;
+
+-- name: record_checkpointed_run
+INSERT INTO checkpointed_runs (batch_id, request_id, job_id)
+SELECT :batch_id, id, job_id FROM requests WHERE id = :id;

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from stoker.core.batching import Pick
+from stoker.core.commands import is_command_queue
 from stoker.core.model import (
     BatchRecord,
     Job,
@@ -34,6 +35,7 @@ from stoker.store.protocol import (
 )
 from stoker.store.sql_base import CACHE_HITS, LEASES_EXPIRED, PROGRESS, WORK
 from stoker.store.sql_callbacks import CallbacksSQL
+from stoker.store.sql_commands import CommandsSQL
 from stoker.store.sql_pool import PoolSQL
 from stoker.store.sql_runners import RunnersSQL
 from stoker.store.sql_submit import SubmitSQL
@@ -67,7 +69,7 @@ def _check_report_in_lease(lease_id: str, granted: Sequence[str],
                        f"{shown}; nothing of it was recorded")
 
 
-class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL, CallbacksSQL):
+class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL, CallbacksSQL, CommandsSQL):
     """:class:`stoker.store.Store` over any connection that speaks our named queries."""
 
     # -- jobs ------------------------------------------------------------------------------
@@ -194,6 +196,9 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL, CallbacksSQL):
                 # Handed back for online work: not a failed attempt.
                 self._xmany(conn, "return_reclaimed",
                             [{"id": rid, "lease_id": lease_id} for rid in set(returned)])
+                if is_command_queue(model):  # its time went into its checkpoint: its job's
+                    self._xmany(conn, "record_checkpointed_run",
+                                [{"batch_id": batch_id, "id": rid} for rid in set(returned)])
             # Nothing below needs an answer before the next statement: on PostgreSQL they go
             # to the server together (one round trip) and the counts are read after.
             with self._pipeline(conn):

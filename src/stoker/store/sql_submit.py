@@ -98,7 +98,7 @@ class SubmitSQL(OpenAIObjectsSQL):
                     if job.batch is not None and batch_id is not None:
                         self._insert_openai_batch(conn, job.batch, batch_id, job_id, now)
                     if prepared is not None:
-                        self._announce(conn, WORK, f"{job.model}\t{count}\t{job.tier}")
+                        self._announce(conn, WORK, f"{job.queue_name}\t{count}\t{job.tier}")
                     if superseded:
                         self._announce(conn, PROGRESS, "")
         except self.integrity_errors:
@@ -162,7 +162,7 @@ class SubmitSQL(OpenAIObjectsSQL):
             self._x(conn, "insert_job_callback", job_id=job_id, url=job.callback_url)
         # A statement per page of rows (PostgreSQL's queue trigger sums each statement once).
         for chunk in prepared.chunks:
-            self._x(conn, "insert_requests", rows=chunk, job_id=job_id, model=job.model,
+            self._x(conn, "insert_requests", rows=chunk, job_id=job_id, model=job.queue_name,
                     tier=job.tier, team=job.team, priority=job.priority,
                     max_attempts=job.max_attempts, now=now, cancelled=False,
                     revision=job.revision)
@@ -187,7 +187,7 @@ class SubmitSQL(OpenAIObjectsSQL):
             for number, page in enumerate(job_pages(job, job_id, now, self._cached_answers)):
                 with self._tx() as conn:
                     self._x(conn, "stage_page", job_id=job_id, page=number,
-                            request_count=page.count, model=job.model, tier=job.tier,
+                            request_count=page.count, model=job.queue_name, tier=job.tier,
                             team=job.team, priority=job.priority,
                             max_attempts=job.max_attempts, page_rows=page.rows,
                             page_hits=json.dumps(page.hits), now=now, revision=job.revision)
