@@ -7,22 +7,31 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stoker.cli_api import (
+    JsonOpt,
+    ServerOpt,
+    TokenOpt,
+    ask,
+    emit_job,
+    err,
+    fail,
+    out,
+    print_json,
+    wait_with_progress,
+)
+from stoker.cli_commands import command_app
 from stoker.cli_evals import eval_app
 from stoker.cli_lending import simulate_lending
 from stoker.cli_planning import simulate, trace_app
-from stoker.client import ApiError, StokerClient, default_server
+from stoker.client import StokerClient, default_server
 from stoker.errors import StokerError
 
 app = typer.Typer(help="Stoker: keep GPUs warm and fed.", no_args_is_help=True,
@@ -33,37 +42,14 @@ pool_app = typer.Typer(help="The runner pool and its autoscaler.", no_args_is_he
 app.add_typer(pool_app, name="pool")
 app.add_typer(trace_app, name="trace")
 app.add_typer(eval_app, name="eval")
+app.add_typer(command_app, name="command")
 app.command()(simulate)
 app.command("simulate-lending")(simulate_lending)
-
-out = Console()
-err = Console(stderr=True)
-
-ServerOpt = Annotated[str | None, typer.Option(
-    "--server", help="Stoker URL (default $STOKER_SERVER, else http://127.0.0.1:8420); "
-    "a runner takes several API replicas, comma-separated, and fails over between them")]
-TokenOpt = Annotated[str | None, typer.Option("--token", envvar="STOKER_TOKEN",
-                     help="Bearer token of your team", show_envvar=True)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
-
-
-def _client(server: str | None, token: str | None) -> StokerClient:
-    return StokerClient(server or default_server(), token=token)
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
-    return typer.Exit(1)
-
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # One line per HTTP call would drown what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
 @app.command()
@@ -93,7 +79,7 @@ def serve(
                                  operator_token=os.environ.get("STOKER_OPERATOR_TOKEN") or None)
         run_serve(settings)
     except StokerError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
 
 
 @app.command()
@@ -157,47 +143,6 @@ def import_model(
     out.print(f"{path.name} imported to {directory}")
 
 
-def wait_with_progress(client: StokerClient, job: dict[str, Any]) -> dict[str, Any]:
-    """Wait for a job with a progress bar on stderr; returns the finished job."""
-    total = job["request_counts"]["total"]
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err) as progress:
-        task = progress.add_task(job["id"], total=total)
-
-        def update(current: dict[str, Any]) -> None:
-            progress.update(task, completed=current["request_counts"]["finished"],
-                            description=f"{job['id']} {current['status']}")
-
-        return client.wait(job["id"], on_progress=update, update_s=0.5)
-
-
-T = TypeVar("T")
-
-
-def _ask(server: str | None, token: str | None, action: Callable[[StokerClient], T]) -> T:
-    """Run one API call; a refusal becomes one clear line on stderr and exit code 1."""
-    with _client(server, token) as client:
-        try:
-            return action(client)
-        except ApiError as exc:
-            raise _fail(exc.message) from None
-        except httpx.HTTPError as exc:
-            raise _fail(f"cannot reach the Stoker server at {client.server} "
-                        f"({type(exc).__name__}: {exc}); is it running, and is --server "
-                        "(or $STOKER_SERVER) right?") from None
-
-
-def _emit_job(job: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        _print_json(job)
-        return
-    c = job["request_counts"]
-    out.print(f"[bold]{job['id']}[/bold]  {job['status']}  tier={job['tier']}  "
-              f"model={job['model']}")
-    out.print(f"  total {c['total']}  queued {c['queued']}  running {c['running']}  "
-              f"succeeded {c['succeeded']}  failed {c['failed']}  cancelled {c['cancelled']}")
-
-
 @app.command()
 def submit(
     file: Annotated[Path, typer.Argument(help="JSONL in the OpenAI Batch input format")],
@@ -220,7 +165,7 @@ def submit(
     try:
         data = file.read_bytes()
     except OSError as exc:
-        raise _fail(f"cannot read {file}: {exc.strerror}") from None
+        raise fail(f"cannot read {file}: {exc.strerror}") from None
 
     def run(client: StokerClient) -> dict[str, Any]:
         job = client.submit_jsonl(data, tier=tier, concurrency_group=group,
@@ -231,23 +176,23 @@ def submit(
             return job
         return client.wait(job["id"]) if as_json else wait_with_progress(client, job)
 
-    _emit_job(_ask(server, token, run), as_json)
+    emit_job(ask(server, token, run), as_json)
 
 
 @app.command()
 def status(job_id: str, server: ServerOpt = None, token: TokenOpt = None,
            as_json: JsonOpt = False) -> None:
     """A job's status and counts."""
-    _emit_job(_ask(server, token, lambda c: c.job(job_id)), as_json)
+    emit_job(ask(server, token, lambda c: c.job(job_id)), as_json)
 
 
 @app.command()
 def results(job_id: str, server: ServerOpt = None, token: TokenOpt = None,
             as_json: JsonOpt = False) -> None:
     """The job's results as JSONL (OpenAI Batch output format), in submission order."""
-    lines = _ask(server, token, lambda c: c.results(job_id))
+    lines = ask(server, token, lambda c: c.results(job_id))
     if as_json:
-        _print_json(lines)
+        print_json(lines)
         return
     for line in lines:
         sys.stdout.write(json.dumps(line) + "\n")
@@ -257,7 +202,7 @@ def results(job_id: str, server: ServerOpt = None, token: TokenOpt = None,
 def cancel(job_id: str, server: ServerOpt = None, token: TokenOpt = None,
            as_json: JsonOpt = False) -> None:
     """Cancel a job: queued requests are dropped, results so far are kept."""
-    _emit_job(_ask(server, token, lambda c: c.cancel(job_id)), as_json)
+    emit_job(ask(server, token, lambda c: c.cancel(job_id)), as_json)
 
 
 @app.command("runners")
@@ -265,9 +210,9 @@ def list_runners(server: ServerOpt = None, token: TokenOpt = None, as_json: Json
                  all_runners: Annotated[bool, typer.Option("--all", help="include stopped")]
                  = False) -> None:
     """The pool: each runner's state, model, pid and batch in hand."""
-    rows = _ask(server, token, lambda c: c.runners(include_stopped=all_runners))
+    rows = ask(server, token, lambda c: c.runners(include_stopped=all_runners))
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("id", "name", "model", "state", "pid", "batch in hand", "max batch")
     for r in rows:
@@ -282,9 +227,9 @@ def pool_status(server: ServerOpt = None, token: TokenOpt = None, as_json: JsonO
                 = 5) -> None:
     """Each model pool: fixed or autoscaled, runners by state, what the autoscaler wants and
     why (its latest decisions, with the signals behind them)."""
-    pools = _ask(server, token, lambda c: c.pool(decisions=decisions))
+    pools = ask(server, token, lambda c: c.pool(decisions=decisions))
     if as_json:
-        _print_json(pools)
+        print_json(pools)
         return
     for p in pools:
         runners = ", ".join(f"{n} {s}" for s, n in p["runners"].items()) or "none"
@@ -324,16 +269,16 @@ def pool_roll(
     """Replace MODEL's runners with ones on a new checkpoint, one at a time: a new one starts,
     and once it is warm an old one drains; a new runner that fails stops the roll and the old
     ones keep serving. Exit status 1 if the roll fails."""
-    roll = _ask(server, token, lambda c: c.roll(model, path, revision=revision))
+    roll = ask(server, token, lambda c: c.roll(model, path, revision=revision))
     if not as_json:
         out.print(f"rolling {escape(model)} to revision {roll['revision']} ({roll['id']})")
     while wait and roll["status"] == "rolling":
         time.sleep(1.0)
-        pools = _ask(server, token, lambda c: c.pool(decisions=0))
+        pools = ask(server, token, lambda c: c.pool(decisions=0))
         roll = next(r for p in pools if p["model"] == model for r in p["rolls"]
                     if r["id"] == roll["id"])
     if as_json:
-        _print_json(roll)
+        print_json(roll)
     elif roll["status"] != "rolling":
         out.print(f"{roll['status']}: {escape(roll['message'] or '')}")
     if roll["status"] == "failed":
@@ -367,9 +312,9 @@ def report(
         return (c.cost(team=team, tier=tier, model=model, hours=hours, since=since),
                 c.waste(model=model, hours=hours, since=since))
 
-    cost, waste = _ask(server, token, fetch)
+    cost, waste = ask(server, token, fetch)
     if as_json:
-        _print_json({"cost": cost, "waste": waste})
+        print_json({"cost": cost, "waste": waste})
     elif as_markdown:
         sys.stdout.write(markdown(cost, waste, limit=limit))
     else:

@@ -101,6 +101,27 @@ class StokerClient:
         return dict(self._ok(self._http.post("/api/jobs", json=payload,
                                              headers=headers)).json())
 
+    def submit_command(self, argv: list[str], *, model: str | None = None,
+                       tier: str | None = None, env: dict[str, str] | None = None,
+                       grace_s: float | None = None, max_run_s: float | None = None,
+                       metadata: dict[str, str] | None = None,
+                       idempotency_key: str | None = None,
+                       callback_url: str | None = None) -> dict[str, Any]:
+        """Submit a command job: ``argv`` runs on a lent accelerator of ``model``'s pool with
+        the checkpoint contract (``STOKER_CHECKPOINT_DIR``; SIGTERM, then SIGKILL after
+        ``grace_s``, when its runner is reclaimed)."""
+        payload: dict[str, Any] = {"argv": argv, "env": env or {}}
+        optional = {"model": model, "tier": tier, "grace_s": grace_s, "max_run_s": max_run_s,
+                    "metadata": metadata, "callback_url": callback_url}
+        payload.update({k: v for k, v in optional.items() if v is not None})
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return dict(self._ok(self._http.post("/api/commands", json=payload,
+                                             headers=headers)).json())
+
+    def logs(self, job_id: str) -> str:
+        """A command job's output so far, run by run."""
+        return self._ok(self._http.get(f"/api/jobs/{job_id}/logs")).text
+
     def jobs(self, *, limit: int = 50) -> list[dict[str, Any]]:
         """The team's most recent jobs, newest first."""
         found = self._ok(self._http.get("/api/jobs", params={"limit": limit})).json()

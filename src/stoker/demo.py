@@ -20,7 +20,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from stoker.cli import wait_with_progress
+from stoker.cli_api import wait_with_progress
 from stoker.client import StokerClient
 from stoker.report import usd
 from stoker.runner.backends.gguf_import import import_gguf, packaged_smollm2_gguf
