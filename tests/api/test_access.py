@@ -40,9 +40,10 @@ ADMITS: dict[Callable[..., None], dict[str, str]] = {
 
 @pytest.fixture
 def teams(tmp_path: Path) -> Iterator[API]:
+    # Command jobs on, for the team too: their route's own 403 must not pass for the lock.
     yield from make_client(tmp_path, runner_token="runner-token-789",
-                           operator_token="operator-token-456",
-                           teams={"evals": {"token": "team-token-123"}})
+                           operator_token="operator-token-456", commands={"enabled": True},
+                           teams={"evals": {"token": "team-token-123", "commands": True}})
 
 
 def rule_of(route: APIRoute) -> Callable[..., None]:
