@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +25,7 @@ from stoker.core.fair_share import FairShareState
 from stoker.core.lending import OnlineReserve, may_lend_runner
 from stoker.core.model import Lease, QueueGroup, Request, Runner, RunnerState
 from stoker.store import Store
+from stoker.store.protocol import LendCheck
 from stoker.store.sql_base import WORK
 
 log = logging.getLogger("stoker.dispatch")
@@ -226,11 +227,24 @@ class Dispatcher:
         lock = self._lending_locks.setdefault(runner.model, threading.Lock())
         with lock:
             if not self._may_lend(runner, reserve):
-                online = [g for g in groups if online_ask_takes(g.tier, self._policy)]
-                decision, new_share = self._plan(online, share, config, ask)
-                if not online or not isinstance(decision, Dispatch):
-                    return Wait(until=None), None, 0  # kept free: woken for online work
-            return self._grant(runner, decision, new_share, groups)
+                return self._online_only(runner, groups, share, config, ask)
+            lent = self._grant(runner, decision, new_share, groups,
+                               lend_check=self._lend_check(runner, reserve))
+            if lent[1] is None:
+                # Another replica lent a runner meanwhile (the store's check, under the
+                # model's lock there, said no): what this one may still take is online work.
+                return self._online_only(runner, groups, share, config, ask)
+            return lent
+
+    def _online_only(self, runner: Runner, groups: list[QueueGroup], share: FairShareState,
+                     config: BatchConfig, ask: TopUp | None
+                     ) -> tuple[Dispatch | Wait, tuple[Lease, list[Request]] | None, int]:
+        """The runner is kept free for online work: a grant of that alone, or a wait."""
+        online = [g for g in groups if online_ask_takes(g.tier, self._policy)]
+        decision, new_share = self._plan(online, share, config, ask)
+        if not online or not isinstance(decision, Dispatch):
+            return Wait(until=None), None, 0  # kept free: woken for online work
+        return self._grant(runner, decision, new_share, groups)
 
     def _try_command(self, runner: Runner
                      ) -> tuple[Dispatch | Wait, tuple[Lease, list[Request]] | None, int]:
@@ -250,8 +264,10 @@ class Dispatcher:
         with lock:
             if reserve is not None and not self._may_lend(runner, reserve):
                 return Wait(until=None), None, 0
+            check = None if reserve is None else self._lend_check(runner, reserve)
             got = self._store.lease_batch(runner.id, queue, decision.picks,
-                                          ttl_s=self._terms.ttl_s, now=self._clock.now())
+                                          ttl_s=self._terms.ttl_s, now=self._clock.now(),
+                                          lend_check=check)
         return decision, got, sum(g.queued for g in groups)
 
     def _plan(self, groups: list[QueueGroup], share: FairShareState, config: BatchConfig,
@@ -262,23 +278,34 @@ class Dispatcher:
         return plan_top_up(groups, share, ask, config, self._policy, now=now)
 
     def _grant(self, runner: Runner, decision: Dispatch, share: FairShareState,
-               groups: list[QueueGroup]
+               groups: list[QueueGroup], lend_check: LendCheck | None = None
                ) -> tuple[Dispatch | Wait, tuple[Lease, list[Request]] | None, int]:
         # The store marks an idle runner busy in the same statement or transaction.
         got = self._store.lease_batch(runner.id, runner.model, decision.picks,
-                                      ttl_s=self._terms.ttl_s, now=self._clock.now())
+                                      ttl_s=self._terms.ttl_s, now=self._clock.now(),
+                                      lend_check=lend_check)
         if got is not None:
             with self._shares_lock:
                 self._shares[runner.model] = share
         return decision, got, sum(g.queued for g in groups)
 
     def _may_lend(self, runner: Runner, reserve: OnlineReserve) -> bool:
-        """Whether ``runner`` may take work below the online tier (see may_lend_runner)."""
-        held = self._store.leased_tiers_by_runner(runner.model)
-        lent = {r for r, tiers in held.items()
-                if any(not online_ask_takes(t, self._policy) for t in tiers)}
-        return may_lend_runner(self._store.warm_runners(runner.model), len(lent - {runner.id}),
-                               already_lent=runner.id in lent, reserve=reserve)
+        """Whether ``runner`` may take work below the online tier (see may_lend_runner), as
+        this replica reads the store now: a cheap first look; the grant asks again in its
+        transaction (:meth:`_lend_check`)."""
+        return self._lend_check(runner, reserve)(
+            self._store.warm_runners(runner.model),
+            self._store.leased_tiers_by_runner(runner.model))
+
+    def _lend_check(self, runner: Runner, reserve: OnlineReserve) -> LendCheck:
+        """The reserve's check of a grant that lends ``runner``, for the store to ask with
+        what it reads under the model's lending lock."""
+        def check(warm: int, held: Mapping[str, frozenset[str]]) -> bool:
+            lent = {r for r, tiers in held.items()
+                    if any(not online_ask_takes(t, self._policy) for t in tiers)}
+            return may_lend_runner(warm, len(lent - {runner.id}),
+                                   already_lent=runner.id in lent, reserve=reserve)
+        return check
 
 
 def takes_commands(ask: TopUp | None) -> bool:

@@ -22,7 +22,7 @@ from stoker.core.model import Lease, Request
 from stoker.errors import Unavailable
 from stoker.store import rows
 from stoker.store.ids import new_id
-from stoker.store.protocol import ResultRow
+from stoker.store.protocol import LendCheck, ResultRow
 from stoker.store.queries import load_migrations, load_queries
 from stoker.store.sql import SQLStore
 from stoker.store.sql_base import PROGRESS, STREAM, WORK
@@ -126,19 +126,30 @@ class PostgresStore(SQLStore):
         return self._read(query, params, many=False)
 
     def lease_batch(
-        self, runner_id: str, model: str, picks: Sequence[Pick], *, ttl_s: float, now: float
+        self, runner_id: str, model: str, picks: Sequence[Pick], *, ttl_s: float, now: float,
+        lend_check: LendCheck | None = None,
     ) -> tuple[Lease, list[Request]] | None:
-        """Lease the oldest queued requests of each pick in one statement (one round trip)."""
+        """Lease the oldest queued requests of each pick in one statement (one round trip);
+        a grant that lends the runner first takes the model's lending lock and asks
+        ``lend_check`` in the same transaction, so replicas lend one at a time."""
         lease_id = new_id("lease")
         params = {"lease_id": lease_id, "runner_id": runner_id, "model": model, "now": now,
                   "expires_at": now + ttl_s, "tiers": [p.tier for p in picks],
                   "teams": [p.team for p in picks], "counts": [p.count for p in picks]}
-        try:
-            with self._quick.connection() as conn:
+        if lend_check is not None:
+            with self._tx(durable=False) as conn:
+                if not self._lend_allowed(conn, model, lend_check):
+                    return None
                 leased = [rows.request_from(r)
                           for r in conn.execute(self._q["lease_batch"], params).fetchall()]
-        except psycopg.OperationalError as exc:
-            raise Unavailable(f"the database is unavailable ({_safe(exc)}); retry") from None
+        else:
+            try:
+                with self._quick.connection() as conn:
+                    leased = [rows.request_from(r) for r in
+                              conn.execute(self._q["lease_batch"], params).fetchall()]
+            except psycopg.OperationalError as exc:
+                raise Unavailable(f"the database is unavailable ({_safe(exc)}); "
+                                  "retry") from None
         if not leased:
             return None
         lease = Lease(lease_id, runner_id, model, now, now + ttl_s, tuple(r.id for r in leased))
@@ -159,6 +170,11 @@ class PostgresStore(SQLStore):
     def _pipeline(self, conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
         """Send the block's statements together, reading their answers at its end."""
         return conn.pipeline()
+
+    def _lock_lending(self, conn: Any, model: str) -> None:
+        """Every lending grant of ``model``, from any replica, waits here for the one before
+        it to commit (a transaction-scoped advisory lock)."""
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("stoker-lending:" + model,))
 
     def _runner_done_with_batch(self, conn: Any, runner_id: str, now: float) -> None:
         """A busy runner with no open lease left is idle again (one statement)."""

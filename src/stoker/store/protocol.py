@@ -94,6 +94,10 @@ class Submission:
 AdmissionCheck = Callable[[TeamLoad, AdmissionState | None],
                           tuple[AdmissionDecision, AdmissionState]]
 
+#: Whether a grant that lends a runner may go ahead, given the model's warm runners and the
+#: tiers each of its runners holds leased (read under the model's lending lock).
+LendCheck = Callable[[int, Mapping[str, frozenset[str]]], bool]
+
 
 @dataclass(frozen=True, slots=True)
 class RequestOutcome:
@@ -223,11 +227,16 @@ class Store(PoolStore, CallbackStore, CommandStore, OpenAIStore, Protocol):
         ...
 
     def lease_batch(
-        self, runner_id: str, model: str, picks: Sequence[Pick], *, ttl_s: float, now: float
+        self, runner_id: str, model: str, picks: Sequence[Pick], *, ttl_s: float, now: float,
+        lend_check: LendCheck | None = None,
     ) -> tuple[Lease, list[Request]] | None:
-        """Lease, atomically, the oldest queued requests each pick names, and mark an idle
-        runner busy; None if none were left, or if the runner drains or has stopped (it may
-        take no new work)."""
+        """Lease, atomically, the oldest queued requests each pick names (from the queue
+        ``model``), and mark an idle runner busy; None if none were left, or if the runner
+        drains or has stopped (it may take no new work).
+
+        ``lend_check``: the grant lends the runner to work below the online tier; it is asked,
+        in the same transaction and under a lock on the runner's model that every such grant
+        takes (across API replicas), and a False leases nothing."""
         ...
 
     def renew_lease(self, lease_id: str, runner_id: str, *, ttl_s: float, now: float) -> float:

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from stoker.core.batching import Pick
-from stoker.core.commands import is_command_queue
+from stoker.core.commands import is_command_queue, queue_model
 from stoker.core.model import (
     BatchRecord,
     Job,
@@ -30,6 +30,7 @@ from stoker.store.ids import new_id, utc_day
 from stoker.store.protocol import (
     CompletionSummary,
     JobBatch,
+    LendCheck,
     RequestOutcome,
     ResultRow,
 )
@@ -129,15 +130,19 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL, CallbacksSQL, CommandsS
         return {(m, t): n for m, t, n in self._all("queue_depth_by_model")}
 
     def lease_batch(
-        self, runner_id: str, model: str, picks: Sequence[Pick], *, ttl_s: float, now: float
+        self, runner_id: str, model: str, picks: Sequence[Pick], *, ttl_s: float, now: float,
+        lend_check: LendCheck | None = None,
     ) -> tuple[Lease, list[Request]] | None:
         """Lease the oldest queued requests of each pick, all in one transaction, step by
-        step (SQLite, in process; PostgreSQL's store does it in one statement)."""
+        step (SQLite, in process; PostgreSQL's store does it in one statement). SQLite's
+        write transactions run one at a time, so a lending check in one holds."""
         lease_id = new_id("lease")
         # Not flushed before returning: a grant lost in a database crash leaves its requests
         # queued, and the runner's report is refused (LeaseLost), so they simply run again.
         with self._tx(durable=False) as conn:
             if self._x(conn, "runner_may_lease", id=runner_id).fetchone() is None:
+                return None
+            if lend_check is not None and not self._lend_allowed(conn, model, lend_check):
                 return None
             taken = sum(
                 self._x(conn, "lease_group", lease_id=lease_id, model=model, tier=p.tier,
@@ -155,6 +160,21 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL, CallbacksSQL, CommandsS
                                                             lease_id=lease_id).fetchall()]
         lease = Lease(lease_id, runner_id, model, now, now + ttl_s, tuple(r.id for r in leased))
         return lease, leased
+
+    def _lend_allowed(self, conn: Any, queue: str, lend_check: LendCheck) -> bool:
+        """Ask ``lend_check`` with the model's warm runners and leased tiers, read in the
+        grant's transaction (under the model's lending lock where the dialect needs one)."""
+        model = queue_model(queue)
+        self._lock_lending(conn, model)
+        warm = int(self._x(conn, "warm_runners", model=model).fetchone()[0])
+        held: dict[str, set[str]] = {}
+        for runner, tier in self._x(conn, "leased_tiers_by_runner", model=model).fetchall():
+            held.setdefault(str(runner), set()).add(str(tier))
+        return lend_check(warm, {r: frozenset(t) for r, t in held.items()})
+
+    def _lock_lending(self, conn: Any, model: str) -> None:
+        """Hold the model's lending lock to the end of the transaction (SQLite: its write
+        transaction is lock enough)."""
 
     def renew_lease(self, lease_id: str, runner_id: str, *, ttl_s: float, now: float) -> float:
         """Push a live lease's expiry to ``now + ttl_s``."""
