@@ -113,3 +113,34 @@ def test_a_report_s_batch_size_is_the_rows_decoded_together(store: Store) -> Non
     sizes = [b.size for b in records.batches]
     # The waste report reads this as the batch's fill: the loop's rows, not the report's.
     assert sorted(sizes) == [1, 12]
+
+
+def test_rows_handed_back_for_online_work_queue_again_and_the_lease_closes_when_none_run(
+        store: Store) -> None:
+    job = submit(store, new_job(3, max_attempts=1), now=1.0)
+    rid = runner(store)
+    lease_id, ids = lease_all(store, rid, now=2.0)
+    back = store.report(lease_id, rid, [], report_id="r1", started_at=3.0, ended_at=3.0,
+                        now=3.0, returned=ids[:2])
+    assert back.requeued == 2
+    rows = {r.request_id: r for r in store.job_results(job.id)}
+    # max_attempts is 1: the hand-back costs no attempt, so they may run again.
+    assert [(rows[i].status, rows[i].attempts) for i in ids[:2]] == [(RequestStatus.QUEUED, 0)] * 2
+    assert store.get_runner(rid).state == RunnerState.BUSY  # the third row still runs
+    store.report(lease_id, rid, [], report_id="r2", started_at=4.0, ended_at=4.0, now=4.0,
+                 returned=ids[2:])
+    assert store.get_runner(rid).state == RunnerState.IDLE
+    with pytest.raises(LeaseLost):
+        store.renew_lease(lease_id, rid, ttl_s=10, now=4.5)
+    assert store.get_job(job.id).counts.queued == 3
+
+
+def test_a_report_may_hand_back_only_rows_its_lease_granted(store: Store) -> None:
+    submit(store, new_job(1), now=1.0)
+    rid = runner(store)
+    lease_id, [held] = lease_all(store, rid, now=2.0)
+    with pytest.raises(Conflict):
+        store.report(lease_id, rid, [], report_id="r1", started_at=3.0, ended_at=3.0,
+                     now=3.0, returned=[held, "req_someone_elses"])
+    assert [r.status for r in store.job_results(store.list_jobs(limit=1)[0].id)] == [
+        RequestStatus.LEASED]

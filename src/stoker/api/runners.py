@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from stoker.api import access
@@ -102,10 +102,18 @@ class ReportIn(_In):
     report_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     started_at: float
     ended_at: float
-    results: list[ResultIn] = Field(min_length=1, max_length=4096)
+    results: list[ResultIn] = Field(default_factory=list, max_length=4096)
     #: How many rows the loop decoded together in that time, on average (the batch size the
     #: waste report reads).
     rows: int | None = Field(None, ge=1, le=8192)
+    #: Rows the loop dropped unfinished when the runner was reclaimed for online work.
+    returned: list[str] = Field(default_factory=list, max_length=4096)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> ReportIn:
+        if not self.results and not self.returned:
+            raise ValueError("a report carries results, returned rows, or both")
+        return self
 
 
 class ProgressIn(_In):
@@ -289,8 +297,10 @@ async def report(runner_id: str, request: Request,
     summary = await run_in_threadpool(
         svc.store.report, body.lease_id, runner_id, outcomes, report_id=body.report_id,
         started_at=body.started_at, ended_at=body.ended_at, now=svc.clock.now(),
-        rows=body.rows)
-    if not summary.repeated and not is_command_queue(summary.model):
+        rows=body.rows, returned=body.returned)
+    if summary.requeued:
+        svc.dispatcher.notify(summary.model, wake=1)
+    if body.results and not summary.repeated and not is_command_queue(summary.model):
         svc.metrics.observe_batch(summary.model, body.rows or len(body.results),
                                   body.ended_at - body.started_at,
                                   sum(r.prompt_tokens for r in body.results),

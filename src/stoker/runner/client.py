@@ -132,13 +132,17 @@ class ControlPlaneClient:
                           timeout=10.0, retry=False)
 
     def report(self, lease_id: str, report_id: str, started_at: float, ended_at: float,
-               results: list[dict[str, Any]], *, rows: int | None = None) -> dict[str, Any]:
+               results: list[dict[str, Any]], *, rows: int | None = None,
+               returned: list[str] | None = None) -> dict[str, Any]:
         """Report some of a lease's results as they finish (continuous batching), with how
-        many rows decoded together meanwhile. Safe to repeat: the server records a
-        ``report_id`` once."""
-        return self._call(f"/api/runners/{self.runner_id}/report",
-                          {"lease_id": lease_id, "report_id": report_id, "rows": rows,
-                           "started_at": started_at, "ended_at": ended_at, "results": results})
+        many rows decoded together meanwhile, and the rows dropped for online work. Safe to
+        repeat: the server records a ``report_id`` once."""
+        body: dict[str, Any] = {"lease_id": lease_id, "report_id": report_id, "rows": rows,
+                                "started_at": started_at, "ended_at": ended_at,
+                                "results": results}
+        if returned:
+            body["returned"] = returned
+        return self._call(f"/api/runners/{self.runner_id}/report", body)
 
     def progress(self, texts: dict[str, str]) -> None:
         """The text streamed requests have so far; lost on failure (the result has it all)."""

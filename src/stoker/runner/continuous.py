@@ -24,13 +24,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stoker.core.continuous import LoopConfig, TopUp, plan_fill, plan_headroom
 from stoker.runner.backends.protocol import ContinuousBackend, DecodeLoop, GenerationOutput
 from stoker.runner.backends.stop_sequences import streamable_text
 from stoker.runner.client import ControlPlaneClient, LeasedWork, LeaseGone
 from stoker.runner.command import CommandWork, is_command_work
+
+if TYPE_CHECKING:  # reclaim.py imports this module's result_json
+    from stoker.runner.reclaim import ReclaimInbox
 from stoker.runner.inputs import UnrunnableRequest, generation_input
 
 log = logging.getLogger("stoker.runner")
@@ -53,6 +56,8 @@ class Report:
     final: bool = False
     #: How many rows the loop decoded together in that time, on average.
     rows: int | None = None
+    #: Rows dropped unfinished when the runner was reclaimed for online work.
+    returned: list[str] = field(default_factory=list)
 
 
 def result_json(request_id: str, out: GenerationOutput) -> dict[str, Any]:
@@ -95,7 +100,8 @@ class ContinuousWork:
                  config: LoopConfig, drain: threading.Event, *, long_poll_s: float,
                  progress_interval_s: float = 0.05,
                  clock: Callable[[], float] = time.time,
-                 commands: CommandWork | None = None) -> None:
+                 commands: CommandWork | None = None,
+                 reclaim: ReclaimInbox | None = None) -> None:
         self._client = client
         self._backend = backend
         self._config = config
@@ -115,6 +121,9 @@ class ContinuousWork:
         # the fill asked for: the accelerator is lent to it).
         self._commands = commands
         self._command_leases: set[str] = set()
+        # The heartbeat's reclaim orders: rows below the online tier leave the loop, unanswered
+        # and handed back, once their grace has passed.
+        self._reclaim = reclaim
 
     def open_leases(self) -> list[str]:
         """The leases with rows not yet reported (the heartbeat renews them)."""
@@ -197,6 +206,9 @@ class ContinuousWork:
             if loop.in_flight == 0:
                 cut, row_seconds = self._clock(), 0.0  # the loop's time starts again
             finished = self._join(loop, rows, joining)
+            self._hand_back(loop, rows)
+            if loop.in_flight == 0 and not finished:
+                continue
             in_flight, started = loop.in_flight, self._clock()
             try:
                 finished += loop.step()
@@ -230,6 +242,28 @@ class ContinuousWork:
             if refused is not None:
                 answered.append((rid, refused))
         return answered
+
+    def _hand_back(self, loop: DecodeLoop, rows: dict[str, _Row]) -> None:
+        """Drop the rows a due reclaim order names, and report them returned (the queue
+        takes them back with the attempt not counted); the order is then spent."""
+        due = self._reclaim.due() if self._reclaim is not None else frozenset()
+        if not due:
+            return
+        assert self._reclaim is not None
+        self._reclaim.clear()
+        dropped = loop.abandon(set(due) & rows.keys())
+        if not dropped:
+            return
+        log.info("handed %d rows back for online work", len(dropped))
+        by_lease: dict[str, list[str]] = {}
+        for rid in dropped:
+            by_lease.setdefault(rows.pop(rid).lease_id, []).append(rid)
+        now = self._clock()
+        for lease_id, ids in by_lease.items():
+            self._outbox.put(Report(lease_id, now, now, [], returned=ids))
+        with self._changed:
+            self._rows_in_hand -= len(dropped)
+            self._changed.notify_all()
 
     def _send_finished(self, rows: dict[str, _Row],
                        finished: list[tuple[str, GenerationOutput]], cut: float,
@@ -309,13 +343,15 @@ class ContinuousWork:
                                       report.results)
             else:
                 self._client.report(report.lease_id, report.report_id, report.started_at,
-                                    report.ended_at, report.results, rows=report.rows)
+                                    report.ended_at, report.results, rows=report.rows,
+                                    returned=report.returned)
         except LeaseGone as exc:
             log.warning("lease %s lost before reporting: %s", report.lease_id, exc)
         except Exception as exc:
             log.error("could not report lease %s: %s", report.lease_id, exc)
         with self._changed:
-            left = self._unreported.get(report.lease_id, 0) - len(report.results)
+            left = (self._unreported.get(report.lease_id, 0) - len(report.results)
+                    - len(report.returned))
             if left > 0 and not report.final:
                 self._unreported[report.lease_id] = left
             else:

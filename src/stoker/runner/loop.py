@@ -138,7 +138,7 @@ class Runner:
                                 int(batching.get("online_headroom_rows", 0)))
             continuous = ContinuousWork(self.client, backend, config, self.drain,
                                         long_poll_s=self._long_poll_s,
-                                        commands=self._commands)
+                                        commands=self._commands, reclaim=self._reclaim)
             with self._lease_lock:
                 self._leases_in_hand = continuous.open_leases
             continuous.run()

@@ -282,11 +282,14 @@ class Store(PoolStore, CallbackStore, CommandStore, OpenAIStore, Protocol):
         ended_at: float,
         now: float,
         rows: int | None = None,
+        returned: Sequence[str] = (),
     ) -> CompletionSummary:
         """Record the results of some of a lease's requests as they finish (continuous
         batching), with one batch record for the runner's time ``started_at..ended_at``;
         its size is ``rows``, how many rows the loop decoded together meanwhile (on
-        average), else the number of results.
+        average), else the number of results. ``returned``: rows the runner's loop dropped
+        unfinished when it was reclaimed for online work; they go back to the queue with the
+        attempt not counted.
 
         Only final results (successes, failures that no retry can fix); the report may name
         only requests its lease granted (else Conflict). Nothing is put back: the rest of the

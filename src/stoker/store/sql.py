@@ -60,9 +60,10 @@ def report_batch_id(lease_id: str, report_id: str) -> str:
 
 
 def _check_report_in_lease(lease_id: str, granted: Sequence[str],
-                           outcomes: Sequence[RequestOutcome]) -> None:
+                           outcomes: Sequence[RequestOutcome],
+                           returned: Sequence[str] = ()) -> None:
     """A report may speak only of the requests its lease granted."""
-    foreign = sorted({o.request_id for o in outcomes} - set(granted))
+    foreign = sorted(({o.request_id for o in outcomes} | set(returned)) - set(granted))
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5
                                           else "")
@@ -206,7 +207,7 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL, CallbacksSQL, CommandsS
             if lease is None or lease[1] != runner_id:
                 raise LeaseLost(f"lease {lease_id!r} does not belong to runner {runner_id!r}")
             model, live, granted = str(lease[2]), lease[3] is None, json.loads(lease[4])
-            _check_report_in_lease(lease_id, granted, outcomes)
+            _check_report_in_lease(lease_id, granted, outcomes, returned=returned)
             if lease[5] is not None:
                 # The same report again (a retried call): recorded once already.
                 self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=len(final))
@@ -257,6 +258,7 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL, CallbacksSQL, CommandsS
         ended_at: float,
         now: float,
         rows: int | None = None,
+        returned: Sequence[str] = (),
     ) -> CompletionSummary:
         """Record part of a lease's results as its rows finish (see :class:`Store`): one batch
         record per report, the lease released once nothing of it is left running."""
@@ -269,10 +271,15 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL, CallbacksSQL, CommandsS
             if lease is None or lease[1] != runner_id:
                 raise LeaseLost(f"lease {lease_id!r} does not belong to runner {runner_id!r}")
             model = str(lease[2])
-            _check_report_in_lease(lease_id, json.loads(lease[4]), outcomes)
+            _check_report_in_lease(lease_id, json.loads(lease[4]), outcomes,
+                                   returned=returned)
             if self._x(conn, "batch_exists", id=batch_id).fetchone() is not None:
                 self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=len(outcomes))
                 return CompletionSummary(0, len(outcomes), 0, 0, model=model, repeated=True)
+            if returned and lease[3] is None:
+                self._xmany(conn, "return_reclaimed",
+                            [{"id": rid, "lease_id": lease_id} for rid in set(returned)])
+                self._announce(conn, WORK, model)
             inserted = self._record_results(conn, outcomes, runner_id, batch_id, now)
             self._insert_batch(conn, batch_id, runner_id, model, lease_id, outcomes,
                                started_at, ended_at, rows=rows)
@@ -287,7 +294,8 @@ class SQLStore(SubmitSQL, UsageSQL, RunnersSQL, PoolSQL, CallbacksSQL, CommandsS
             recorded = inserted.rowcount if inserted is not None else 0
             if len(outcomes) - recorded:
                 self._x(conn, "bump_counter", name=DUPLICATE_RESULTS, by=len(outcomes) - recorded)
-        return CompletionSummary(recorded, len(outcomes) - recorded, 0, 0, model=model)
+        return CompletionSummary(recorded, len(outcomes) - recorded, len(set(returned)), 0,
+                                 model=model)
 
     def _insert_batch(self, conn: Any, batch_id: str, runner_id: str, model: str,
                       lease_id: str, outcomes: Sequence[RequestOutcome], started_at: float,
