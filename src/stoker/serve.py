@@ -26,7 +26,8 @@ from stoker.errors import Unavailable
 from stoker.pool.controller import PoolController
 from stoker.pool.fixed import FixedPool
 from stoker.pool.kubernetes import KubernetesProvisioner, kubernetes_pods_api
-from stoker.pool.lending import LendingController, LocalReplicaLender
+from stoker.pool.lending import LendingController, LocalReplicaLender, ReplicaLender
+from stoker.pool.lending_kubernetes import KubernetesReplicaLender
 from stoker.pool.local import LocalProvisioner
 from stoker.pool.provisioner import Provisioner
 from stoker.runner.backends.tiny_model import create_tiny_model, is_checkpoint
@@ -84,14 +85,24 @@ def autoscale_controllers(settings: Settings, store: Store,
 
 def lending_controllers(settings: Settings, store: Store, url: str, keys: Mapping[str, str],
                         runner_token: str | None) -> list[LendingController]:
-    """A lending controller per external fleet (see stoker.pool.lending)."""
+    """A lending controller per external fleet (see stoker.pool.lending): its runners are
+    pods with ``provisioner: kubernetes``, else processes on this machine."""
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    return [LendingController(
-        store, name, fleet,
-        LocalReplicaLender(url, fleet, settings.data_dir / "logs", runner_token=runner_token,
-                           provider_key=keys.get(fleet.model)),
-        SystemClock(), holder)
-        for name, fleet in settings.lending.items()]
+    pods = settings.kubernetes if settings.provisioner == "kubernetes" else None
+    api = kubernetes_pods_api() if pods is not None and settings.lending else None
+    controllers = []
+    for name, fleet in settings.lending.items():
+        lender: ReplicaLender
+        if pods is not None and api is not None:
+            lender = KubernetesReplicaLender(api, pods, fleet,
+                                             settings.models[fleet.model].runner_class)
+        else:
+            lender = LocalReplicaLender(url, fleet, settings.data_dir / "logs",
+                                        runner_token=runner_token,
+                                        provider_key=keys.get(fleet.model))
+        controllers.append(LendingController(store, name, fleet, lender, SystemClock(),
+                                             holder))
+    return controllers
 
 
 def serve(settings: Settings, *, on_ready: threading.Event | None = None,

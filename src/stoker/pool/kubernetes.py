@@ -27,6 +27,10 @@ log = logging.getLogger("stoker.pool")
 APP_LABEL = "app.kubernetes.io/name"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MODEL_LABEL = "stoker.dev/model"
+#: A lent replica's runners carry its name, and a component of their own (the autoscaler's
+#: provisioner of the same model never counts or stops them).
+REPLICA_LABEL = "stoker.dev/replica"
+LENT_COMPONENT = "lent-runner"
 LIVE_PHASES = frozenset({"Pending", "Running"})
 
 
@@ -47,8 +51,11 @@ def label_value(text: str) -> str:
 
 
 def runner_pod(settings: KubernetesSettings, model: str, runner_class: str,
-               name: str) -> dict[str, Any]:
-    """The manifest of one runner pod of ``model``."""
+               name: str, *, replica: str | None = None,
+               grace_s: int | None = None) -> dict[str, Any]:
+    """The manifest of one runner pod of ``model``; with ``replica``, a runner on a lent
+    replica of a lending fleet (its work goes to that replica's API, its provider key, if the
+    model has one, from the Secret's ``provider-key-<model>``), given ``grace_s`` to drain."""
     placement = settings.runner_classes.get(runner_class, RunnerPodSettings(gpus=0))
     limits: dict[str, str] = {}
     requests: dict[str, str] = {}
@@ -66,9 +73,16 @@ def runner_pod(settings: KubernetesSettings, model: str, runner_class: str,
             "name": settings.runner_token_secret, "key": "runner-token"}}}],
         "resources": {k: v for k, v in (("limits", limits), ("requests", requests)) if v},
     }
+    labels = {APP_LABEL: "stoker", COMPONENT_LABEL: "runner", MODEL_LABEL: label_value(model)}
+    if replica is not None:
+        container["args"] += ["--replica", replica]
+        container["env"].append({"name": "STOKER_PROVIDER_API_KEY", "valueFrom": {
+            "secretKeyRef": {"name": settings.runner_token_secret,
+                             "key": f"provider-key-{label_value(model)}", "optional": True}}})
+        labels.update({COMPONENT_LABEL: LENT_COMPONENT, REPLICA_LABEL: label_value(replica)})
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "terminationGracePeriodSeconds": settings.termination_grace_period_s,
+        "terminationGracePeriodSeconds": grace_s or settings.termination_grace_period_s,
         "containers": [container],
     }
     if placement.node_selector:
@@ -83,8 +97,7 @@ def runner_pod(settings: KubernetesSettings, model: str, runner_class: str,
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": settings.namespace, "labels": {
-            APP_LABEL: "stoker", COMPONENT_LABEL: "runner", MODEL_LABEL: label_value(model)}},
+        "metadata": {"name": name, "namespace": settings.namespace, "labels": labels},
         "spec": spec,
     }
 
@@ -93,18 +106,26 @@ class KubernetesProvisioner:
     """A model's runners as pods in one namespace (see the module's docstring)."""
 
     def __init__(self, api: PodsApi, settings: KubernetesSettings, model: str,
-                 runner_class: str) -> None:
+                 runner_class: str, *, replica: str | None = None,
+                 grace_s: int | None = None) -> None:
         self.model = model
         self._api, self._settings, self._runner_class = api, settings, runner_class
-        self._selector = (f"{COMPONENT_LABEL}=runner,{MODEL_LABEL}={label_value(model)}")
+        self._replica, self._grace_s = replica, grace_s
+        self._selector = (f"{COMPONENT_LABEL}=runner,{MODEL_LABEL}={label_value(model)}"
+                          if replica is None else
+                          f"{COMPONENT_LABEL}={LENT_COMPONENT},{MODEL_LABEL}="
+                          f"{label_value(model)},{REPLICA_LABEL}={label_value(replica)}")
         self._exits: dict[str, str] = {}
 
     def start(self, count: int) -> list[str]:
         """Create ``count`` runner pods; their names."""
+        stem = (f"stoker-runner-{label_value(self.model)}" if self._replica is None
+                else f"stoker-lent-{label_value(self._replica)[:30].strip('-')}")
         names = []
         for _ in range(count):
-            name = f"stoker-runner-{label_value(self.model)}-{secrets.token_hex(3)}"
-            body = runner_pod(self._settings, self.model, self._runner_class, name)
+            name = f"{stem}-{secrets.token_hex(3)}"
+            body = runner_pod(self._settings, self.model, self._runner_class, name,
+                              replica=self._replica, grace_s=self._grace_s)
             self._api.create_namespaced_pod(self._settings.namespace, body)
             log.info("created runner pod %s", name)
             names.append(name)
@@ -120,6 +141,20 @@ class KubernetesProvisioner:
             grace_period_seconds=self._settings.termination_grace_period_s)
         log.info("deleted runner pod %s", runner.name)
         return True
+
+    def delete(self, name: str, *, grace_s: int) -> None:
+        """Delete a pod: its runner gets SIGTERM (a drain) and is killed after ``grace_s``."""
+        self._api.delete_namespaced_pod(name, self._settings.namespace,
+                                        grace_period_seconds=grace_s)
+        log.info("deleted runner pod %s (grace %ds)", name, grace_s)
+
+    def present(self) -> list[str]:
+        """The pool's pods still pending or running, those being deleted included (a
+        terminating pod still holds its node until its runner has exited)."""
+        pods = self._api.list_namespaced_pod(self._settings.namespace,
+                                             label_selector=self._selector)
+        return [p.metadata.name for p in pods.items
+                if (p.status.phase if p.status else None) in LIVE_PHASES]
 
     def list(self) -> list[str]:
         """The pool's pods still pending or running (and not being deleted); pods that
