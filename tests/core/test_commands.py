@@ -67,7 +67,7 @@ def test_a_body_that_is_no_command_is_refused(body: dict[str, object]) -> None:
     (0, StopReason.RECLAIMED, RunEnd.RETURNED),
     (-15, StopReason.RECLAIMED, RunEnd.RETURNED),
     (-9, StopReason.DRAINING, RunEnd.RETURNED),
-    (0, StopReason.CANCELLED, RunEnd.LEFT_OUT),
+    (0, StopReason.CANCELLED, RunEnd.STOPPED),
     (0, StopReason.LEASE_LOST, RunEnd.UNREPORTED),
     (-15, StopReason.TIMED_OUT, RunEnd.FAILED),
 ])

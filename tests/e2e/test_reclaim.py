@@ -1,8 +1,8 @@
-"""Taking a lent runner back for online work, end to end: `stoker serve` with one runner (static,
-or continuous with no headroom rows) of the tiny model and no runner kept in reserve; a long batch job holds the runner; an online
-request arrives; the runner is told in its heartbeat to hand the batch rows back, serves the
-online request, then finishes the batch job, every request answered once and none charged an
-attempt for the interruption."""
+"""Taking a lent runner back for online work, end to end: `stoker serve` with one runner
+(static, or continuous with no headroom rows) of the tiny model and no runner kept in reserve;
+a long batch job holds the runner; an online request arrives; the runner is told in its
+heartbeat to hand the batch rows back, serves the online request, then finishes the batch job,
+every request answered once and none charged an attempt for the interruption."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ runner be lent. It runs until the command exits, or until it is stopped:
 - reclaimed for online work, or its runner drains: the command gets SIGTERM, and SIGKILL once
   its grace period has passed; the request goes back to the queue with the attempt not counted,
   and the next run finds its checkpoint in ``STOKER_CHECKPOINT_DIR`` and resumes from it;
-- its job is cancelled: the same signals, and it ends cancelled;
+- its job is cancelled: the same signals, and its request ends failed (stopped), the run
+  billed to the job;
 - its lease is lost (the runner was cut off): the same signals, and nothing is reported, since
   the queue has already given the work to another run.
 
@@ -114,7 +115,8 @@ class RunEnd(StrEnum):
     - ``failed``: recorded as failed; no attempt can fix it (terminal).
     - ``retry``: failed this attempt; queued again while attempts remain.
     - ``returned``: handed back unfinished; queued again, the attempt not counted.
-    - ``left_out``: not reported; the store's own rules decide (cancelled job: cancelled).
+    - ``stopped``: recorded as failed, stopped because its job was cancelled (terminal; the
+      run is billed to the job like any run).
     - ``unreported``: nothing is sent, the lease is gone.
     """
 
@@ -122,7 +124,7 @@ class RunEnd(StrEnum):
     FAILED = "failed"
     RETRY = "retry"
     RETURNED = "returned"
-    LEFT_OUT = "left_out"
+    STOPPED = "stopped"
     UNREPORTED = "unreported"
 
 
@@ -138,7 +140,7 @@ def run_end(exit_code: int | None, stop: StopReason | None) -> RunEnd:
     if stop in (StopReason.RECLAIMED, StopReason.DRAINING):
         return RunEnd.RETURNED
     if stop is StopReason.CANCELLED:
-        return RunEnd.LEFT_OUT
+        return RunEnd.STOPPED
     if stop is StopReason.TIMED_OUT:
         return RunEnd.FAILED
     if exit_code == 0:

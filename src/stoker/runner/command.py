@@ -214,6 +214,9 @@ def outcome_report(request_id: str, outcome: RunOutcome
                       "finish_reason": "exited"}], []
     if end is RunEnd.RETURNED:
         return end, [], [request_id]
+    if end is RunEnd.STOPPED:
+        return end, [{"request_id": request_id, "retryable": False,
+                      "error": "its job was cancelled while the command ran; it was stopped"}], []
     if end in (RunEnd.FAILED, RunEnd.RETRY):
         why = ("it ran past its max_run_s" if outcome.stop is StopReason.TIMED_OUT
                else f"the command exited with status {outcome.exit_code}")
