@@ -56,3 +56,6 @@ def test_a_lent_runner_hands_batch_work_back_for_an_online_request(
                                timeout=10).json()["data"]
     last_end = max(b["ended_at"] for b in batches)
     assert online_batch["started_at"] < last_end  # served before the batch job was done
+    # Answered as soon as its row was done, not when the pass it joined was over.
+    assert served["finished_at"] < min(b["ended_at"] for b in batches
+                                       if b["started_at"] >= online_batch["started_at"] - 1)

@@ -58,3 +58,26 @@ def test_a_repeated_order_keeps_its_first_deadline_and_a_wider_one_replaces_it()
     assert inbox.due() == frozenset({"x", "y"})
     inbox.clear()
     assert inbox.due() == frozenset()
+
+
+def test_online_rows_are_sent_as_they_finish_with_their_share_of_the_time(
+        backend: TransformersBackend) -> None:
+    batch = requests(("online", 3), ("b1", 40), ("b2", 40))
+    batch[0]["online"] = True
+    sent: list[tuple[list[str], float]] = []
+
+    def report_early(results: list[dict[str, Any]], share: float) -> bool:
+        sent.append(([r["request_id"] for r in results], share))
+        return True
+
+    results, returned = run_reclaimable(backend, batch, ReclaimInbox(), report_early)
+    assert sent == [(["online"], pytest.approx(1 / 3))]  # one of the three rows decoding
+    assert [r["request_id"] for r in results] == ["b1", "b2"]
+    assert returned == []
+
+
+def test_online_rows_not_sent_early_go_with_the_batch(backend: TransformersBackend) -> None:
+    batch = requests(("online", 3), ("b1", 20))
+    batch[0]["online"] = True
+    results, _ = run_reclaimable(backend, batch, ReclaimInbox(), lambda results, share: False)
+    assert [r["request_id"] for r in results] == ["online", "b1"]

@@ -15,7 +15,7 @@ from stoker.api.reclaim import reclaim_order
 from stoker.api.render import runner_json
 from stoker.api.services import Services, current_checkpoint, services
 from stoker.core.commands import is_command_queue
-from stoker.core.continuous import TopUp
+from stoker.core.continuous import TopUp, online_ask_takes
 from stoker.core.model import RunnerState
 from stoker.errors import InvalidRequest, LeaseLost, ModelNotFound
 from stoker.settings import ModelSettings, Settings
@@ -246,8 +246,10 @@ async def lease(runner_id: str, request: Request,
     granted, requests = got
     return {
         "lease": {"id": granted.id, "expires_at": granted.expires_at},
+        # "online": its client waits on it; a static runner reports it as soon as it is done.
         "requests": [{"id": r.id, "job_id": r.job_id, "endpoint": r.endpoint, "body": r.body,
-                      "attempt": r.attempts} for r in requests],
+                      "attempt": r.attempts, "online": online_ask_takes(r.tier, svc.policy)}
+                     for r in requests],
         "draining": False,
     }
 

@@ -44,6 +44,8 @@ log = logging.getLogger("stoker.runner")
 
 #: The end of a run's output kept as its result (the whole log is on the server).
 TAIL_CHARS = 4000
+#: Characters per shipment of a log (the server takes at most 262,144 in one).
+SHIP_CHARS = 128 * 1024
 _POLL_S = 0.1
 
 
@@ -300,14 +302,13 @@ class CommandWork:
         return None
 
     def _ship(self, request_id: str, text: str) -> bool:
-        if not text:
-            return True
-        try:
-            self._client.ship_log(request_id, text)
-        except LeaseGone:
-            return False
-        except Exception as exc:  # the log is best effort; the run goes on
-            log.warning("could not ship a command's log: %s", exc)
+        for start in range(0, len(text), SHIP_CHARS):
+            try:
+                self._client.ship_log(request_id, text[start:start + SHIP_CHARS])
+            except LeaseGone:
+                return False
+            except Exception as exc:  # the log is best effort; the run goes on
+                log.warning("could not ship a command's log: %s", exc)
         return True
 
 

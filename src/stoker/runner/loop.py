@@ -26,7 +26,7 @@ from stoker.runner.client import ControlPlaneClient, LeasedWork, LeaseGone, Runn
 from stoker.runner.command import CommandTerms, CommandWork, StopOrders, is_command_work
 from stoker.runner.continuous import ContinuousWork, result_json
 from stoker.runner.inputs import UnrunnableRequest, generation_input
-from stoker.runner.reclaim import ReclaimInbox, run_reclaimable
+from stoker.runner.reclaim import EarlyReports, ReclaimInbox, run_reclaimable
 
 log = logging.getLogger("stoker.runner")
 
@@ -160,8 +160,12 @@ class Runner:
             started = time.time()
             returned: list[str] = []
             if isinstance(backend, ContinuousBackend):
-                results, returned = run_reclaimable(backend, work.requests, self._reclaim)
-                rate_limited = 0
+                early = EarlyReports(self.client, work.lease_id, started)
+                results, returned = run_reclaimable(backend, work.requests, self._reclaim,
+                                                    report_early=early)
+                rate_limited, started = 0, early.cut
+                if early.sent and not results and not returned:
+                    return  # every row went early: the lease ended with the last report
             else:
                 results, rate_limited = run_requests(backend, work.requests)
             ended = time.time()

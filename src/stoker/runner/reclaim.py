@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from stoker.runner.backends.protocol import ContinuousBackend, GenerationOutput
+from stoker.runner.client import ControlPlaneClient
 from stoker.runner.continuous import result_json
 from stoker.runner.inputs import UnrunnableRequest, generation_input
 
@@ -67,10 +70,19 @@ class ReclaimInbox:
             self._order = None
 
 
+#: Given the results of online rows that just finished and their share of the rows decoding
+#: in that step, sends them at once; False: not sent (they go with the batch's completion).
+EarlyReport = Callable[[list[dict[str, Any]], float], bool]
+
+
 def run_reclaimable(backend: ContinuousBackend, requests: list[dict[str, Any]],
-                    inbox: ReclaimInbox) -> tuple[list[dict[str, Any]], list[str]]:
-    """Run one leased batch, stepping its decode loop: the results of the rows that finished,
-    and the request ids handed back under a reclaim order."""
+                    inbox: ReclaimInbox, report_early: EarlyReport | None = None
+                    ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Run one leased batch, stepping its decode loop: the results of the rows that finished
+    (but those ``report_early`` sent: online rows, marked ``online`` by the server, whose
+    client must not wait for the whole batch), and the request ids handed back under a
+    reclaim order."""
+    online = {r["id"] for r in requests if r.get("online")}
     loop = backend.open_loop()
     results: dict[str, dict[str, Any]] = {}
     for req in requests:
@@ -90,7 +102,14 @@ def run_reclaimable(backend: ContinuousBackend, requests: list[dict[str, Any]],
                 returned += loop.abandon(set(due))
                 if not loop.in_flight:
                     break
+            in_flight = loop.in_flight
             finished: list[tuple[str, GenerationOutput]] = loop.step()
+            early = [result_json(rid, out) for rid, out in finished
+                     if rid in online and out.error is None]
+            if early and report_early is not None and report_early(early,
+                                                                   len(early) / in_flight):
+                sent = {r["request_id"] for r in early}
+                finished = [(rid, out) for rid, out in finished if rid not in sent]
             results.update((rid, result_json(rid, out)) for rid, out in finished)
     except Exception as exc:
         log.exception("batch failed")
@@ -99,3 +118,25 @@ def run_reclaimable(backend: ContinuousBackend, requests: list[dict[str, Any]],
                 results[req["id"]] = {"request_id": req["id"], "retryable": True,
                                       "error": f"backend failed: {exc}"}
     return [results[r["id"]] for r in requests if r["id"] in results], returned
+
+
+class EarlyReports:
+    """Sends a static batch's online rows as they finish (a partial report each), giving each
+    report its rows' share of the time since the last one; the batch's completion then
+    covers the rest of its time, from :attr:`cut`."""
+
+    def __init__(self, client: ControlPlaneClient, lease_id: str, started_at: float) -> None:
+        self._client, self._lease_id = client, lease_id
+        self.cut = started_at
+        self.sent = 0
+
+    def __call__(self, results: list[dict[str, Any]], share: float) -> bool:
+        now = time.time()
+        end = self.cut + (now - self.cut) * min(1.0, share)
+        try:
+            self._client.report(self._lease_id, uuid.uuid4().hex, self.cut, end, results)
+        except Exception as exc:  # they go with the completion instead
+            log.warning("could not report online rows early: %s", exc)
+            return False
+        self.cut, self.sent = end, self.sent + len(results)
+        return True
