@@ -10,37 +10,21 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from stoker.api.app import create_app
-from stoker.clock import SystemClock
 from stoker.core.model import JobStatus
 from stoker.runner.client import ControlPlaneClient
 from stoker.runner.command import CommandTerms, CommandWork, StopOrders, is_command_work
 from stoker.runner.reclaim import ReclaimInbox
-from stoker.settings import load_settings
 from stoker.store.sqlite import SQLiteStore
-from tests.runner.test_continuous_work import free_port, wait_for
+from tests.runner.live_server import live_server
 
 
 @pytest.fixture
 def live(tmp_path: Path, tiny_model_dir: Path) -> Iterator[tuple[str, SQLiteStore]]:
-    port = free_port()
-    settings = load_settings(data_dir=tmp_path, port=port,
-                             models={"tiny-llama": {"path": str(tiny_model_dir)}},
-                             batching={"continuous": False},
-                             commands={"enabled": True, "log_interval_s": 0.1},
-                             leases={"ttl_s": 3.0, "long_poll_s": 0.5})
-    store = SQLiteStore(settings.database_path)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, store, SystemClock()),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, "the server to start")
-    yield f"http://127.0.0.1:{port}", store
-    server.should_exit = True
-    thread.join(timeout=10)
-    store.close()
+    with live_server(tmp_path, tiny_model_dir, batching={"continuous": False},
+                     commands={"enabled": True, "log_interval_s": 0.1},
+                     leases={"ttl_s": 3.0, "long_poll_s": 0.5}) as served:
+        yield served
 
 
 def test_a_long_log_arrives_whole_and_the_run_is_recorded(

@@ -5,20 +5,15 @@ leaves nothing leased. The one double here injects that fault: a loop whose step
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from stoker.api.app import create_app
-from stoker.clock import SystemClock
 from stoker.core.continuous import LoopConfig
 from stoker.core.model import RequestStatus
 from stoker.runner.backends.protocol import DecodeLoop, GenerationInput, GenerationOutput
@@ -26,40 +21,16 @@ from stoker.runner.backends.transformers import TransformersBackend
 from stoker.runner.client import ControlPlaneClient
 from stoker.runner.continuous import ContinuousWork
 from stoker.runner.reclaim import ReclaimInbox
-from stoker.settings import load_settings
 from stoker.store.sqlite import SQLiteStore
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+from tests.runner.live_server import live_server, wait_for
 
 
 @pytest.fixture
 def live(tmp_path: Path, tiny_model_dir: Path) -> Iterator[tuple[str, SQLiteStore]]:
-    port = free_port()
-    settings = load_settings(data_dir=tmp_path, port=port,
-                             models={"tiny-llama": {"path": str(tiny_model_dir)}},
-                             batching={"max_batch_size": 4, "max_wait_ms": 10},
-                             leases={"ttl_s": 3.0, "long_poll_s": 0.5})
-    store = SQLiteStore(settings.database_path)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, store, SystemClock()),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, "the server to start")
-    yield f"http://127.0.0.1:{port}", store
-    server.should_exit = True
-    thread.join(timeout=10)
-    store.close()
+    with live_server(tmp_path, tiny_model_dir,
+                     batching={"max_batch_size": 4, "max_wait_ms": 10},
+                     leases={"ttl_s": 3.0, "long_poll_s": 0.5}) as served:
+        yield served
 
 
 class BreaksOnce:
