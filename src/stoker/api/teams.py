@@ -11,7 +11,8 @@ from pydantic import SecretStr
 
 from stoker.core.admission import BreakerConfig, TeamQuota
 from stoker.errors import Forbidden, InvalidRequest, Unauthorized
-from stoker.settings import BreakerSettings, Settings, TeamSettings
+from stoker.settings import Settings
+from stoker.settings_policy import BreakerSettings, TeamSettings
 
 DEFAULT_TEAM = "default"
 
