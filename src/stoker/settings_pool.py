@@ -19,6 +19,12 @@ class OnlineReserveSettings(_Strict):
     #: online tier stop it after this long and hand it back to the queue (attempts not
     #: counted). None: they finish their batch first.
     reclaim_grace_s: float | None = Field(None, ge=0, le=600)
+    #: Online latency (submission to answer) past which runners serving online requests
+    #: beside work below the online tier hand that work back too, though no online request
+    #: queues: the 90th percentile of the model's online requests of the last minute (those
+    #: still open count as waiting so far). Needs ``reclaim_grace_s``. None: queueing alone
+    #: triggers a reclaim.
+    latency_target_s: float | None = Field(None, gt=0, le=600)
 
 
 class PoolSettings(_Strict):

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from stoker.store.sqlite import SQLiteStore
 from tests.api.conftest import line, make_client
 from tests.api.test_jobs import complete, register
+from tests.runner.live_server import wait_for
 
 API = tuple[TestClient, SQLiteStore]
 
@@ -137,3 +138,30 @@ def test_without_a_reclaim_grace_lent_runners_finish_their_batch(tmp_path: Path)
         got = lease(client, a)
         submit(client, 1, "online", "o")
         assert heartbeat(client, a, got) is None
+
+
+
+@pytest.fixture
+def latency_target(tmp_path: Path) -> Iterator[API]:
+    yield from reserved(tmp_path, runners=0, reclaim_grace_s=0.0, latency_target_s=0.3)
+
+
+def test_slow_online_rows_beside_lent_work_reclaim_it_though_nothing_queues(
+        latency_target: API) -> None:
+    client, _ = latency_target
+    a, b = register(client), register(client)
+    for _ in range(3):
+        submit(client, 1, "online", "o")  # three online calls
+    submit(client, 4, "batch", "b")
+    mixed = lease(client, a)  # the three online rows and one batch row: a full batch
+    assert tiers(mixed) == {"o", "b"}
+    batch_only = lease(client, b)
+    assert tiers(batch_only) == {"b"}
+    # Nothing queues; once the open online requests have waited past the target, the runner
+    # serving them beside batch work is told to hand the batch rows back.
+    orders: list[Any] = []
+    wait_for(lambda: orders.append(heartbeat(client, a, mixed)) or orders[-1],
+             "a reclaim order for slow online rows", timeout_s=30)
+    batch_ids = {r["id"] for r in mixed["requests"] if r["body"]["prompt"] == "b"}
+    assert set(orders[-1]["request_ids"]) == batch_ids
+    assert heartbeat(client, b, batch_only) is None  # no online rows there to speed up

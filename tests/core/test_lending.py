@@ -3,6 +3,8 @@ floor that keeps the online service up."""
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,7 +13,9 @@ from stoker.core.lending import (
     LendingState,
     OnlineReserve,
     ReplicaLoad,
+    latency_over_target,
     may_lend_runner,
+    online_latencies,
     plan_lending,
     replicas_needed,
     withdraw_unknown,
@@ -136,3 +140,20 @@ def test_an_online_reserve_keeps_runners_or_a_fraction_free() -> None:
     assert may_lend_runner(4, 1, already_lent=False, reserve=half)
     assert not may_lend_runner(4, 2, already_lent=False, reserve=half)
     assert OnlineReserve(runners=3, fraction=0.25).size(4) == 3
+
+
+def test_online_latency_counts_open_requests_as_waiting_so_far() -> None:
+    assert online_latencies([(10.0, 10.5), (11.0, None)], now=14.0) == [0.5, 3.0]
+
+
+@given(st.lists(st.floats(0, 100), min_size=3, max_size=50), st.floats(0.1, 100))
+def test_latency_is_over_target_when_more_than_a_tenth_of_requests_are_past_it(
+        latencies: list[float], target: float) -> None:
+    past = sum(1 for x in latencies if x > target)
+    over = latency_over_target(latencies, target)
+    assert over == (past > len(latencies) - math.ceil(0.9 * len(latencies)))
+
+
+def test_too_few_online_requests_say_nothing_about_latency() -> None:
+    assert not latency_over_target([100.0, 100.0], 1.0)
+    assert latency_over_target([100.0, 100.0, 100.0], 1.0)

@@ -133,3 +133,14 @@ def test_requests_handed_back_for_online_work_queue_again_without_an_attempt(
         (RequestStatus.QUEUED, 0), (RequestStatus.QUEUED, 0)]
     assert store.leased_requests_of_runner(rid) == []
     assert store.get_job(job.id).counts.queued == 2
+
+
+def test_recent_job_times_are_the_models_newest_since_a_time(store: Store) -> None:
+    first = store.submit_job(replace(new_job(1), tier="online"), now=10.0).job
+    store.submit_job(replace(new_job(1), model="other-model"), now=11.0)
+    store.submit_job(new_job(1), now=12.0)
+    store.cancel_job(first.id, now=13.0)
+    times = store.recent_job_times(MODEL, since=9.0)
+    assert times == [("batch", 12.0, None), ("online", 10.0, 13.0)]
+    assert store.recent_job_times(MODEL, since=11.0) == [("batch", 12.0, None)]
+    assert store.recent_job_times(MODEL, since=9.0, limit=1) == [("batch", 12.0, None)]

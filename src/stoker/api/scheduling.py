@@ -44,4 +44,5 @@ def online_reserve(settings: Settings, model: str) -> OnlineReserve | None:
     if spec is None or spec.online_reserve is None:
         return None
     reserve = spec.online_reserve
-    return OnlineReserve(reserve.runners, reserve.fraction, reserve.reclaim_grace_s)
+    return OnlineReserve(reserve.runners, reserve.fraction, reserve.reclaim_grace_s,
+                         reserve.latency_target_s)

@@ -152,6 +152,8 @@ class OnlineReserve:
     runners: int = 0
     fraction: float = 0.0
     reclaim_grace_s: float | None = None
+    #: Online latency past which lent work beside online rows is taken back too.
+    latency_target_s: float | None = None
 
     def size(self, warm: int) -> int:
         """Runners held back when ``warm`` are warm."""
@@ -172,6 +174,30 @@ def runners_to_reclaim(online_queued: int, idle_runners: int, lent: Sequence[str
     batch of them beyond what idle runners take, the same ones whichever runner asks."""
     batches = math.ceil(online_queued / max(batch_size, 1))
     return frozenset(sorted(lent)[:max(0, batches - idle_runners)])
+
+
+#: The share of recent online requests that must be within the latency target.
+LATENCY_QUANTILE = 0.9
+#: Fewer recent online requests than this say nothing about latency.
+MIN_LATENCY_SAMPLES = 3
+#: How far back online requests count towards the latency.
+LATENCY_WINDOW_S = 60.0
+
+
+def online_latencies(jobs: Sequence[tuple[float, float | None]], *, now: float) -> list[float]:
+    """Each recent online request's latency: submission to answer, or to ``now`` while it
+    is still open (it has waited that long at least)."""
+    return [(now if finished is None else finished) - created for created, finished in jobs]
+
+
+def latency_over_target(latencies: Sequence[float], target_s: float) -> bool:
+    """Whether online latency is over its target: the ``LATENCY_QUANTILE`` of the recent
+    requests' latencies is past ``target_s`` (never on fewer than ``MIN_LATENCY_SAMPLES``)."""
+    if len(latencies) < MIN_LATENCY_SAMPLES:
+        return False
+    ordered = sorted(latencies)
+    at = ordered[min(len(ordered) - 1, math.ceil(LATENCY_QUANTILE * len(ordered)) - 1)]
+    return at > target_s
 
 
 def lending_pool(fleet: str) -> str:

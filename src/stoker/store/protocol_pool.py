@@ -84,6 +84,12 @@ class PoolStore(Protocol):
         """Per runner of ``model`` holding an open lease, the tiers of its leased requests."""
         ...
 
+    def recent_job_times(self, model: str, *, since: float,
+                         limit: int = 500) -> list[tuple[str, float, float | None]]:
+        """(tier, created_at, finished_at or None) of the model's jobs submitted since
+        ``since``, the newest ``limit`` of them (online latency is read from these)."""
+        ...
+
     def pool_measurements(self, model: str, *, batches: int = 200,
                           starts: int = 20) -> PoolMeasurements:
         """Throughput over the model's last ``batches`` batches and cold start over its last

@@ -607,3 +607,8 @@ WHERE l.runner_id = :runner_id AND l.released_at IS NULL AND r.status = 'leased'
 -- name: record_checkpointed_run
 INSERT INTO checkpointed_runs (batch_id, request_id, job_id)
 SELECT :batch_id, id, job_id FROM requests WHERE id = :id;
+
+-- name: recent_job_times
+-- (By the jobs_created index: a minute of jobs, the model's filtered from them.)
+SELECT tier, created_at, finished_at FROM jobs
+WHERE created_at >= :since AND model = :model ORDER BY created_at DESC LIMIT :limit;

@@ -38,6 +38,13 @@ class PoolSQL(SQLBase):
             found.setdefault(str(runner_id), set()).add(str(tier))
         return {runner: frozenset(tiers) for runner, tiers in found.items()}
 
+    def recent_job_times(self, model: str, *, since: float,
+                         limit: int = 500) -> list[tuple[str, float, float | None]]:
+        """The model's newest jobs since ``since``: tier, submitted, finished."""
+        return [(str(tier), float(created), None if finished is None else float(finished))
+                for tier, created, finished in self._all("recent_job_times", model=model,
+                                                         since=since, limit=limit)]
+
     def pool_measurements(self, model: str, *, batches: int = 200,
                           starts: int = 20) -> PoolMeasurements:
         """What the pool measured of itself (see :class:`PoolStore`)."""
