@@ -106,3 +106,33 @@ def test_an_unreachable_server_is_one_line_not_a_traceback(tmp_path: Path,
         assert "Traceback" not in done.stderr
         (line,) = done.stderr.strip().splitlines()
         assert "cannot reach the Stoker server at http://127.0.0.1:9" in line
+
+
+def test_command_run_waits_for_a_command_job_and_logs_show_its_output(
+        make_server: Callable[..., Server]) -> None:
+    server = make_server(commands={"enabled": True, "log_interval_s": 0.2},
+                         batching={"max_batch_size": 4, "max_wait_ms": 0, "continuous": False})
+    server.start(runners=1)
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "stoker.cli", "command", *args],
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    code = "import os; print(os.environ['GREETING'], os.environ['STOKER_JOB_ID'])"
+    ran = command("run", "--server", server.url, "--env", "GREETING=hello", "--wait", "--json",
+                  "--", sys.executable, "-c", code)
+    assert ran.returncode == 0, ran.stderr
+    job = json.loads(ran.stdout)
+    assert (job["status"], job["request_counts"]["succeeded"]) == ("completed", 1)
+    logs = command("logs", job["id"], "--server", server.url)
+    assert logs.returncode == 0, logs.stderr
+    assert f"hello {job['id']}" in logs.stdout
+    assert "=== run 1 on runner" in logs.stdout
+
+    malformed = command("run", "--server", server.url, "--env", "GREETING", "--", "true")
+    assert malformed.returncode == 1
+    assert "NAME=VALUE" in malformed.stderr
+    refused = command("run", "--server", server.url, "--env", "CUDA_VISIBLE_DEVICES=1", "--",
+                      "true")
+    assert refused.returncode == 1
+    assert "CUDA_VISIBLE_DEVICES" in refused.stderr
