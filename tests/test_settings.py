@@ -80,3 +80,19 @@ def test_starvation_may_not_promote_above_online(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path, tiers={"critical": {"priority": 150}},
                              scheduling={"starvation_ceiling_tier": "online"})
     assert settings.scheduling.starvation_ceiling_tier == "online"
+
+
+def test_command_jobs_on_kubernetes_need_a_shared_checkpoint_volume(tmp_path: Path) -> None:
+    pods = {"image": "stoker:dev", "server_url": "http://stoker-api:8420"}
+    with pytest.raises(InvalidRequest, match=r"kubernetes\.checkpoints_claim"):
+        load_settings(data_dir=tmp_path, provisioner="kubernetes", kubernetes=pods,
+                      commands={"enabled": True})
+    settings = load_settings(data_dir=tmp_path, provisioner="kubernetes",
+                             kubernetes={**pods, "checkpoints_claim": "stoker-checkpoints"},
+                             commands={"enabled": True, "checkpoint_root": "/checkpoints"})
+    assert settings.checkpoint_root() == Path("/checkpoints")
+
+
+def test_model_names_may_not_hold_the_command_queue_mark(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match="may not contain '#'"):
+        load_settings(data_dir=tmp_path, default_model="a#b", models={"a#b": {}})

@@ -29,6 +29,17 @@ def _check_commands(settings: Settings) -> None:
                              f"{', '.join(reserved)}")
     if settings.commands.default_grace_s > settings.commands.max_grace_s:
         raise InvalidRequest("commands.default_grace_s is past commands.max_grace_s")
+    pods = settings.kubernetes
+    if settings.commands.enabled and settings.provisioner == "kubernetes" and pods is not None:
+        # A run's checkpoint must outlive its pod: the next run may be in another one.
+        root = settings.commands.checkpoint_root
+        if pods.checkpoints_claim is None or root is None \
+                or str(root) != pods.checkpoints_mount_path:
+            raise InvalidRequest(
+                "command jobs on Kubernetes keep checkpoints on a shared volume: set "
+                "kubernetes.checkpoints_claim (a ReadWriteMany claim) and "
+                "commands.checkpoint_root to kubernetes.checkpoints_mount_path "
+                f"({pods.checkpoints_mount_path})")
 
 
 def _check_policy(settings: Settings) -> None:

@@ -96,5 +96,11 @@ class KubernetesSettings(_Strict):
     #: ``models_mount_path`` (models' ``path`` point under it).
     models_claim: str | None = Field(None, min_length=1, max_length=253)
     models_mount_path: str = Field("/models", pattern=r"^/")
+    #: A PersistentVolumeClaim (ReadWriteMany) where command jobs keep their checkpoints,
+    #: mounted read-write in runner pods at ``checkpoints_mount_path``; set
+    #: ``commands.checkpoint_root`` to that path. None: runner pods run no command jobs' runs
+    #: across pods (a checkpoint would stay in the pod that wrote it).
+    checkpoints_claim: str | None = Field(None, min_length=1, max_length=253)
+    checkpoints_mount_path: str = Field("/checkpoints", pattern=r"^/")
     #: Placement per runner class (the model's ``runner_class``); absent: no GPU request.
     runner_classes: dict[str, RunnerPodSettings] = Field(default_factory=dict)

@@ -75,3 +75,17 @@ def test_a_failed_runner_pod_is_kept_for_its_logs_a_drained_one_is_cleaned_up() 
         assert pods.exit_reason(failed) == \
             "pod failed; Evicted; The node was low on resource: memory."
         assert pods.exit_reason(running) is None
+
+
+def test_runner_pods_mount_the_command_checkpoints_read_write_when_there_is_a_claim() -> None:
+    settings = k8s_settings(models_claim="stoker-models", checkpoints_claim="stoker-checkpoints")
+    pod = runner_pod(settings, "llm", "cpu", "stoker-runner-llm-1")
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    volumes = {v["name"]: v["persistentVolumeClaim"] for v in pod["spec"]["volumes"]}
+    assert volumes == {"models": {"claimName": "stoker-models", "readOnly": True},
+                       "checkpoints": {"claimName": "stoker-checkpoints"}}
+    mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["checkpoints"] == {"name": "checkpoints", "mountPath": "/checkpoints"}
+    # A lent replica's runners run no commands: no checkpoints there.
+    lent = runner_pod(settings, "llm", "cpu", "stoker-lent-chat-0-1", replica="chat-0")
+    assert [v["name"] for v in lent["spec"]["volumes"]] == ["models"]

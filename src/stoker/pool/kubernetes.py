@@ -89,11 +89,20 @@ def runner_pod(settings: KubernetesSettings, model: str, runner_class: str,
         spec["nodeSelector"] = dict(placement.node_selector)
     if settings.service_account:
         spec["serviceAccountName"] = settings.service_account
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
     if settings.models_claim:
-        spec["volumes"] = [{"name": "models", "persistentVolumeClaim": {
-            "claimName": settings.models_claim, "readOnly": True}}]
-        container["volumeMounts"] = [{"name": "models", "mountPath": settings.models_mount_path,
-                                      "readOnly": True}]
+        volumes.append({"name": "models", "persistentVolumeClaim": {
+            "claimName": settings.models_claim, "readOnly": True}})
+        mounts.append({"name": "models", "mountPath": settings.models_mount_path,
+                       "readOnly": True})
+    if settings.checkpoints_claim and replica is None:
+        # Command jobs' checkpoints: written by one pod's run, read by the next run's pod.
+        volumes.append({"name": "checkpoints", "persistentVolumeClaim": {
+            "claimName": settings.checkpoints_claim}})
+        mounts.append({"name": "checkpoints", "mountPath": settings.checkpoints_mount_path})
+    if volumes:
+        spec["volumes"], container["volumeMounts"] = volumes, mounts
     return {
         "apiVersion": "v1",
         "kind": "Pod",
