@@ -32,15 +32,19 @@ def reclaim_order(svc: Services, runner: Runner) -> dict[str, Any] | None:
     if reserve is None or reserve.reclaim_grace_s is None:
         return None
     store, policy = svc.store, svc.policy
-    held = [(rid, tier) for rid, tier in store.leased_requests_of_runner(runner.id)
-            if not online_ask_takes(tier, policy)]
+    mine = store.leased_requests_of_runner(runner.id)
+    held = [rid for rid, tier in mine if not online_ask_takes(tier, policy)]
     if not held:
         return None
     online_queued = sum(g.queued for g in store.queue_groups(runner.model)
                         if online_ask_takes(g.tier, policy))
-    order = {"request_ids": [rid for rid, _ in held], "grace_s": reserve.reclaim_grace_s}
+    order = {"request_ids": held, "grace_s": reserve.reclaim_grace_s}
     if online_queued == 0:
-        return order if _online_slowed_by(svc, runner, reserve) else None
+        # None queues: the sign that online demand rose is its latency, where the runner
+        # serves online rows beside the lent work that slows them.
+        serves_online = len(held) < len(mine)
+        return order if serves_online and _online_latency_over(svc, runner.model,
+                                                                reserve) else None
     lent = [r for r, tiers in store.leased_tiers_by_runner(runner.model).items()
             if any(not online_ask_takes(t, policy) for t in tiers)]
     idle = sum(1 for r in store.list_runners()
@@ -52,18 +56,13 @@ def reclaim_order(svc: Services, runner: Runner) -> dict[str, Any] | None:
     return order
 
 
-def _online_slowed_by(svc: Services, runner: Runner, reserve: OnlineReserve) -> bool:
-    """Whether ``runner`` serves online requests beside lent work while the model's online
-    latency is over the reserve's target: then the lent work goes, to speed the online rows
-    up (none is queued, so this is the only sign that online demand has risen)."""
+def _online_latency_over(svc: Services, model: str, reserve: OnlineReserve) -> bool:
+    """Whether the model's online latency over the last minute is past the reserve's target
+    (never without one)."""
     if reserve.latency_target_s is None:
-        return False
-    store, policy = svc.store, svc.policy
-    tiers = store.leased_tiers_by_runner(runner.model).get(runner.id, frozenset())
-    if not any(online_ask_takes(t, policy) for t in tiers):
         return False
     now = svc.clock.now()
     recent = [(created, finished) for tier, created, finished
-              in store.recent_job_times(runner.model, since=now - LATENCY_WINDOW_S)
-              if online_ask_takes(tier, policy)]
+              in svc.store.recent_job_times(model, since=now - LATENCY_WINDOW_S)
+              if online_ask_takes(tier, svc.policy)]
     return latency_over_target(online_latencies(recent, now=now), reserve.latency_target_s)

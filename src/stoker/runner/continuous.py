@@ -31,10 +31,10 @@ from stoker.runner.backends.protocol import ContinuousBackend, DecodeLoop, Gener
 from stoker.runner.backends.stop_sequences import streamable_text
 from stoker.runner.client import ControlPlaneClient, LeasedWork, LeaseGone
 from stoker.runner.command import CommandWork, is_command_work
+from stoker.runner.inputs import UnrunnableRequest, generation_input
 
 if TYPE_CHECKING:  # reclaim.py imports this module's result_json
     from stoker.runner.reclaim import ReclaimInbox
-from stoker.runner.inputs import UnrunnableRequest, generation_input
 
 log = logging.getLogger("stoker.runner")
 
@@ -246,10 +246,11 @@ class ContinuousWork:
     def _hand_back(self, loop: DecodeLoop, rows: dict[str, _Row]) -> None:
         """Drop the rows a due reclaim order names, and report them returned (the queue
         takes them back with the attempt not counted); the order is then spent."""
-        due = self._reclaim.due() if self._reclaim is not None else frozenset()
+        if self._reclaim is None:
+            return
+        due = self._reclaim.due()
         if not due:
             return
-        assert self._reclaim is not None
         self._reclaim.clear()
         dropped = loop.abandon(set(due) & rows.keys())
         if not dropped:

@@ -104,13 +104,13 @@ def run_reclaimable(backend: ContinuousBackend, requests: list[dict[str, Any]],
                     break
             in_flight = loop.in_flight
             finished: list[tuple[str, GenerationOutput]] = loop.step()
-            early = [result_json(rid, out) for rid, out in finished
-                     if rid in online and out.error is None]
+            done = {rid: result_json(rid, out) for rid, out in finished}
+            early = [done[rid] for rid, out in finished if rid in online and out.error is None]
             if early and report_early is not None and report_early(early,
                                                                    len(early) / in_flight):
-                sent = {r["request_id"] for r in early}
-                finished = [(rid, out) for rid, out in finished if rid not in sent]
-            results.update((rid, result_json(rid, out)) for rid, out in finished)
+                for sent in early:
+                    del done[sent["request_id"]]
+            results.update(done)
     except Exception as exc:
         log.exception("batch failed")
         for req in requests:
