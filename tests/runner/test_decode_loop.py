@@ -11,9 +11,11 @@ from stoker.runner.backends.protocol import GenerationInput, GenerationOutput
 from stoker.runner.backends.transformers import TransformersBackend
 
 
-@pytest.fixture(scope="module")
-def backend(tiny_model_dir: Path) -> TransformersBackend:
-    return TransformersBackend(tiny_model_dir)
+@pytest.fixture(scope="module", params=["slots", "padded"])
+def backend(tiny_model_dir: Path, request: pytest.FixtureRequest) -> TransformersBackend:
+    """The tiny model in each KV layout: cache slots (its own) and the left-padded one any
+    architecture gets."""
+    return TransformersBackend(tiny_model_dir, kv_layout=request.param)
 
 
 def greedy(prompt: str, n: int) -> GenerationInput:

@@ -1,19 +1,18 @@
 """Continuous batching for a transformers model: rows join and leave one running decode loop.
 
-Every step is one forward pass over the rows in flight, each feeding its last token through
-the shared KV cache. Rows that joined since the last step are first prefilled together (their
-prompts left-padded into one tensor) and their caches merged into the running one, so a row
+Every step is one forward pass over the rows in flight, each taking its next token, so a row
 that finishes early frees its slot for the next request at the very next step instead of
-idling until the longest row of a static batch is done.
-
-The cache is kept left-padded: row ``i`` of every layer holds its real positions at the right
-end, and ``mask`` marks which columns are real. Columns no row needs any more are cut off.
+idling until the longest row of a static batch is done. Where the rows' KV caches live and
+how a joining row is prefilled is the business of a :class:`KvBatch`: cache slots and one
+packed pass (:mod:`kv_slots`) for the architectures that allow it, a left-padded cache
+(:mod:`kv_padded`) for any other. This module keeps the rows: what each asked for, its
+tokens, its text and when it is done.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stoker.openai_tools import tools_refused
 from stoker.runner.backends.json_output import RowConstraint, SchemaRefused
@@ -23,6 +22,25 @@ from stoker.runner.backends.stop_sequences import cut_at_stop
 
 if TYPE_CHECKING:
     from stoker.runner.backends.transformers import TransformersBackend
+
+
+class KvBatch(Protocol):
+    """The rows of a loop on the model: their caches, positions and next tokens."""
+
+    @property
+    def rows(self) -> int:
+        """Rows decoding."""
+
+    def forward(self, prompts: list[list[int]]) -> tuple[Any, bool]:
+        """One forward pass taking the ``prompts`` in as new rows (they come after the
+        running ones). Returns the logits ([rows, vocabulary]) of the rows that got a next
+        token, in row order, and whether the running rows were among them."""
+
+    def next_tokens(self, tokens: Any) -> None:
+        """The tokens chosen from the last pass's logits, fed at the next step."""
+
+    def drop(self, finished: list[int]) -> list[int]:
+        """Forget the ``finished`` rows; the others' old indices, in their new order."""
 
 
 @dataclass
@@ -60,11 +78,8 @@ class TransformersDecodeLoop:
         self._eos = backend.tokenizer.eos_token_id
         self._pad = backend.tokenizer.pad_token_id
         self._joining: list[_Row] = []
-        self._rows: list[_Row] = []
-        self._cache: Any = None
-        self._mask: Any = None  # [rows, columns]: 1 where the cache holds a real position
-        self._next_position: Any = None  # [rows]: the position of each row's next token
-        self._last_token: Any = None  # [rows]: the token each row feeds next
+        self._rows: list[_Row] = []  # in the order of the KV batch's rows
+        self._kv: KvBatch = backend.kv_batch()
 
     @property
     def in_flight(self) -> int:
@@ -118,95 +133,34 @@ class TransformersDecodeLoop:
             if row.key in keys:
                 row.finish_reason = "abandoned"
                 gone.append(row.key)
-        self._take_finished()  # only the abandoned rows are finished now: no answer is lost
+        with self._torch.inference_mode():  # the KV batch may move rows between slots
+            self._take_finished()  # only the abandoned rows are finished now: none is lost
         return gone
 
     def step(self) -> list[tuple[str, GenerationOutput]]:
-        """One forward pass: the prefill of the rows that joined (their first tokens), else
-        one token for every row. Returns the rows that finished, with their outputs.
+        """One forward pass: the rows that joined are prefilled (their first tokens) and,
+        where the KV batch packs both into one pass, every running row takes its next token.
+        Returns the rows that finished, with their outputs.
 
-        A prefill is a step of its own so that a new row's first token is out one pass after
-        it joined, not two: what an online request waits for before its text starts."""
+        A joining row's first token comes out of the very next pass: what an online request
+        waits for before its text starts."""
+        if not self._joining and not self._rows:
+            return []
+        joining, self._joining = self._joining, []
         with self._torch.inference_mode():
-            if self._joining:
-                self._admit()
-            elif self._rows:
-                self._decode_one()
-            else:
-                return []
+            logits, advanced = self._kv.forward([r.prompt_ids for r in joining])
+            self._kv.next_tokens(self._pick((self._rows if advanced else []) + joining,
+                                            logits))
+            self._rows = self._rows + joining
             return self._take_finished()
 
-    def _admit(self) -> None:
-        """Prefill the joining rows together, pick their first tokens, merge their caches."""
-        torch = self._torch
-        rows, self._joining = self._joining, []
-        width = max(r.prompt_tokens for r in rows)
-        device = self._backend.device
-        input_ids = torch.tensor([[self._pad] * (width - r.prompt_tokens) + r.prompt_ids
-                                  for r in rows], device=device)
-        mask = torch.tensor([[0] * (width - r.prompt_tokens) + [1] * r.prompt_tokens
-                             for r in rows], device=device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        # Only the last position's logits are needed: the rest would cost a vocabulary-wide
-        # projection per prompt token.
-        out = self._backend.model(input_ids=input_ids, attention_mask=mask,
-                                  position_ids=positions, use_cache=True, logits_to_keep=1)
-        first = self._pick(rows, out.logits[:, -1, :])
-        next_position = torch.tensor([r.prompt_tokens for r in rows], device=device)
-        self._merge(rows, out.past_key_values, mask, next_position, first)
-
-    def _merge(self, rows: list[_Row], cache: Any, mask: Any, next_position: Any,
-               last_token: Any) -> None:
-        torch = self._torch
-        if not self._rows:
-            self._rows, self._cache, self._mask = rows, cache, mask
-            self._next_position, self._last_token = next_position, last_token
-            return
-        old_width, new_width = self._mask.shape[1], mask.shape[1]
-        width = max(old_width, new_width)
-        for old, new in zip(self._cache.layers, cache.layers, strict=True):
-            old.keys = torch.cat([_left_pad(torch, old.keys, width),
-                                  _left_pad(torch, new.keys, width)], dim=0)
-            old.values = torch.cat([_left_pad(torch, old.values, width),
-                                    _left_pad(torch, new.values, width)], dim=0)
-        self._mask = torch.cat([_left_pad(torch, self._mask, width, dim=1),
-                                _left_pad(torch, mask, width, dim=1)], dim=0)
-        self._next_position = torch.cat([self._next_position, next_position])
-        self._last_token = torch.cat([self._last_token, last_token])
-        self._rows = self._rows + rows
-
-    def _decode_one(self) -> None:
-        torch = self._torch
-        self._mask = torch.cat([self._mask, torch.ones_like(self._mask[:, :1])], dim=1)
-        out = self._backend.model(input_ids=self._last_token[:, None], attention_mask=self._mask,
-                                  position_ids=self._next_position[:, None],
-                                  past_key_values=self._cache, use_cache=True)
-        self._cache = out.past_key_values
-        self._next_position = self._next_position + 1
-        self._last_token = self._pick(self._rows, out.logits[:, -1, :])
-
     def _take_finished(self) -> list[tuple[str, GenerationOutput]]:
-        """Answer the finished rows and drop them (and the columns no row needs) from the
-        cache."""
+        """Answer the finished rows and drop them from the KV batch."""
         done = [i for i, r in enumerate(self._rows) if r.finish_reason is not None]
         if not done:
             return []
         outputs = [(self._rows[i].key, self._output(self._rows[i])) for i in done]
-        keep = [i for i, r in enumerate(self._rows) if r.finish_reason is None]
-        self._rows = [self._rows[i] for i in keep]
-        if not keep:
-            self._cache = self._mask = self._next_position = self._last_token = None
-            return outputs
-        index = self._torch.tensor(keep, device=self._backend.device)
-        mask = self._mask.index_select(0, index)
-        # Leading columns that are padding for every remaining row are dead weight.
-        live = int(mask.any(dim=0).nonzero()[0])
-        self._mask = mask[:, live:]
-        for layer in self._cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[:, :, live:, :]
-            layer.values = layer.values.index_select(0, index)[:, :, live:, :]
-        self._next_position = self._next_position.index_select(0, index)
-        self._last_token = self._last_token.index_select(0, index)
+        self._rows = [self._rows[i] for i in self._kv.drop(done)]
         return outputs
 
     def _output(self, row: _Row) -> GenerationOutput:
@@ -271,14 +225,4 @@ class TransformersDecodeLoop:
                 return
         if len(row.tokens) >= row.spec.max_tokens:
             row.finish_reason = "length"
-
-
-def _left_pad(torch: Any, tensor: Any, width: int, *, dim: int = 2) -> Any:
-    """``tensor`` with zero columns added in front along ``dim`` up to ``width``."""
-    missing = width - tensor.shape[dim]
-    if missing == 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[dim] = missing
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 

@@ -1,9 +1,12 @@
 """The local backend: a checkpoint loaded with HF transformers, decoded in batches.
 
 Decoding is :class:`~stoker.runner.backends.decode_loop.TransformersDecodeLoop`: each step is
-one forward pass over every unfinished row with the KV cache, each row keeps its own sampling
-parameters (temperature, top_p, seed), ``max_tokens`` and stop sequences, and rows may join
-between steps (continuous batching). ``generate`` runs one loop to the end over a fixed batch.
+one forward pass over every unfinished row, each row keeps its own sampling parameters
+(temperature, top_p, seed), ``max_tokens`` and stop sequences, and rows may join between
+steps (continuous batching). The rows' KV caches are in cache slots, each step one packed
+pass (:mod:`~stoker.runner.backends.kv_slots`), for the architectures that allow it, and in a
+left-padded cache (:mod:`~stoker.runner.backends.kv_padded`) for any other. ``generate`` runs
+one loop to the end over a fixed batch.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from stoker.openai_format import context_length_message
-from stoker.runner.backends.decode_loop import TransformersDecodeLoop
+from stoker.runner.backends.decode_loop import KvBatch, TransformersDecodeLoop
 from stoker.runner.backends.json_output import JsonConstraints
+from stoker.runner.backends.kv_padded import PaddedKvBatch
+from stoker.runner.backends.kv_slots import SlotKvBatch, supports_slots, use_slot_attention
 from stoker.runner.backends.logprobs import prompt_logprobs
 from stoker.runner.backends.protocol import GenerationInput, GenerationOutput, TokenLogprob
 
@@ -23,7 +28,11 @@ from stoker.runner.backends.protocol import GenerationInput, GenerationOutput, T
 class TransformersBackend:
     """A causal LM checkpoint on the CPU or a GPU, generating in batches."""
 
-    def __init__(self, path: Path, *, device: str = "cpu", dtype: str = "auto") -> None:
+    def __init__(self, path: Path, *, device: str = "cpu", dtype: str = "auto",
+                 kv_layout: Literal["auto", "slots", "padded"] = "auto") -> None:
+        """Load the checkpoint at ``path`` (a directory, or a GGUF file de-quantized as it
+        loads). ``kv_layout`` "auto" decodes in cache slots where the architecture allows it
+        (:func:`kv_slots.supports_slots`), else in a left-padded cache."""
         # Nothing may reach for a model hub: the checkpoint is local or it is an error.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
@@ -52,6 +61,13 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = model.to(self.device)
         self.model.eval()
+        if kv_layout == "slots" and not supports_slots(self.model.config):
+            raise ValueError(f"{self.model.config.model_type} models cannot decode in cache "
+                             "slots; use kv_layout 'padded' or 'auto'")
+        self.kv_layout = ("slots" if kv_layout == "auto" and supports_slots(self.model.config)
+                          else "padded" if kv_layout == "auto" else kv_layout)
+        if self.kv_layout == "slots":
+            use_slot_attention(self.model)
         self._eos = self.tokenizer.eos_token_id
         self._context = int(getattr(self.model.config, "max_position_embeddings", 2048))
         #: JSON answers (response_format): the constraint for each row that asks for one.
@@ -101,6 +117,12 @@ class TransformersBackend:
         gen = self.torch.Generator(device=self.device)
         gen.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
         return gen
+
+    def kv_batch(self) -> KvBatch:
+        """An empty KV batch for a decode loop, in this backend's layout."""
+        if self.kv_layout == "slots":
+            return SlotKvBatch(self.torch, self.model, self.device)
+        return PaddedKvBatch(self.torch, self.model, self.device, self.tokenizer.pad_token_id)
 
     def open_loop(self) -> TransformersDecodeLoop:
         """A decode loop that rows can join between steps (continuous batching)."""
