@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
-from transformers import GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
+from transformers import GPT2Config, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
 from stoker.runner.backends.kv_slots import supports_slots
 from stoker.runner.backends.protocol import GenerationInput
@@ -104,6 +105,43 @@ def test_which_architectures_decode_in_slots() -> None:
     assert not supports_slots(GPT2Config())
 
 
+def save_random_model(tiny_model_dir: Path, directory: Path, model: Any) -> Path:
+    """``model`` saved with the tiny model's tokenizer."""
+    for item in tiny_model_dir.iterdir():
+        if item.name.startswith("tokenizer") or item.name == "special_tokens_map.json":
+            shutil.copy(item, directory / item.name)
+    model.save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.parametrize("config_class", [MistralConfig, Qwen2Config, Qwen3Config])
+def test_each_listed_architecture_decodes_in_slots_as_in_the_padded_layout(
+        config_class: Any, tiny_model_dir: Path, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    vocabulary = LlamaConfig.from_pretrained(tiny_model_dir).vocab_size
+    config = config_class(vocab_size=vocabulary, hidden_size=64, intermediate_size=128,
+                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                          head_dim=16, max_position_embeddings=512, sliding_window=None)
+    torch.manual_seed(0)
+    directory = save_random_model(tiny_model_dir, tmp_path,
+                                  AutoModelForCausalLM.from_config(config))
+    slotted = TransformersBackend(directory)
+    assert slotted.kv_layout == "slots"
+    inputs = [greedy("Hi", 20), greedy("The quick brown fox jumps", 9),
+              greedy("What is 2+2?", 14)]
+    loop = slotted.open_loop()
+    got = {}
+    for i, spec in enumerate(inputs):
+        loop.join(str(i), spec)
+        got.update(loop.step())
+    while loop.in_flight:
+        got.update(loop.step())
+    want = TransformersBackend(directory, kv_layout="padded").generate(inputs)
+    assert [got[str(i)].text for i in range(3)] == [o.text for o in want]
+
+
 @pytest.fixture(scope="module")
 def gpt2_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random GPT-2 (learned positions, fused attention projections) with the tiny
@@ -111,16 +149,11 @@ def gpt2_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     import torch
     from transformers import GPT2LMHeadModel
 
-    directory = tmp_path_factory.mktemp("gpt2")
-    for item in tiny_model_dir.iterdir():
-        if item.name.startswith("tokenizer") or item.name == "special_tokens_map.json":
-            shutil.copy(item, directory / item.name)
     config = LlamaConfig.from_pretrained(tiny_model_dir)
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=config.vocab_size, n_positions=512, n_embd=64,
-                               n_layer=2, n_head=2, bos_token_id=config.bos_token_id,
-                               eos_token_id=config.eos_token_id)).save_pretrained(directory)
-    return directory
+    return save_random_model(tiny_model_dir, tmp_path_factory.mktemp("gpt2"), GPT2LMHeadModel(
+        GPT2Config(vocab_size=config.vocab_size, n_positions=512, n_embd=64, n_layer=2,
+                   n_head=2, bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id)))
 
 
 def test_other_architectures_decode_in_the_padded_layout(gpt2_dir: Path) -> None:

@@ -76,7 +76,6 @@ class TransformersDecodeLoop:
         self._torch = backend.torch
         self._tokenizer = backend.tokenizer
         self._eos = backend.tokenizer.eos_token_id
-        self._pad = backend.tokenizer.pad_token_id
         self._joining: list[_Row] = []
         self._rows: list[_Row] = []  # in the order of the KV batch's rows
         self._kv: KvBatch = backend.kv_batch()

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 ATTENTION_NAME = "stoker_slots"
-#: Architectures whose attention modules compute nothing past (q, k, v, scaling), checked.
+#: Architectures whose attention modules compute nothing past (q, k, v, scaling): each is
+#: checked against the padded layout in tests/runner/test_kv_slots.py.
 SLOT_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 _FIRST_COLUMNS = 256  # a new cache's columns; it doubles when a row needs more
 
