@@ -12,7 +12,7 @@ import pytest
 from transformers import GPT2Config, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
 from stoker.runner.backends.kv_slots import supports_slots
-from stoker.runner.backends.protocol import GenerationInput
+from stoker.runner.backends.protocol import GenerationInput, GenerationOutput
 from stoker.runner.backends.transformers import TransformersBackend
 
 
@@ -28,6 +28,19 @@ def slots(tiny_model_dir: Path) -> TransformersBackend:
 @pytest.fixture(scope="module")
 def padded(tiny_model_dir: Path) -> TransformersBackend:
     return TransformersBackend(tiny_model_dir, kv_layout="padded")
+
+
+def joined_one_per_step(backend: TransformersBackend, inputs: list[GenerationInput]
+                        ) -> dict[str, GenerationOutput]:
+    """The outputs of ``inputs`` joining one loop one step apart, keyed by their index."""
+    loop = backend.open_loop()
+    got: dict[str, GenerationOutput] = {}
+    for i, spec in enumerate(inputs):
+        loop.join(str(i), spec)
+        got.update(loop.step())
+    while loop.in_flight:
+        got.update(loop.step())
+    return got
 
 
 def steps_until_done(backend: TransformersBackend, key: str, *, joiner_at: int | None
@@ -68,13 +81,7 @@ def test_a_row_outgrowing_the_first_columns_decodes_as_in_the_padded_layout(
     # 300 new tokens pass the cache's first 256 columns, so it grows under a running loop
     # whose other rows come and go.
     inputs = [greedy("Hi", 300), greedy("What is 2+2?", 7), greedy("The quick brown fox", 90)]
-    loop = slots.open_loop()
-    got = {}
-    for i, spec in enumerate(inputs):
-        loop.join(str(i), spec)
-        got.update(loop.step())
-    while loop.in_flight:
-        got.update(loop.step())
+    got = joined_one_per_step(slots, inputs)
     want = padded.generate(inputs)
     assert [got[str(i)].text for i in range(3)] == [o.text for o in want]
     assert [got[str(i)].completion_tokens for i in range(3)] == [
@@ -131,13 +138,7 @@ def test_each_listed_architecture_decodes_in_slots_as_in_the_padded_layout(
     assert slotted.kv_layout == "slots"
     inputs = [greedy("Hi", 20), greedy("The quick brown fox jumps", 9),
               greedy("What is 2+2?", 14)]
-    loop = slotted.open_loop()
-    got = {}
-    for i, spec in enumerate(inputs):
-        loop.join(str(i), spec)
-        got.update(loop.step())
-    while loop.in_flight:
-        got.update(loop.step())
+    got = joined_one_per_step(slotted, inputs)
     want = TransformersBackend(directory, kv_layout="padded").generate(inputs)
     assert [got[str(i)].text for i in range(3)] == [o.text for o in want]
 
@@ -163,11 +164,5 @@ def test_other_architectures_decode_in_the_padded_layout(gpt2_dir: Path) -> None
         TransformersBackend(gpt2_dir, kv_layout="slots")
     inputs = [greedy("Hi", 6), greedy("The quick brown fox jumps", 9)]
     alone = [backend.generate([spec])[0].text for spec in inputs]
-    loop = backend.open_loop()
-    got = {}
-    for i, spec in enumerate(inputs):
-        loop.join(str(i), spec)
-        got.update(loop.step())
-    while loop.in_flight:
-        got.update(loop.step())
+    got = joined_one_per_step(backend, inputs)
     assert [got[str(i)].text for i in range(2)] == alone
