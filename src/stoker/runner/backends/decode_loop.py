@@ -27,10 +27,6 @@ if TYPE_CHECKING:
 class KvBatch(Protocol):
     """The rows of a loop on the model: their caches, positions and next tokens."""
 
-    @property
-    def rows(self) -> int:
-        """Rows decoding."""
-
     def forward(self, prompts: list[list[int]]) -> tuple[Any, bool]:
         """One forward pass taking the ``prompts`` in as new rows (they come after the
         running ones). Returns the logits ([rows, vocabulary]) of the rows that got a next

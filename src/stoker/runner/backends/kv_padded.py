@@ -23,7 +23,6 @@ class PaddedKvBatch:
         self._mask: Any = None  # [rows, columns]: 1 where the cache holds a real position
         self._next_position: Any = None  # [rows]: the position of each row's next token
         self._last: Any = None  # [rows]: the token each row feeds next
-        self._prefilled = 0  # rows the last pass prefilled (they were not yet in _last)
 
     @property
     def rows(self) -> int:
@@ -42,7 +41,6 @@ class PaddedKvBatch:
                           past_key_values=self._cache, use_cache=True)
         self._cache = out.past_key_values
         self._next_position = self._next_position + 1
-        self._prefilled = 0
         return out.logits[:, -1, :], True
 
     def _prefill(self, prompts: list[list[int]]) -> Any:
@@ -59,7 +57,6 @@ class PaddedKvBatch:
                           use_cache=True, logits_to_keep=1)
         self._merge(out.past_key_values, mask,
                     torch.tensor([len(p) for p in prompts], device=self._device))
-        self._prefilled = len(prompts)
         return out.logits[:, -1, :]
 
     def _merge(self, cache: Any, mask: Any, next_position: Any) -> None:
@@ -80,7 +77,7 @@ class PaddedKvBatch:
     def next_tokens(self, tokens: Any) -> None:
         """The tokens the rows that advanced feed at the next step (after a prefill, only the
         new rows': the others' are unchanged)."""
-        if self._prefilled and self._last is not None and self.rows > self._prefilled:
+        if self._last is not None and int(self._last.shape[0]) < self.rows:
             self._last = self._torch.cat([self._last, tokens])
         else:
             self._last = tokens

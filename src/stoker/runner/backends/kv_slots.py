@@ -18,6 +18,7 @@ soft-capping) take this path: see :func:`supports_slots`; others keep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 ATTENTION_NAME = "stoker_slots"
@@ -52,13 +53,15 @@ def use_slot_attention(model: Any) -> None:
 class SlotStep:
     """What one packed forward pass is made of, for the attention of every layer.
 
-    The first ``running`` tokens are one per running row: row ``i`` is in slot ``i`` and its
-    token goes to column ``positions[i]``; ``visible`` ([running, 1, 1, width], bool) says
-    which columns each may see. Then each joining row's prompt: ``(slot, start, length)``,
-    its tokens at ``start`` in the packed sequence, written to columns ``0..length``."""
+    The first ``running`` tokens are one per running row: row ``i`` is in slot ``i`` (``rows``
+    is ``0..running`` as a tensor) and its token goes to column ``positions[i]``; ``visible``
+    ([running, 1, 1, width], bool) says which columns each may see. Then each joining row's
+    prompt: ``(slot, start, length)``, its tokens at ``start`` in the packed sequence,
+    written to columns ``0..length``."""
 
     cache: SlotCache
     running: int
+    rows: Any
     positions: Any
     visible: Any
     joining: tuple[tuple[int, int, int], ...]
@@ -124,7 +127,6 @@ def slot_attention(module: Any, query: Any, key: Any, value: Any, attention_mask
 
         return sdpa_attention_forward(module, query, key, value, attention_mask,  # type: ignore[no-any-return]
                                       dropout=dropout, scaling=scaling, **kwargs)
-    import torch
     from torch.nn.functional import scaled_dot_product_attention as sdpa
 
     step = stoker_step
@@ -135,9 +137,8 @@ def slot_attention(module: Any, query: Any, key: Any, value: Any, attention_mask
     out = q.new_empty(tokens, heads, head_dim)
     n = step.running
     if n:
-        rows = torch.arange(n, device=q.device)
-        keys[rows, :, step.positions] = k[:, :n].transpose(0, 1)
-        values[rows, :, step.positions] = v[:, :n].transpose(0, 1)
+        keys[step.rows, :, step.positions] = k[:, :n].transpose(0, 1)
+        values[step.rows, :, step.positions] = v[:, :n].transpose(0, 1)
         width = step.visible.shape[-1]
         # One query per row: the query heads that share a key head become that head's
         # queries, so no key is repeated per query head.
@@ -176,7 +177,7 @@ class SlotKvBatch:
         lengths = [len(p) for p in prompts]
         width = int(self._positions.max()) + 1 if n else 0
         self._cache.reserve(n + len(prompts), max([width, *lengths]))
-        starts = [n + sum(lengths[:i]) for i in range(len(prompts))]
+        starts = list(accumulate(lengths, initial=n))[:-1]  # where each prompt begins
         joined = [t for p in prompts for t in p]
         packed_ids = torch.tensor(joined, dtype=torch.long, device=self._device)
         packed_positions = torch.tensor([i for length in lengths for i in range(length)],
@@ -185,7 +186,7 @@ class SlotKvBatch:
             packed_ids = torch.cat([self._last, packed_ids])
             packed_positions = torch.cat([self._positions, packed_positions])
         columns = torch.arange(width, device=self._device)
-        step = SlotStep(self._cache, n, self._positions,
+        step = SlotStep(self._cache, n, torch.arange(n, device=self._device), self._positions,
                         (columns[None, :] <= self._positions[:, None])[:, None, None, :],
                         tuple((n + i, start, length) for i, (start, length)
                               in enumerate(zip(starts, lengths, strict=True))))

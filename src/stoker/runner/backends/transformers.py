@@ -61,11 +61,13 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = model.to(self.device)
         self.model.eval()
-        if kv_layout == "slots" and not supports_slots(self.model.config):
+        slots_fit = supports_slots(self.model.config)
+        if kv_layout == "slots" and not slots_fit:
             raise ValueError(f"{self.model.config.model_type} models cannot decode in cache "
                              "slots; use kv_layout 'padded' or 'auto'")
-        self.kv_layout = ("slots" if kv_layout == "auto" and supports_slots(self.model.config)
-                          else "padded" if kv_layout == "auto" else kv_layout)
+        if kv_layout == "auto":
+            kv_layout = "slots" if slots_fit else "padded"
+        self.kv_layout = kv_layout
         if self.kv_layout == "slots":
             use_slot_attention(self.model)
         self._eos = self.tokenizer.eos_token_id
